@@ -1,0 +1,3 @@
+"""opsbot: operations runbooks as Slack commands."""
+
+__version__ = "0.1.0"

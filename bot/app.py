@@ -1,0 +1,191 @@
+"""Composition root: builds the bolt app, the ASGI server and their dependencies from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import commands
+from bot import __version__, metrics
+from bot.clock import Clock, utcnow
+from bot.config import Config, load_config
+from bot.db import Database
+from bot.deps import Deps, make_http_client
+from bot.scheduler import Scheduler
+from bot.settings import Settings
+from bot.slack import make_client
+
+log = logging.getLogger(__name__)
+
+
+class BotIdentity:
+    """auth.test, fetched once at start-up (in the background) instead of on the first request's ack path."""
+
+    def __init__(self) -> None:
+        self.user_id: str | None = None
+        self.bot_id: str | None = None
+
+    async def load(self, deps: Deps) -> None:
+        for attempt in range(5):
+            try:
+                response = await deps.slack.auth_test()
+                self.user_id, self.bot_id = response.get("user_id"), response.get("bot_id")
+                return
+            except Exception as exc:
+                log.warning("auth.test failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(2**attempt, 30))
+
+
+class OpsbotApp:
+    def __init__(self, settings: Settings, config: Config, *, clock: Clock = utcnow,
+                 migrate: bool = True, scheduler_lock_interval: float = 5.0) -> None:
+        self.settings = settings
+        self.migrate = migrate
+        db = Database(settings.database_url.get_secret_value())
+        self.deps = Deps(
+            settings=settings, config=config, db=db, slack=make_client(settings), http=make_http_client(),
+            scheduler=Scheduler(db, enabled=settings.scheduler_enabled, lock_interval=scheduler_lock_interval),
+            clock=clock,
+        )
+        self.identity = BotIdentity()
+        # bolt warns that `client.token` is ignored when `authorize` is given; that is the intent here.
+        logging.getLogger("slack_bolt.AsyncApp").addFilter(_IgnoredTokenWarning())
+        self.bolt = AsyncApp(
+            client=self.deps.slack,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            authorize=self._make_authorize(),
+            # Listeners ack at once and hand slow work to deps.tasks, so bolt can answer as soon as
+            # the listener returns instead of polling for the ack in 10 ms steps.
+            process_before_response=True,
+            request_verification_enabled=True,
+        )
+        commands.register_all(self.bolt, self.deps)
+        self.handler = AsyncSlackRequestHandler(self.bolt)
+        self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
+        self._started = False
+
+    def _make_authorize(self) -> Any:
+        token = self.settings.slack_bot_token.get_secret_value()
+        identity = self.identity
+
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token,
+                                   bot_user_id=identity.user_id, bot_id=identity.bot_id)
+
+        return authorize
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        deps = self.deps
+        deps.slack.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        if self.migrate:
+            try:
+                await deps.db.upgrade()
+            except Exception as exc:  # the bot still starts; /health/ready tells the operator
+                log.error("database migration failed at start: %s", type(exc).__name__)
+        deps.tasks.spawn(self.identity.load(deps), name="auth.test")
+        await deps.scheduler.start()
+        log.info("opsbot %s started (database %s)", __version__, deps.db.display_url)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        deps = self.deps
+        cancelled = await deps.tasks.drain(timeout=10)
+        if cancelled:
+            log.warning("shutdown cancelled %d unfinished background task(s)", cancelled)
+        await deps.scheduler.shutdown()
+        await deps.http.aclose()
+        if deps.slack.session is not None:
+            await deps.slack.session.close()
+            deps.slack.session = None
+        await deps.db.dispose()
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _routes(self) -> list[BaseRoute]:
+        return [
+            Route("/slack/events", self.slack_events, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/health/live", self.live, methods=["GET"]),
+            Route("/health/ready", self.ready, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            *commands.routes(self.deps),
+        ]
+
+    async def slack_events(self, request: Request) -> Response:
+        metrics.SLACK_REQUESTS.labels(kind=_kind(request)).inc()
+        if not self.deps.tasks.accepting:
+            return JSONResponse({"error": "shutting down"}, status_code=503)
+        return await self.handler.handle(request)
+
+    async def live(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, _request: Request) -> Response:
+        reason = await self.deps.db.ping()
+        metrics.DB_UP.set(0 if reason else 1)
+        if reason:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        if not self.deps.tasks.accepting:
+            return JSONResponse({"status": "unavailable", "reason": "shutting down"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def health(self, _request: Request) -> Response:
+        reason = await self.deps.db.ping()
+        body = {
+            "status": "ok" if reason is None else "degraded",
+            "version": __version__,
+            "database": {"status": "ok" if reason is None else "down", "backend": self.deps.db.url.get_backend_name(),
+                         **({"reason": reason} if reason else {})},
+            "scheduler": {"leader": self.deps.scheduler.is_leader},
+        }
+        return JSONResponse(body, status_code=200 if reason is None else 503)
+
+    async def metrics(self, _request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class _IgnoredTokenWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be ignored" not in record.getMessage()
+
+
+def _kind(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    return "event" if "json" in content_type else "form"
+
+
+def build(settings: Settings | None = None, config: Config | None = None, **kwargs: Any) -> OpsbotApp:
+    settings = settings or Settings()
+    config = config or load_config(settings.opsbot_config)
+    return OpsbotApp(settings, config, **kwargs)
+
+
+def asgi() -> Starlette:
+    """uvicorn's factory entry point: `uvicorn bot.app:asgi --factory`."""
+    return build().asgi

@@ -1,0 +1,221 @@
+"""The runbook config, `opsbot.yml`: one validated model for the whole team's operations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from bot.config.alerts import AlertRule, AlertSettings, Threshold
+from bot.config.base import Model
+from bot.config.flags import BuiltinFlagStore, Flag, HttpFlagStore, PostgresFlagStore
+from bot.config.health import Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
+from bot.config.incidents import IncidentSettings, Severity
+from bot.config.permissions import PermissionRule, Permissions
+from bot.config.rollbacks import (
+    CommandRunner,
+    GithubActionsRunner,
+    RollbackSettings,
+    RollbackTarget,
+    WebhookRunner,
+)
+from bot.config.secrets import EnvRef
+from bot.errors import ConfigError, NotFound, UnknownSeverity
+
+__all__ = [
+    "AlertRule", "AlertSettings", "BuiltinFlagStore", "Channels", "CommandRunner", "Config", "EnvRef",
+    "Environment", "Flag", "GithubActionsRunner", "HttpCheck", "HttpFlagStore", "IncidentSettings",
+    "PermissionRule", "Permissions", "PostgresCheck", "PostgresFlagStore", "RollbackSettings",
+    "RollbackTarget", "Severity", "SmokeSuite", "TcpCheck", "Threshold", "WebhookRunner",
+    "check_file", "load_config",
+]
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "opsbot.yml"
+PRODUCTION_NAMES = {"prod", "production", "live"}
+
+
+class Channels(Model):
+    alerts: str = "#alerts"
+    incidents: str = "#incidents"
+    # Kill switch flips, rollback approvals and progress; defaults to the incidents channel.
+    ops: str | None = None
+
+    @property
+    def ops_channel(self) -> str:
+        return self.ops or self.incidents
+
+
+class Config(Model):
+    name: str = "opsbot"
+    channels: Channels = Field(default_factory=Channels)
+    severities: list[Severity] = Field(min_length=1)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    environments: dict[str, Environment] = Field(default_factory=dict)
+    flags: dict[str, Flag] = Field(default_factory=dict)
+    rollback: RollbackSettings = Field(default_factory=RollbackSettings)
+    rollbacks: dict[str, RollbackTarget] = Field(default_factory=dict)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    permissions: Permissions = Field(default_factory=Permissions)
+
+    @field_validator("severities")
+    @classmethod
+    def _unique_severities(cls, value: list[Severity]) -> list[Severity]:
+        names = [s.name.lower() for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError("severity names must be unique (case-insensitive)")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        defaults = [name for name, env in self.environments.items() if env.default]
+        if len(defaults) > 1:
+            raise ValueError(f"only one environment may be `default: true` (found {', '.join(defaults)})")
+        envs = set(self.environments)
+        problems = []
+        for flag_name, flag in self.flags.items():
+            problems += [f"flags.{flag_name}.environments.{e}: no such environment" for e in flag.environments
+                         if envs and e not in envs]
+        for service, target in self.rollbacks.items():
+            problems += [f"rollbacks.{service}.environments.{e}: no such environment"
+                         for e in target.environments if envs and e not in envs]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- lookups used by every feature -------------------------------------------------------
+    def severity(self, name: str) -> Severity:
+        """Case-insensitive lookup; UnknownSeverity lists the valid names in order."""
+        for severity in self.severities:
+            if severity.name.lower() == name.strip().lower():
+                return severity
+        raise UnknownSeverity(name, [s.name for s in self.severities])
+
+    def severity_rank(self, name: str) -> int:
+        """0 is the most severe (the first listed)."""
+        lowered = [s.name.lower() for s in self.severities]
+        return lowered.index(name.lower()) if name.lower() in lowered else len(lowered)
+
+    def environment(self, name: str | None) -> tuple[str, Environment]:
+        if not self.environments:
+            raise NotFound("environment", name or "", [])
+        if name is None or name == "":
+            name = self.default_environment
+        for key, env in self.environments.items():
+            if key.lower() == name.lower():
+                return key, env
+        raise NotFound("environment", name, list(self.environments))
+
+    @property
+    def default_environment(self) -> str:
+        for key, env in self.environments.items():
+            if env.default:
+                return key
+        return next(iter(self.environments), "")
+
+    def is_production(self, environment: str) -> bool:
+        env = self.environments.get(environment)
+        if env is not None and env.production is not None:
+            return env.production
+        return environment.lower() in PRODUCTION_NAMES
+
+
+_UNION_TAGS = {"http", "postgres", "tcp", "builtin", "github_actions", "webhook", "command"}
+
+
+def _is_union_tag(loc: tuple[Any, ...], i: int) -> bool:
+    """pydantic puts the discriminator value in the path (checks[2].http.url); users never wrote it."""
+    part = loc[i]
+    if part not in _UNION_TAGS or i == 0:
+        return False
+    return isinstance(loc[i - 1], int) or (i >= 2 and loc[i - 2] == "environments" and loc[0] != "environments")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    """('environments', 'prod', 'checks', 2, 'http', 'url') -> 'environments.prod.checks[2].url'."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _is_union_tag(loc, i) or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if error["type"] == "url_parsing" or error["type"].startswith("url_"):
+        return "not a valid URL"
+    if error["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return msg
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    return [f"{_loc(e['loc'])}: {_message(e)}" for e in exc.errors()]
+
+
+def parse_config(data: Any, *, source: str = "opsbot.yml") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(["(top level): expected a mapping of sections"], source)
+    try:
+        return Config.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc), source) from None
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Load and validate opsbot.yml; None means the bundled example config."""
+    file = Path(path) if path else EXAMPLE_CONFIG
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror}"], source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"], source) from None
+    return parse_config(data, source=source)
+
+
+def missing_env(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """`path: VAR` for every ${VAR} reference that the environment does not define."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, EnvRef):
+            found.extend(f"{path}: environment variable {var} is not set" for var in value.missing(env))
+        elif isinstance(value, Model):
+            for key in type(value).model_fields:
+                walk(getattr(value, key), f"{path}.{key}" if path else key)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{path}[{i}]")
+
+    walk(config, "")
+    return found
+
+
+def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for `opsbot config check`."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return exc.problems, []
+    return [], missing_env(config, env)

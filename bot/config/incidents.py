@@ -1,0 +1,34 @@
+"""`severities:` and `incidents:` sections."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from bot.config.base import Model
+from bot.durations import Duration
+
+
+class Severity(Model):
+    name: str
+    description: str = ""
+    response: Duration = timedelta(hours=24)
+    escalate_to: list[str] = Field(default_factory=list)
+    # While open, remind in the incident channel after this long without an update (None = never).
+    remind_after: Duration | None = None
+    color: str | None = None
+
+    @property
+    def immediate(self) -> bool:
+        return self.response == timedelta(0)
+
+
+class IncidentSettings(Model):
+    channel_prefix: str = "inc"
+    private_channels: bool = False
+    # Jinja2 template for status updates; None uses bot/templates/status_update.md.j2.
+    update_template: str | None = None
+    # Default reminder interval for severities that do not set remind_after, applied to the two most severe.
+    remind_after: Duration = timedelta(minutes=30)
+    invite: list[str] = Field(default_factory=list)

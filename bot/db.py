@@ -1,0 +1,145 @@
+"""Engine, sessions, migrations and the database's health, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from bot.errors import DependencyDown
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Arbitrary constants for PostgreSQL advisory locks.
+MIGRATION_LOCK = 7_201_001
+
+
+def normalize_url(raw: str) -> URL:
+    """Accept URLs as users write them: sqlite:///x.db, postgres://, postgresql://, postgresql+psycopg://."""
+    url = make_url(raw.strip())
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:///path or postgresql://…")
+
+
+def redact(url: URL | str) -> str:
+    """The URL without its password, for logs and /health."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+class Database:
+    """The async engine plus a session factory; one per process."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        kwargs: dict[str, object] = {"echo": echo, "pool_pre_ping": True}
+        if is_sqlite(self.url):
+            database = self.url.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800, pool_timeout=10,
+                          connect_args={"connect_timeout": 5})
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if is_sqlite(self.url):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.url)
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on error.
+
+        Connection failures surface as DependencyDown with a message safe to show users."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except (OSError, ConnectionError) as exc:
+            raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise DependencyDown("opsbot's database is unreachable; try again in a moment.") from exc
+            raise
+
+    async def ping(self, timeout: float = 2.0) -> str | None:
+        """None when healthy, else a short reason (never the URL or password)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except TimeoutError:
+            return f"database did not answer within {timeout:g}s"
+        except Exception as exc:
+            return f"database unreachable: {_short_reason(exc)}"
+        return None
+
+    async def upgrade(self) -> None:
+        """Run Alembic migrations to head (on PostgreSQL under an advisory lock: replicas may race)."""
+        async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.run_sync(run_migrations)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def run_migrations(connection: Connection, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) and not _is_lock_error(exc)
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return "database is locked" in str(exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(getattr(exc, "orig", None) or exc).__name__
+    # Drivers sometimes echo the connection string; keep only the kind of failure.
+    if "password" in text_.lower() or "@" in text_:
+        return name
+    return f"{name}: {text_[:160]}" if text_ else name

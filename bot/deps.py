@@ -1,0 +1,60 @@
+"""Everything a handler or job needs, built once from Settings and Config and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import audit
+from bot.clock import Clock, utcnow
+from bot.config import Config
+from bot.db import Database
+from bot.errors import PermissionDenied
+from bot.permissions import Authorizer
+from bot.ratelimit import RateLimiter
+from bot.scheduler import Scheduler
+from bot.settings import Settings
+from bot.slack import Directory
+from bot.tasks import BackgroundTasks
+
+# Target systems: bounded connections, timeouts on every call, bodies read with a size cap by callers.
+HTTP_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    config: Config
+    db: Database
+    slack: AsyncWebClient
+    http: httpx.AsyncClient
+    scheduler: Scheduler
+    clock: Clock = utcnow
+    tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    directory: Directory = field(init=False)
+    authorizer: Authorizer = field(init=False)
+    ratelimit: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.directory = Directory(self.slack)
+        self.authorizer = Authorizer(self.config, self.directory)
+        self.ratelimit = RateLimiter(self.clock)
+
+    async def require(self, *, user: str, action: str, target: str, environment: str | None = None) -> None:
+        """Raise PermissionDenied (and audit the denial) unless `user` may `action` in `environment`."""
+        decision = await self.authorizer.decide(user, action, environment)
+        if decision.allowed:
+            return
+        async with self.db.session() as session:
+            await audit.record(session, clock=self.clock, actor=user, action=action, target=target,
+                               outcome="denied", detail=decision.reason,
+                               after={"environment": environment} if environment else None)
+        raise PermissionDenied(action, target, f"({decision.reason})")
+
+
+def make_http_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS, follow_redirects=False,
+                             headers={"User-Agent": "opsbot"})

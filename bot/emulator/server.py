@@ -1,0 +1,119 @@
+"""The emulator's HTTP face: `/api/<method>` like slack.com/api, `/response/<token>` for response_url."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.emulator.state import SlackApiError, SlackState
+
+log = logging.getLogger(__name__)
+
+
+async def _args(request: Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        body = await request.body()
+        if "json" in content_type and body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise SlackApiError("invalid_json") from None
+            if isinstance(data, dict):
+                args.update(data)
+        elif body:
+            form = await request.form()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return args
+
+
+def build_app(state: SlackState) -> Starlette:
+    async def api(request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        fault = state.take_fault(method)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status == 429:
+                return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
+                                    headers={"Retry-After": str(fault.retry_after)})
+            if fault.status != 200:
+                return JSONResponse({"ok": False, "error": "internal_error"}, status_code=fault.status)
+            return JSONResponse({"ok": False, "error": fault.error or "fatal_error"})
+        auth = request.headers.get("authorization", "")
+        try:
+            args = await _args(request)
+            token = auth.removeprefix("Bearer ").strip() or str(args.pop("token", ""))
+            if not token:
+                raise SlackApiError("not_authed")
+            if not token.startswith(("xoxb-", "xoxp-")):
+                raise SlackApiError("invalid_auth")
+            data = state.call(method, args)
+        except SlackApiError as exc:
+            return JSONResponse({"ok": False, "error": exc.error, **exc.extra})
+        headers = {"x-oauth-scopes": "commands,chat:write,chat:write.public,channels:manage,channels:read,"
+                                     "groups:write,pins:write,users:read,usergroups:read"}
+        return JSONResponse(data, headers=headers)
+
+    async def response_url(request: Request) -> JSONResponse:
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"ok": False, "error": "invalid_json"}, status_code=400)
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        state.respond(request.path_params["token"], payload if isinstance(payload, dict) else {})
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[
+        Route("/api/{method}", api, methods=["GET", "POST"]),
+        Route("/response/{token}", response_url, methods=["POST"]),
+    ])
+
+
+class EmulatorServer:
+    """Runs the emulator with uvicorn on loopback inside the current event loop."""
+
+    def __init__(self, state: SlackState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = state or SlackState()
+        self.host, self.port = host, port
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    async def start(self) -> EmulatorServer:
+        config = uvicorn.Config(build_app(self.state), host=self.host, port=self.port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.005)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

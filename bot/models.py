@@ -1,0 +1,223 @@
+"""opsbot's own tables. Migrations in bot/migrations are additive only (no DROP)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from bot.clock import as_utc
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on SQLite (naive storage) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class AuditEntry(Base):
+    """Every mutating action, allowed, denied or failed."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok | denied | failed
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index("ix_audit_log_target_at", "target", "at"),)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="investigating")
+    service: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    impact: Mapped[str | None] = mapped_column(Text, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    eta: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reporter_id: Mapped[str] = mapped_column(String(32))
+    commander_id: Mapped[str] = mapped_column(String(32))
+    source_link: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # A stable key per declaration attempt (trigger_id, view id): retries and double submits collide here.
+    dedup_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    channel_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    channel_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    channel_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    announcement_channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    announcement_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    summary_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_update_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_reminder_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    __table_args__ = (Index("ix_incidents_status", "status"), Index("ix_incidents_channel_id", "channel_id"))
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.id}"
+
+
+class IncidentEvent(Base):
+    """The incident's timeline."""
+
+    __tablename__ = "incident_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class BuiltinFlag(Base):
+    """Flags kept by opsbot itself and served at GET /flags."""
+
+    __tablename__ = "builtin_flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    kill_switch: Mapped[bool] = mapped_column(Boolean, default=False)
+    rollout_percentage: Mapped[int] = mapped_column(Integer, default=100)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("name", "environment", name="uq_builtin_flags_name_env"),)
+
+
+class PendingAction(Base):
+    """A confirmation or approval waiting for a button press (kill switch confirm, rollback approval)."""
+
+    __tablename__ = "pending_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|cancelled|expired
+
+
+class Deploy(Base):
+    __tablename__ = "deploys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    deployed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    deployed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="succeeded")
+    source: Mapped[str] = mapped_column(String(16), default="ci")  # ci | rollback
+    __table_args__ = (Index("ix_deploys_service_env_at", "service", "environment", "deployed_at"),)
+
+
+class Rollback(Base):
+    __tablename__ = "rollbacks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    environment: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    to_version: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    # pending_approval | rejected | expired | running | succeeded | failed  (+ verified/unhealthy in `verification`)
+    status: Mapped[str] = mapped_column(String(32))
+    approvals_required: Mapped[int] = mapped_column(Integer, default=0)
+    approved_by: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    rejected_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # "service/environment" while pending or running; NULL once finished. Unique: one at a time.
+    active_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    run_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    verification: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AlertState(Base):
+    """One row per rule and series (or Alertmanager fingerprint): survives restarts, dedups posts."""
+
+    __tablename__ = "alert_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # rule|series-labels or am|fingerprint
+    rule: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="ok")  # ok|pending|firing|resolved|error|stale
+    level: Mapped[str | None] = mapped_column(String(16), nullable=True)  # warning|critical
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pending_since: Mapped[datetime | None] = mapped_column(nullable=True)
+    firing_since: Mapped[datetime | None] = mapped_column(nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_eval_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_data_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_notified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    message_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    silenced_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Silence(Base):
+    __tablename__ = "silences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(128), index=True)
+    until: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class MonitorState(Base):
+    """Last known health of a monitored environment: post only on a change of state."""
+
+    __tablename__ = "monitor_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    failing: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    changed_at: Mapped[datetime]
+    checked_at: Mapped[datetime]
+
+
+class ProcessedRequest(Base):
+    """Idempotency keys for Slack retries (event_id, view id, trigger id)."""
+
+    __tablename__ = "processed_requests"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    at: Mapped[datetime]

@@ -1,0 +1,42 @@
+"""Process settings: environment variables and an optional `.env` file.
+
+Built once at start-up and passed around; nothing below this module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE = "sqlite:///opsbot.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr = Field(default=SecretStr("xoxb-local-emulator"))
+    slack_signing_secret: SecretStr = Field(default=SecretStr("local-signing-secret"))
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: SecretStr = Field(default=SecretStr(DEFAULT_SQLITE))
+    opsbot_config: Path | None = None
+    port: int = 3000
+    host: str = "0.0.0.0"
+    log_level: str = "INFO"
+    # Bearer tokens for the machine-to-machine endpoints (POST /deploys, POST /webhooks/alertmanager).
+    deploys_token: SecretStr | None = None
+    alertmanager_token: SecretStr | None = None
+    # Scheduler leadership: run rules and timers on this replica (leader election still applies).
+    scheduler_enabled: bool = True
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()

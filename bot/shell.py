@@ -1,0 +1,300 @@
+"""`opsbot shell`: type slash commands in a terminal; the real handlers run through bolt against an
+in-process Slack emulator, and what Slack would show is printed as text. Reads piped input too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from bot.app import OpsbotApp
+from bot.config import EXAMPLE_CONFIG, load_config
+from bot.emulator.server import EmulatorServer
+from bot.emulator.signing import SlackRequests
+from bot.emulator.state import Channel, Message, SlackState
+from bot.errors import ConfigError
+from bot.settings import Settings
+
+SECRET = "shell-signing-secret"
+SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Checkout down).
+  <number>        press the button with that number
+  :user NAME      act as another emulated user (alice, bob, carol)
+  :channel NAME   run commands in another channel (e.g. :channel inc-1-checkout-down)
+  :channels       list channels          :quit  leave"""
+
+
+def render_blocks(blocks: list[dict[str, Any]], buttons: list[tuple[str, dict[str, Any]]],
+                  indent: str = "  ") -> list[str]:
+    """Block Kit as plain text; buttons are numbered and appended to `buttons`."""
+    lines: list[str] = []
+
+    def text_of(obj: Any) -> str:
+        return obj.get("text", "") if isinstance(obj, dict) else ""
+
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"{indent}== {text_of(block.get('text'))} ==")
+        elif kind == "section":
+            if block.get("text"):
+                lines += [indent + line for line in text_of(block["text"]).splitlines()]
+            for field in block.get("fields") or []:
+                lines.append(f"{indent}  {text_of(field)}")
+            accessory = block.get("accessory")
+            if isinstance(accessory, dict) and accessory.get("type") == "button":
+                buttons.append((block.get("block_id", ""), accessory))
+                lines.append(f"{indent}  [{len(buttons)}] {text_of(accessory.get('text'))}")
+        elif kind == "context":
+            lines.append(indent + "  " + " · ".join(text_of(e) for e in block.get("elements", [])))
+        elif kind == "divider":
+            lines.append(indent + "-" * 40)
+        elif kind == "actions":
+            labels = []
+            for element in block.get("elements", []):
+                if element.get("type") == "button":
+                    buttons.append((block.get("block_id", ""), element))
+                    labels.append(f"[{len(buttons)}] {text_of(element.get('text'))}")
+            if labels:
+                lines.append(indent + "  ".join(labels))
+        elif kind == "rich_text" or kind == "markdown":
+            lines.append(indent + str(block.get("text", "")))
+        elif kind == "input":
+            lines.append(f"{indent}{text_of(block.get('label'))}: ______")
+    return lines
+
+
+class Shell:
+    def __init__(self, app: OpsbotApp, emulator: EmulatorServer, *, user: str, out: TextIO = sys.stdout) -> None:
+        self.app = app
+        self.emulator = emulator
+        self.state: SlackState = emulator.state
+        self.out = out
+        self.user = user
+        self.channel: Channel = self.state.channel("general")
+        self.requests = SlackRequests(SECRET, response_base=f"{emulator.base_url}/response")
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app.asgi), base_url="http://opsbot")
+        self.buttons: dict[int, tuple[str, dict[str, Any], Message | None, str]] = {}
+        self.pending_views: list[dict[str, Any]] = []
+        self.state.listeners.append(self._on_event)
+
+    # -- output --------------------------------------------------------------------------
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def _user_name(self, user_id: str) -> str:
+        return str(self.state.users.get(user_id, {}).get("name", user_id))
+
+    def _show(self, title: str, text: str, blocks: list[dict[str, Any]], message: Message | None) -> None:
+        collected: list[tuple[str, dict[str, Any]]] = []
+        lines = render_blocks(blocks, collected) if blocks else [f"  {line}" for line in text.splitlines()]
+        offset = len(self.buttons)
+        for i, (block_id, element) in enumerate(collected, start=1):
+            self.buttons[offset + i] = (block_id, element, message, message.channel if message else self.channel.id)
+        # Renumber the labels printed by render_blocks so they are unique for the session.
+        for i in range(len(collected), 0, -1):
+            lines = [line.replace(f"[{i}]", f"[{offset + i}]") for line in lines]
+        self.say(title)
+        for line in lines:
+            self.say(line)
+
+    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind in ("message", "update"):
+            channel: Channel = data["channel"]
+            message: Message = data["message"]
+            where = f"#{channel.name}" + (" (thread)" if message.thread_ts else "")
+            verb = "posted in" if kind == "message" else "edited in"
+            self._show(f"\n[opsbot {verb} {where}]", message.text, message.blocks, message)
+        elif kind == "ephemeral":
+            self._show(f"\n[only visible to {self._user_name(data['user'])}]", data["text"], data["blocks"], None)
+        elif kind == "response":
+            self._show("\n[only visible to you]", str(data.get("text", "")), data.get("blocks") or [], None)
+        elif kind == "channel":
+            self.say(f"\n[opsbot created #{data['channel'].name}]")
+        elif kind == "view":
+            self.pending_views.append(data["view"])
+
+    # -- input ---------------------------------------------------------------------------
+    async def readline(self, prompt: str) -> str | None:
+        print(prompt, end="", file=self.out, flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        if line == "":
+            return None
+        if not sys.stdin.isatty():
+            self.say(line.rstrip("\n"))  # echo piped input so the transcript reads like a session
+        return line.rstrip("\n")
+
+    async def send(self, signed: tuple[bytes, dict[str, str]]) -> None:
+        body, headers = signed
+        response = await self.http.post("/slack/events", content=body, headers=headers)
+        if response.status_code >= 400:
+            self.say(f"  (opsbot answered HTTP {response.status_code}: {response.text[:200]})")
+        elif response.content:
+            self._show_ack(response)
+        await self.app.deps.tasks.wait_idle(timeout=30)
+        await self._handle_views()
+
+    def _show_ack(self, response: httpx.Response) -> None:
+        content_type = response.headers.get("content-type", "")
+        if "json" not in content_type:
+            self.say(f"  {response.text}")
+            return
+        data = response.json()
+        if data.get("response_action") == "errors":
+            for field, error in data.get("errors", {}).items():
+                self.say(f"  ! {field}: {error}")
+            return
+        if data.get("text") or data.get("blocks"):
+            self._show("[only visible to you]", str(data.get("text", "")), data.get("blocks") or [], None)
+
+    async def _handle_views(self) -> None:
+        while self.pending_views:
+            view = self.pending_views.pop(0)
+            values = await self._fill(view)
+            if values is None:
+                return
+            await self.send(self.requests.view_submission(view, values, user=self.user))
+
+    async def _fill(self, view: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+        self.say(f"\n[modal: {view['title']['text']}]")
+        values: dict[str, dict[str, Any]] = {}
+        for block in view.get("blocks", []):
+            if block.get("type") != "input":
+                for line in render_blocks([block], []):
+                    self.say(line)
+                continue
+            element = block["element"]
+            label = block["label"]["text"] + (" (optional)" if block.get("optional") else "")
+            kind = element.get("type")
+            if kind == "static_select":
+                for i, opt in enumerate(element.get("options", []), start=1):
+                    self.say(f"    {i}. {opt['text']['text']}")
+                default = (element.get("initial_option") or {}).get("text", {}).get("text")
+            else:
+                default = element.get("initial_value") or element.get("initial_user")
+            answer = await self.readline(f"  {label}" + (f" [{default}]" if default else "") + ": ")
+            if answer is None:
+                return None
+            values[block["block_id"]] = {element["action_id"]: self._element_state(element, answer.strip())}
+        return values
+
+    def _element_state(self, element: dict[str, Any], answer: str) -> dict[str, Any]:
+        kind = element.get("type")
+        if kind == "static_select":
+            options = element.get("options", [])
+            chosen = element.get("initial_option")
+            if answer.isdigit() and 1 <= int(answer) <= len(options):
+                chosen = options[int(answer) - 1]
+            elif answer:
+                chosen = next((o for o in options if answer.lower() in (o["value"].lower(),
+                                                                        o["text"]["text"].lower())), chosen)
+            return {"type": kind, "selected_option": chosen}
+        if kind == "users_select":
+            user = self._resolve_user(answer) if answer else element.get("initial_user")
+            return {"type": kind, "selected_user": user}
+        return {"type": kind or "plain_text_input", "value": answer or element.get("initial_value") or None}
+
+    def _resolve_user(self, name: str) -> str:
+        name = name.lstrip("@")
+        for user_id, user in self.state.users.items():
+            if name in (user_id, user["name"]):
+                return user_id
+        return name
+
+    async def press(self, number: int) -> None:
+        if number not in self.buttons:
+            self.say(f"  (no button [{number}])")
+            return
+        block_id, element, message, channel = self.buttons[number]
+        await self.send(self.requests.block_action(
+            element["action_id"], element.get("value"), user=self.user, channel=channel,
+            message=message.as_dict() if message else None, block_id=block_id or "actions"))
+
+    async def handle(self, line: str) -> bool:
+        line = line.strip()
+        if not line:
+            return True
+        if line in (":quit", ":exit", ":q"):
+            return False
+        if line == ":help":
+            self.say(SHELL_HELP)
+        elif line.startswith(":user"):
+            name = line.split(maxsplit=1)[1] if " " in line else ""
+            self.user = self._resolve_user(name)
+            self.say(f"  you are now {self._user_name(self.user)} ({self.user})")
+        elif line.startswith(":channel"):
+            name = line.split(maxsplit=1)[1] if " " in line else "general"
+            found = self.state.find_channel(name)
+            if found is None:
+                self.say(f"  no channel {name}")
+            else:
+                self.channel = found
+                self.say(f"  now in #{found.name}")
+        elif line == ":channels":
+            self.say("  " + "  ".join(f"#{c.name}" for c in self.state.channels.values()))
+        elif line.isdigit():
+            await self.press(int(line))
+        elif line.startswith("/"):
+            command, _, text = line.partition(" ")
+            await self.send(self.requests.command(command, text.strip(), user=self.user, channel=self.channel.id,
+                                                  channel_name=self.channel.name))
+        else:
+            self.say("  Type a slash command such as /opsbot help (:help for shell commands).")
+        return True
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def run_shell(*, config_path: Path | None, database_url: str | None, user: str) -> int:
+    env_settings = Settings()
+    config_file = config_path or env_settings.opsbot_config or EXAMPLE_CONFIG
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        print(f"{exc.source}: cannot start the shell:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    db_url = database_url or (env_settings.database_url.get_secret_value() if os.environ.get("DATABASE_URL")
+                              else "sqlite:///opsbot-shell.db")
+    emulator = await EmulatorServer().start()
+    for channel in (config.channels.incidents, config.channels.alerts, config.channels.ops_channel):
+        if emulator.state.find_channel(channel) is None:
+            emulator.state.add_channel(channel.lstrip("#"))
+    settings = env_settings.model_copy(update={
+        "slack_api_url": emulator.api_url, "slack_bot_token": env_settings.slack_bot_token.__class__("xoxb-shell"),
+        "slack_signing_secret": env_settings.slack_signing_secret.__class__(SECRET),
+        "database_url": env_settings.database_url.__class__(db_url),
+    })
+    app = OpsbotApp(settings, config)
+    await app.start()
+    shell = Shell(app, emulator, user=_user_id(emulator.state, user))
+    shell.say(f"opsbot shell — config {config_file}, database {app.deps.db.display_url}")
+    shell.say(f"You are {shell._user_name(shell.user)} in #{shell.channel.name}. :help for help, :quit to leave.")
+    try:
+        while True:
+            line = await shell.readline(f"{shell._user_name(shell.user)}@#{shell.channel.name}> ")
+            if line is None or not await shell.handle(line):
+                break
+    finally:
+        shell.say("")
+        await shell.close()
+        await app.stop()
+        await emulator.stop()
+    return 0
+
+
+def _user_id(state: SlackState, name: str) -> str:
+    for user_id, user in state.users.items():
+        if name in (user_id, user["name"]):
+            return user_id
+    return "U0ALICE01"
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

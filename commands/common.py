@@ -1,0 +1,91 @@
+"""What every command family shares: ack bodies, background hand-off, error messages, argument splitting."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.deps import Deps
+from bot.errors import DependencyDown, OpsbotError
+
+log = logging.getLogger(__name__)
+Respond = Callable[..., Awaitable[Any]]
+
+GENERIC_FAILURE = "Something went wrong on opsbot's side; it has been logged. Please try again."
+
+
+def split_args(text: str | None) -> list[str]:
+    """Shell-like words (quotes group words); never raises on unbalanced quotes."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def error_text(exc: BaseException) -> str:
+    """The message a user sees for a failure: domain errors speak for themselves, the rest stays generic."""
+    if isinstance(exc, OpsbotError):
+        return f":warning: {exc}"
+    if isinstance(exc, SlackApiError):
+        return f":warning: Slack refused the request ({exc.response.get('error', 'error')})."
+    return f":warning: {GENERIC_FAILURE}"
+
+
+def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"response_type": "ephemeral", "text": text}
+    if blocks:
+        body["blocks"] = blocks
+    return body
+
+
+def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
+                  respond: Respond | None = None, user: str | None = None,
+                  channel: str | None = None) -> None:
+    """Hand slow work to the background; failures are told to the user (response_url, else ephemeral/DM)."""
+
+    async def report(exc: BaseException) -> None:
+        text = error_text(exc)
+        if respond is not None:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        elif user is not None:
+            await tell_user(deps, user=user, channel=channel, text=text)
+
+    if not deps.tasks.accepting:
+        work.close()
+        raise DependencyDown("opsbot is restarting; please try again in a few seconds.")
+    deps.tasks.spawn(work, name=name, on_error=report)
+
+
+async def tell_user(deps: Deps, *, user: str, channel: str | None, text: str,
+                    blocks: list[dict[str, Any]] | None = None) -> None:
+    """An ephemeral message in `channel`, or a DM when there is no channel or the bot is not in it."""
+    if channel:
+        try:
+            await deps.slack.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+            return
+        except SlackApiError as exc:
+            log.info("postEphemeral failed (%s); sending a DM", exc.response.get("error"))
+    await deps.slack.chat_postMessage(channel=user, text=text, blocks=blocks)
+
+
+def user_of(body: dict[str, Any]) -> str:
+    """The acting user's id in any payload shape (slash command, block_actions, view_submission)."""
+    user = body.get("user")
+    if isinstance(user, dict):
+        return str(user.get("id", ""))
+    return str(body.get("user_id") or "")
+
+
+def channel_of(body: dict[str, Any]) -> str | None:
+    channel = body.get("channel")
+    if isinstance(channel, dict):
+        return channel.get("id")
+    container = body.get("container") or {}
+    return body.get("channel_id") or container.get("channel_id")

@@ -1,0 +1,61 @@
+"""`/opsbot`: help and whoami, the command that proves the wiring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import __version__, metrics
+from bot.deps import Deps
+from commands import blocks as bk
+from commands import help_entries
+from commands.common import ephemeral, run_after_ack, split_args
+
+HELP = [
+    ("/opsbot help", "List every command"),
+    ("/opsbot whoami", "Your Slack id and what you may do in each environment"),
+]
+
+
+def render_help(entries: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    lines = "\n".join(f"`{usage}` — {text}" for usage, text in entries)
+    return [bk.header("opsbot commands"), bk.section(lines), bk.context(f"opsbot {__version__}")]
+
+
+def render_whoami(user: str, rows: list[tuple[str, str, bool, str]]) -> list[dict[str, Any]]:
+    """rows: (action, environment, allowed, reason)."""
+    lines = [f"{'✅' if ok else '🚫'} `{action}` in *{env}* — {reason}" for action, env, ok, reason in rows]
+    return [bk.section(f"You are <@{user}> (`{user}`)."), bk.section("\n".join(lines) or "No environments configured.")]
+
+
+async def whoami_rows(deps: Deps, user: str) -> list[tuple[str, str, bool, str]]:
+    environments = list(deps.config.environments) or ["*"]
+    rows = []
+    for env in environments:
+        for action in ("killswitch", "flag", "rollback", "rollback.approve", "incident.resolve"):
+            decision = await deps.authorizer.decide(user, action, env)
+            rows.append((action, env, decision.allowed, decision.reason))
+    return rows
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.command("/opsbot")
+    async def opsbot_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
+        metrics.COMMANDS.labels(command="opsbot").inc()
+        words = split_args(command.get("text"))
+        sub = words[0].lower() if words else "help"
+        if sub == "help":
+            await ack(ephemeral("opsbot commands", render_help(help_entries())))
+        elif sub == "whoami":
+            # Group membership may need a Slack call: ack first, answer through response_url.
+            await ack()
+
+            async def answer() -> None:
+                rows = await whoami_rows(deps, command["user_id"])
+                await respond(text="Your permissions", blocks=render_whoami(command["user_id"], rows),
+                              response_type="ephemeral")
+
+            run_after_ack(deps, answer(), name="opsbot.whoami", respond=respond)
+        else:
+            await ack(ephemeral(f"Unknown subcommand `{sub}`. Try `/opsbot help` or `/opsbot whoami`."))

@@ -1,0 +1,141 @@
+"""Fixtures: a fresh database per test (SQLite file or a private PostgreSQL database), the emulator,
+and a running opsbot driven through signed HTTP requests.
+
+The backend comes from TEST_DATABASE_URL (default: SQLite). `scripts/test` runs the suite on both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bot.clock import FakeClock
+from bot.config import Config, parse_config
+from bot.db import run_migrations
+from bot.emulator.harness import BotHarness, running_bot
+from bot.emulator.server import EmulatorServer
+
+TESTS = Path(__file__).resolve().parent
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKEND_URL = os.environ.get("TEST_DATABASE_URL", "sqlite")
+
+
+def _pg_create_database(prefix: str) -> str:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return str(make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False))
+
+
+def _pg_drop_database(url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sync_url(url: str) -> str:
+    parsed = make_url(url)
+    driver = "sqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg"
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _migrate(url: str) -> None:
+    engine = create_engine(_sync_url(url))
+    with engine.begin() as conn:
+        run_migrations(conn)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Migrated once per session: a SQLite file to copy, or a private PostgreSQL database to truncate."""
+    if BACKEND_URL == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "template.db"
+        _migrate(f"sqlite:///{path}")
+        yield f"sqlite:///{path}"
+    else:
+        url = _pg_create_database("opsbot_test")
+        _migrate(url)
+        yield url
+        _pg_drop_database(url)
+
+
+@pytest.fixture
+def database_url(_database_template: str, tmp_path: Path) -> str:
+    """A clean, migrated opsbot database for one test."""
+    if _database_template.startswith("sqlite"):
+        target = tmp_path / "opsbot.db"
+        shutil.copy(make_url(_database_template).database or "", target)
+        return f"sqlite:///{target}"
+    engine = create_engine(_sync_url(_database_template))
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        if tables:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return _database_template
+
+
+@pytest.fixture(scope="session")
+def target_pg_url() -> Iterator[str]:
+    """A PostgreSQL database standing in for a target app's own database (flags, health, metrics)."""
+    url = _pg_create_database("opsbot_target")
+    yield url
+    _pg_drop_database(url)
+
+
+def load_test_config(overrides: dict[str, Any] | None = None) -> Config:
+    data = yaml.safe_load((TESTS / "opsbot.test.yml").read_text())
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    return parse_config(data, source="tests/opsbot.test.yml")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorServer]:
+    server = await EmulatorServer().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def config() -> Config:
+    """Override in a test module (or use `make_bot(config=…)`) for a feature-specific config."""
+    return load_test_config()
+
+
+@pytest.fixture
+async def make_bot(database_url: str, emulator: EmulatorServer, clock: FakeClock):  # type: ignore[no-untyped-def]
+    """`await make_bot(config=…, settings_overrides=…)` starts an opsbot; all are stopped after the test."""
+    stack: list[Any] = []
+
+    async def factory(config: Config | None = None, **kwargs: Any) -> BotHarness:
+        manager = running_bot(config or load_test_config(), database_url, clock=clock, emulator=emulator,
+                              **kwargs)
+        harness = await manager.__aenter__()
+        stack.append(manager)
+        return harness
+
+    yield factory
+    for manager in reversed(stack):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def bot(make_bot: Any, config: Config) -> BotHarness:
+    return await make_bot(config=config)
