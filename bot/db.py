@@ -106,7 +106,7 @@ class Database:
         await self.engine.dispose()
 
 
-def run_migrations(connection: Connection, revision: str = "head") -> None:
+def run_migrations(connection: Connection, revision: str = "heads") -> None:
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
