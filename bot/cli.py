@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -107,10 +108,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         print(f"Slack Web API emulator on {server.api_url} (set SLACK_API_URL to this)", flush=True)
         await asyncio.Event().wait()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

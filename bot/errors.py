@@ -22,7 +22,8 @@ class NotFound(OpsbotError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
         self.kind, self.name, self.valid = kind, name, list(valid)
         choices = ", ".join(f"`{v}`" for v in self.valid) or "(none configured)"
-        super().__init__(f"Unknown {kind} `{name}`. Valid {kind}s: {choices}.")
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        super().__init__(f"Unknown {kind} `{name}`. Valid {plural}: {choices}.")
 
 
 class UnknownSeverity(NotFound):
