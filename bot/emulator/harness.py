@@ -134,12 +134,12 @@ def _blocks_text(blocks: Any) -> str:
     return "\n".join(_texts(blocks or []))
 
 
-def test_settings(database_url: str, emulator: EmulatorServer, **overrides: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_api_url=emulator.api_url,
-        database_url=database_url, **overrides,
-    )
+def bot_settings(database_url: str, emulator: EmulatorServer, overrides: dict[str, Any] | None = None) -> Settings:
+    values: dict[str, Any] = {
+        "slack_bot_token": BOT_TOKEN, "slack_signing_secret": SIGNING_SECRET, "slack_api_url": emulator.api_url,
+        "database_url": database_url, **(overrides or {}),
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +149,7 @@ async def running_bot(config: Config, database_url: str, *, clock: Clock | None 
     own_emulator = emulator is None
     emulator = emulator or await EmulatorServer().start()
     clock = clock or FakeClock()
-    settings = test_settings(database_url, emulator, **(settings_overrides or {}))
+    settings = bot_settings(database_url, emulator, settings_overrides)
     app = OpsbotApp(settings, config, clock=clock, scheduler_lock_interval=0.2)
     if prepare is not None:
         prepare(app)

@@ -1,0 +1,141 @@
+"""opsbot's own database going away at start and mid-run (issue 9), through a real TCP proxy to PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from bot import audit
+from bot.clock import FakeClock
+from bot.db import Database
+from bot.emulator.harness import BotHarness
+from bot.errors import DependencyDown
+from bot.models import AuditEntry
+from bot.scheduler import Scheduler
+from tests.conftest import _migrate, _pg_create_database, _pg_drop_database
+from tests.tcpproxy import TcpProxy
+
+
+@pytest.fixture
+async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+    url = _pg_create_database("opsbot_fault")
+    _migrate(url)
+    parsed = make_url(url)
+    proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
+    yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    await proxy.cut()
+    _pg_drop_database(url)
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached before the deadline")
+
+
+async def test_ready_is_503_with_reason_while_database_is_down_and_recovers(
+        make_bot, pg_via_proxy: tuple[str, TcpProxy]) -> None:  # type: ignore[no-untyped-def]
+    url, proxy = pg_via_proxy
+    await proxy.cut()  # down before opsbot starts
+    bot: BotHarness = await make_bot(settings_overrides={"database_url": url})
+    assert bot.http is not None
+    ready = await bot.http.get("/health/ready")
+    assert ready.status_code == 503
+    assert "database unreachable" in ready.json()["reason"]
+    assert (await bot.http.get("/health/live")).status_code == 200
+    # Slack commands still ack: the bot is up, only its storage is not.
+    assert (await bot.command("/opsbot", "help")).status_code == 200
+
+    await proxy.restore()
+
+    async def ready_again() -> bool:
+        return (await bot.http.get("/health/ready")).status_code == 200  # type: ignore[union-attr]
+
+    await _until(ready_again)
+
+
+async def test_writes_fail_clearly_mid_run_and_nothing_is_lost_after_reconnect(
+        pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_via_proxy
+    db = Database(url)
+    clock = FakeClock()
+    try:
+        async with db.session() as session:
+            await audit.record(session, clock=clock, actor="U1", action="flag", target="a")
+        await proxy.cut()
+        with pytest.raises(DependencyDown) as info:
+            async with db.session() as session:
+                await audit.record(session, clock=clock, actor="U1", action="flag", target="b")
+        assert "database" in str(info.value) and "5432" not in str(info.value)
+        await proxy.restore()
+        # pool_pre_ping replaces the dead pooled connection: the next write just works.
+        async with db.session() as session:
+            await audit.record(session, clock=clock, actor="U1", action="flag", target="c")
+        async with db.session() as session:
+            targets = [e.target for e in (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()]
+        assert targets == ["a", "c"]  # the failed write left nothing half-done, the others are intact
+    finally:
+        await db.dispose()
+
+
+async def test_only_one_scheduler_leads_and_shutdown_releases_the_lock(
+        pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    url, _proxy = pg_via_proxy
+    first_db, second_db = Database(url), Database(url)
+    first = Scheduler(first_db, lock_interval=0.1)
+    second = Scheduler(second_db, lock_interval=0.1)
+    try:
+        await first.start()
+        await second.start()
+        assert first.is_leader and not second.is_leader
+        await first.shutdown()  # graceful: releases the advisory lock at once
+
+        async def second_leads() -> bool:
+            return second.is_leader
+
+        await _until(second_leads, timeout=5)
+    finally:
+        await first.shutdown()
+        await second.shutdown()
+        await first_db.dispose()
+        await second_db.dispose()
+
+
+async def test_leader_that_loses_its_database_steps_down(pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_via_proxy
+    db = Database(url)
+    scheduler = Scheduler(db, lock_interval=0.1)
+    ran: list[int] = []
+
+    async def job() -> None:
+        ran.append(1)
+
+    from datetime import timedelta
+
+    scheduler.every("probe", timedelta(seconds=1), job)
+    try:
+        await scheduler.start()
+        assert scheduler.is_leader
+        await proxy.cut()
+
+        async def stepped_down() -> bool:
+            return not scheduler.is_leader
+
+        await _until(stepped_down, timeout=5)
+        await proxy.restore()
+
+        async def leads_again() -> bool:
+            return scheduler.is_leader
+
+        await _until(leads_again, timeout=5)
+    finally:
+        await scheduler.shutdown()
+        await db.dispose()
