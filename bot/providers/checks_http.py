@@ -1,0 +1,112 @@
+"""`type: http` checks: status code, JSON expectations on dotted paths, bodies read with a size cap."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from bot.config.health import HttpCheck
+from bot.errors import ConfigError
+from bot.providers.checks_common import Probe, os_reason, scrub, seconds_text
+
+MAX_BODY = 1024 * 1024  # bytes; a health endpoint answering more than this is itself a problem
+_MISSING = object()
+
+
+async def probe_http(check: HttpCheck, *, http: httpx.AsyncClient, timeout: float) -> Probe:
+    try:
+        headers = {key: ref.reveal(where=f"header {key}") for key, ref in check.headers.items()}
+    except ConfigError as exc:
+        return Probe("fail", exc.problems[0])
+    secrets = list(headers.values())
+    try:
+        async with http.stream(check.method, str(check.url), headers=headers,
+                               timeout=httpx.Timeout(timeout)) as response:
+            body, complete = await _read_capped(response)
+    except httpx.TimeoutException:
+        return Probe("fail", f"timeout after {seconds_text(timeout)}")
+    except httpx.TransportError as exc:
+        return Probe("fail", os_reason(exc) or scrub(f"{type(exc).__name__}: {exc}", secrets))
+    return judge(check, response.status_code, body, complete=complete)
+
+
+async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+    """The body, stopping after MAX_BODY bytes; (body, True) when it was read to the end."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            return b"".join(chunks)[:MAX_BODY], False
+    return b"".join(chunks), True
+
+
+def judge(check: HttpCheck, status_code: int, body: bytes, *, complete: bool = True) -> Probe:
+    """Compare an answer with the check's expectations (pure, so it is easy to reason about)."""
+    expected = check.expect_status
+    if expected is None:
+        if not 200 <= status_code < 300:
+            return Probe("fail", f"expected 2xx got {status_code}", status_code)
+    else:
+        accepted = expected if isinstance(expected, list) else [expected]
+        if status_code not in accepted:
+            wanted = " or ".join(str(code) for code in accepted)
+            return Probe("fail", f"expected {wanted} got {status_code}", status_code)
+    if not check.expect_json:
+        return Probe("ok", "", status_code)
+    if not complete:
+        return Probe("fail", f"response body larger than {MAX_BODY // 1024 // 1024} MiB; JSON not checked",
+                      status_code)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return Probe("fail", "response is not valid JSON", status_code)
+    problems = [problem for path, want in check.expect_json.items()
+                if (problem := _expectation(document, path, want))]
+    if problems:
+        return Probe("fail", "; ".join(problems), status_code)
+    return Probe("ok", "", status_code)
+
+
+def lookup(document: Any, path: str) -> Any:
+    """`checks.database` in nested objects (`items.0.status` indexes lists); _MISSING when absent."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _expectation(document: Any, path: str, want: Any) -> str | None:
+    actual = lookup(document, path)
+    if actual is _MISSING:
+        return f"`{path}` missing"
+    accepted = want if isinstance(want, list) else [want]
+    if any(_same(actual, option) for option in accepted):
+        return None
+    options = " or ".join(f"`{_show(option)}`" for option in accepted)
+    return f"`{path}` was `{_show(actual)}` (expected {options})"
+
+
+def _same(actual: Any, want: Any) -> bool:
+    if actual == want and type(actual) is not bool and type(want) is not bool:
+        return True
+    if isinstance(actual, bool) or isinstance(want, bool):
+        return actual is want or _show(actual) == _show(want)
+    # YAML `"200"` and JSON 200, or YAML `ok` and JSON "ok": compare as text for scalars.
+    scalar = (str, int, float)
+    return isinstance(actual, scalar) and isinstance(want, scalar) and str(actual) == str(want)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= 60 else text[:59] + "…"
