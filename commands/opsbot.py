@@ -8,6 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import __version__, metrics
 from bot.deps import Deps
+from bot.idempotency import first_time
 from commands import blocks as bk
 from commands import help_entries
 from commands.common import ephemeral, run_after_ack, split_args
@@ -39,7 +40,21 @@ async def whoami_rows(deps: Deps, user: str) -> list[tuple[str, str, bool, str]]
     return rows
 
 
+MENTION_HELP = "Hi! I answer slash commands: try `/opsbot help`, `/incident open P1 <title>` or `/health`."
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
+    @app.event("app_mention")
+    async def mentioned(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Events are acked by bolt when this returns; the reply happens after, once per event_id
+        # (Slack redelivers with X-Slack-Retry-Num when an answer was slow).
+        async def reply() -> None:
+            if await first_time(deps.db, f"event:{body.get('event_id')}", clock=deps.clock):
+                await deps.slack.chat_postMessage(channel=event["channel"], text=MENTION_HELP,
+                                                  thread_ts=event.get("thread_ts") or event.get("ts"))
+
+        deps.tasks.spawn(reply(), name="opsbot.mention")
+
     @app.command("/opsbot")
     async def opsbot_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
         metrics.COMMANDS.labels(command="opsbot").inc()

@@ -73,3 +73,29 @@ async def test_health_endpoints(bot: BotHarness) -> None:
     assert "password" not in health.text
     metrics = await bot.http.get("/metrics")
     assert "opsbot_slack_requests_total" in metrics.text
+
+
+async def test_app_mention_is_answered_once_even_when_slack_redelivers(bot: BotHarness) -> None:
+    general = bot.slack.channel("general")
+    posted = bot.slack.call("chat.postMessage", {"channel": general.id, "text": "<@U0BOT0001> help?"})
+    event = {"type": "app_mention", "user": "U0ALICE01", "text": "<@U0BOT0001> help?", "channel": general.id,
+             "ts": posted["ts"], "event_ts": posted["ts"]}
+    first = await bot.post(bot.requests.event(event, event_id="Ev0MENTION1"))
+    retry = await bot.post(bot.requests.event(event, event_id="Ev0MENTION1"), **{"X-Slack-Retry-Num": "1",
+                                                                                "X-Slack-Retry-Reason": "http_timeout"})
+    await bot.settle()
+    assert first.status_code == 200 and retry.status_code == 200
+    replies = [m for m in bot.messages("general") if m.thread_ts == posted["ts"]]
+    assert len(replies) == 1 and "/opsbot help" in replies[0].text
+
+
+async def test_url_verification_challenge(bot: BotHarness) -> None:
+    import json
+
+    from bot.emulator.signing import sign
+
+    body = json.dumps({"token": "x", "challenge": "c-123", "type": "url_verification"}).encode()
+    assert bot.http is not None
+    response = await bot.http.post("/slack/events", content=body, headers={
+        "Content-Type": "application/json", **sign("test-signing-secret", body)})
+    assert response.status_code == 200 and response.json() == {"challenge": "c-123"}
