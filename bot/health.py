@@ -5,15 +5,23 @@ Used by `/health`, by rollbacks (verification) and by alerts; knows nothing of S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
-from bot.config.health import Check, Environment, HttpCheck, PostgresCheck, TcpCheck
+from bot.clock import Clock
+from bot.config.health import Check, Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
+from bot.models import MonitorState
 from bot.providers.checks_common import Probe, seconds_text
 from bot.providers.checks_http import probe_http
 from bot.providers.checks_postgres import probe_postgres
@@ -106,3 +114,149 @@ async def _probe(check: Check, *, http: httpx.AsyncClient, timeout: float) -> Pr
 
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
+
+
+# -- scheduled monitoring: remember the last state, report only changes ---------------------------
+@dataclass(frozen=True)
+class StateChange:
+    """An environment's health changed since the previous monitor run (or was first seen unwell)."""
+
+    environment: str
+    previous: OverallStatus | None
+    report: HealthReport
+    since: datetime | None  # when the previous state began
+
+    @property
+    def current(self) -> OverallStatus:
+        return self.report.status
+
+    @property
+    def recovered(self) -> bool:
+        return self.current == "healthy"
+
+
+async def observe(session: AsyncSession, *, report: HealthReport, clock: Clock) -> StateChange | None:
+    """Record `report` as the environment's latest state; a StateChange when it differs from the last one.
+
+    The first observation of a healthy environment is not news; a first unhealthy one is."""
+    now = clock()
+    failing = [r.name for r in report.results if r.status != "ok"]
+    row = await session.scalar(select(MonitorState).where(MonitorState.environment == report.environment))
+    if row is None:
+        session.add(MonitorState(environment=report.environment, state=report.status, failing=failing,
+                                 changed_at=now, checked_at=now))
+        await session.flush()
+        return None if report.status == "healthy" else StateChange(report.environment, None, report, None)
+    row.checked_at = now
+    row.failing = failing
+    if row.state == report.status:
+        return None
+    previous, since = row.state, row.changed_at
+    row.state, row.changed_at = report.status, now
+    return StateChange(report.environment, _as_status(previous), report, since)
+
+
+def _as_status(value: str) -> OverallStatus | None:
+    return value if value in ("healthy", "degraded", "unhealthy") else None  # type: ignore[return-value]
+
+
+# -- smoke suites -------------------------------------------------------------------------------
+OUTPUT_LIMIT = 16 * 1024  # characters of a smoke command's output kept (the end, where errors are)
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    exit_code: int | None  # None when it did not finish (timeout) or could not start
+    output: str
+    detail: str
+    duration_ms: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    environment: str
+    suite: str
+    passed: bool
+    detail: str
+    report: HealthReport | None = None
+    command: CommandOutcome | None = None
+
+
+async def run_smoke(environment: str, env: Environment, suite: SmokeSuite, *,
+                    http: httpx.AsyncClient) -> SmokeResult:
+    """A suite is its configured command (exit 0 passes) or a set of the environment's checks (none fail)."""
+    if suite.command is not None:
+        outcome = await run_command(suite.command, timeout=suite.timeout.total_seconds())
+        return SmokeResult(environment, suite.name, outcome.passed, outcome.detail, command=outcome)
+    timeout = suite.timeout.total_seconds()
+    try:
+        async with asyncio.timeout(timeout):
+            report = await check_environment(environment, env, http=http, only=suite.checks)
+    except TimeoutError:
+        return SmokeResult(environment, suite.name, False, f"timeout after {seconds_text(timeout)}")
+    failed = len(report.failing)
+    detail = f"{failed} of {len(report.results)} checks failed" if failed else f"{len(report.results)} checks passed"
+    return SmokeResult(environment, suite.name, failed == 0, detail, report=report)
+
+
+async def run_command(argv: list[str], *, timeout: float) -> CommandOutcome:
+    """Run argv without a shell; output (stdout and stderr) is captured, keeping the last OUTPUT_LIMIT chars."""
+    started = time.perf_counter()
+
+    def done(code: int | None, output: bytes, detail: str) -> CommandOutcome:
+        text = output.decode("utf-8", errors="replace")
+        if len(text) > OUTPUT_LIMIT:
+            text = "…" + text[-OUTPUT_LIMIT:]
+        return CommandOutcome(code, text, detail, (time.perf_counter() - started) * 1000)
+
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+    except FileNotFoundError:
+        return done(None, b"", f"command not found: {argv[0]}")
+    except PermissionError:
+        return done(None, b"", f"not executable: {argv[0]}")
+    assert process.stdout is not None
+    buffer = bytearray()
+
+    async def read() -> None:
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(65536):
+            buffer.extend(chunk)
+            if len(buffer) > 4 * OUTPUT_LIMIT:
+                del buffer[: len(buffer) - 4 * OUTPUT_LIMIT]
+        await process.wait()
+
+    try:
+        async with asyncio.timeout(timeout):
+            await read()
+    except TimeoutError:
+        _kill_group(process)
+        await process.wait()
+        return done(None, bytes(buffer), f"timeout after {seconds_text(timeout)}")
+    code = process.returncode
+    return done(code, bytes(buffer), "passed" if code == 0 else f"exit code {code}")
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """The command and anything it started (it runs in its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def revert(session: AsyncSession, change: StateChange) -> None:
+    """Undo `observe` when the change could not be announced, so the next run announces it again."""
+    row = await session.scalar(select(MonitorState).where(MonitorState.environment == change.environment))
+    if row is None:
+        return
+    if change.previous is None:
+        await session.delete(row)
+    else:
+        row.state = change.previous
+        if change.since is not None:
+            row.changed_at = change.since

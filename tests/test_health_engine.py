@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +34,9 @@ async def _json(request: Request) -> Response:
 
 
 async def _sleep(request: Request) -> Response:
-    await asyncio.sleep(float(request.path_params["seconds"]))
+    # Returns early when the test ends, so a "hanging" request never outlives its server.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(request.app.state.release.wait(), float(request.path_params["seconds"]))
     return PlainTextResponse("late")
 
 
@@ -68,8 +71,10 @@ TARGET = Starlette(routes=[
 
 @pytest.fixture
 async def target() -> AsyncIterator[str]:
+    TARGET.state.release = asyncio.Event()
     async with LocalServer(TARGET) as server:
         yield server.url
+        TARGET.state.release.set()
 
 
 @pytest.fixture

@@ -12,10 +12,18 @@ from bot.config.secrets import EnvRef
 from bot.durations import Duration
 
 
+def _positive(value: timedelta | None) -> timedelta | None:
+    if value is not None and value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
 class _Check(Model):
     name: Name | None = None
     timeout: Duration | None = None
     latency_warn: Duration | None = None
+
+    _timeout_positive = field_validator("timeout")(_positive)
 
 
 class HttpCheck(_Check):
@@ -28,8 +36,24 @@ class HttpCheck(_Check):
     # Dotted JSON path -> expected value, or a list of accepted values.
     expect_json: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("expect_status")
+    @classmethod
+    def _status_codes(cls, value: int | list[int] | None) -> int | list[int] | None:
+        codes = value if isinstance(value, list) else [] if value is None else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("list at least one status code")
+        for code in codes:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code")
+        return value
+
     def label(self) -> str:
-        return self.name or f"{self.method} {self.url}"
+        # Credentials in a URL (https://user:pass@host) must never reach a Slack message.
+        url = str(self.url)
+        if self.url.username or self.url.password:
+            url = url.replace(f"{self.url.username or ''}:{self.url.password or ''}@", "", 1)
+            url = url.replace(f"{self.url.username or ''}@", "", 1)
+        return self.name or f"{self.method} {url}"
 
 
 class PostgresCheck(_Check):
@@ -69,6 +93,16 @@ class SmokeSuite(Model):
     timeout: Duration = timedelta(minutes=5)
     report_success: bool = False
 
+    _timeout_positive = field_validator("timeout")(_positive)
+
+    @model_validator(mode="after")
+    def _checks_or_command(self) -> SmokeSuite:
+        if self.command is not None and self.checks is not None:
+            raise ValueError("a smoke suite runs either `checks` or a `command`, not both")
+        if self.command is not None and (not self.command or not self.command[0].strip()):
+            raise ValueError("`command` needs at least the program to run")
+        return self
+
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -86,6 +120,7 @@ class Environment(Model):
     production: bool | None = None
     timeout: Duration = timedelta(seconds=5)
     latency_warn: Duration = timedelta(seconds=1)
+    # Run the checks at this interval and post to the alerts channel when the state changes.
     monitor: Duration | None = None
     checks: list[Check] = Field(default_factory=list)
     smoke: list[SmokeSuite] = Field(default_factory=list)
@@ -105,4 +140,15 @@ class Environment(Model):
             if label in seen:
                 raise ValueError(f"two checks are named {label!r}; give them distinct names")
             seen.add(label)
+        suites: set[str] = set()
+        for suite in self.smoke:
+            if suite.name in suites:
+                raise ValueError(f"two smoke suites are named {suite.name!r}")
+            suites.add(suite.name)
+            unknown = [name for name in suite.checks or [] if name not in seen]
+            if unknown:
+                raise ValueError(f"smoke suite {suite.name!r} names unknown checks: {', '.join(unknown)} "
+                                 f"(checks here: {', '.join(sorted(seen)) or 'none'})")
         return self
+
+    _timeouts_positive = field_validator("timeout", "monitor")(_positive)

@@ -1,0 +1,229 @@
+"""`/health [env|all]`, the scheduled monitor (posts on a change of state) and smoke suites."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from bot import metrics
+from bot.config import Config, Environment, SmokeSuite
+from bot.deps import Deps
+from bot.durations import format_duration
+from bot.errors import InvalidInput, NotFound
+from bot.health import (
+    CheckResult,
+    HealthReport,
+    SmokeResult,
+    StateChange,
+    check_environment,
+    observe,
+    revert,
+    run_smoke,
+)
+from commands import blocks as bk
+from commands.common import Respond, ephemeral, error_text, run_after_ack, split_args
+
+log = logging.getLogger(__name__)
+
+HELP = [
+    ("/health [environment]", "Run an environment's health checks (the default environment when omitted)"),
+    ("/health all", "Check every environment"),
+]
+
+STATE_ICON = {"healthy": "✅", "degraded": "⚠️", "unhealthy": "❌"}
+CHECK_ICON = {"ok": "✅", "warn": "⚠️", "fail": "❌"}
+OUTPUT_SHOWN = 2500  # characters of a smoke command's output shown in Slack (the end of it)
+
+
+def monitor_job(environment: str) -> str:
+    return f"health.monitor.{environment}"
+
+
+def smoke_job(environment: str, suite: str) -> str:
+    return f"health.smoke.{environment}.{suite}"
+
+
+# -- parsing ----------------------------------------------------------------------------------
+def resolve_targets(config: Config, text: str | None) -> list[tuple[str, Environment]]:
+    """`` → the default environment, `all` → every one, a name → that one (NotFound lists the valid ones)."""
+    words = split_args(text)
+    if len(words) > 1:
+        raise InvalidInput("Usage: `/health [environment|all]`, one environment at a time.")
+    if not config.environments:
+        raise InvalidInput("No environments are configured in opsbot.yml (`environments:`).")
+    if words and words[0].lower() == "all":
+        return list(config.environments.items())
+    return [config.environment(words[0] if words else None)]
+
+
+def checking_text(targets: list[tuple[str, Environment]]) -> str:
+    total = sum(len(env.checks) for _, env in targets)
+    checks = f"{total} check{'' if total == 1 else 's'}"
+    if len(targets) == 1:
+        return f"Checking {targets[0][0]}: {checks}…"
+    return f"Checking {len(targets)} environments: {checks}…"
+
+
+# -- pure renderers ---------------------------------------------------------------------------
+def esc(text: str) -> str:
+    """Slack mrkdwn control characters; target answers and config text are shown literally."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def latency_text(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def check_line(result: CheckResult) -> str:
+    parts = [latency_text(result.latency_ms)]
+    if result.status_code is not None:
+        parts.append(str(result.status_code))
+    if result.detail:
+        parts.append(esc(result.detail))
+    return f"{CHECK_ICON[result.status]} *{esc(result.name)}* · {' · '.join(parts)}"
+
+
+def summary_line(report: HealthReport) -> str:
+    total = len(report.results)
+    icon, name = STATE_ICON[report.status], esc(report.environment)
+    if not total:
+        return f"{icon} *{name}*: no checks configured"
+    if report.status == "unhealthy":
+        tail = f"{len(report.failing)} of {total} checks failing"
+    elif report.status == "degraded":
+        tail = f"{len(report.warnings)} of {total} checks slow or near a limit"
+    else:
+        tail = f"all {total} checks pass" if total > 1 else "1 check passes"
+    return f"{icon} *{name}* is {report.status} · {tail} · {latency_text(report.duration_ms)}"
+
+
+def _ordered(results: list[CheckResult]) -> list[CheckResult]:
+    """Failures first, then warnings, then the rest, each in config order: what matters survives a cut."""
+    rank = {"fail": 0, "warn": 1, "ok": 2}
+    return sorted(results, key=lambda r: rank[r.status])
+
+
+def _line_sections(lines: list[str]) -> list[bk.Block]:
+    """Lines packed into as few sections as Slack's 3,000-character limit allows."""
+    sections, current = [], ""
+    for line in lines:
+        line = bk.cut(line, bk.SECTION_TEXT)
+        if current and len(current) + 1 + len(line) > bk.SECTION_TEXT:
+            sections.append(bk.section(current))
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        sections.append(bk.section(current))
+    return sections
+
+
+def report_blocks(report: HealthReport) -> list[bk.Block]:
+    return [bk.section(summary_line(report)), *_line_sections([check_line(r) for r in _ordered(report.results)])]
+
+
+def render_reports(reports: list[HealthReport]) -> list[bk.Block]:
+    out: list[bk.Block] = []
+    for i, report in enumerate(reports):
+        if i:
+            out.append(bk.divider())
+        out += report_blocks(report)
+    return bk.fit(out)
+
+
+def reports_text(reports: list[HealthReport]) -> str:
+    """The notification/fallback text: one summary per environment, no mrkdwn needed."""
+    return "\n".join(summary_line(r).replace("*", "") for r in reports)
+
+
+def render_change(change: StateChange, now: datetime) -> tuple[str, list[bk.Block]]:
+    report, name = change.report, esc(change.environment)
+    was = f" (was {change.previous}" + (f" for {format_duration(now - change.since)})" if change.since else ")")
+    if change.previous is None:
+        was = ""
+    icon = STATE_ICON[change.current]
+    if change.recovered:
+        text = f"{icon} {change.environment} recovered: {len(report.results)} checks pass"
+        headline = f"{icon} *{name}* recovered: {len(report.results)} checks pass{was}"
+    else:
+        bad = report.failing or report.warnings
+        names = ", ".join(r.name for r in bad)
+        text = f"{icon} {change.environment} is {change.current}: {names}"
+        headline = f"{icon} *{name}* is {change.current}{was}: {esc(names)}"
+    lines = [check_line(r) for r in _ordered(report.results) if r.status != "ok" or change.recovered]
+    return text, bk.fit([bk.section(headline), *_line_sections(lines),
+                         bk.context(f"Monitor · `/health {name}` for a fresh run")])
+
+
+def render_smoke(result: SmokeResult) -> tuple[str, list[bk.Block]]:
+    icon = "✅" if result.passed else "❌"
+    verdict = "passed" if result.passed else "failed"
+    text = f"{icon} Smoke suite {result.suite} on {result.environment} {verdict}: {result.detail}"
+    blocks = [bk.section(f"{icon} Smoke suite *{esc(result.suite)}* on *{esc(result.environment)}* "
+                         f"{verdict}: {esc(result.detail)}")]
+    if result.report is not None:
+        shown = result.report.results if result.passed else [r for r in result.report.results
+                                                              if r.status != "ok"]
+        blocks += _line_sections([check_line(r) for r in _ordered(shown)])
+    if result.command is not None:
+        output = result.command.output.strip()
+        if output and not result.passed:
+            tail = output if len(output) <= OUTPUT_SHOWN else "…" + output[-OUTPUT_SHOWN:]
+            blocks.append(bk.section("```" + esc(tail).replace("```", "`\u200b``") + "```"))
+        blocks.append(bk.context(f"Ran in {latency_text(result.command.duration_ms)}"))
+    return text, bk.fit(blocks)
+
+
+# -- work after the ack and scheduled jobs ----------------------------------------------------
+async def answer(deps: Deps, targets: list[tuple[str, Environment]], respond: Respond) -> None:
+    reports = await asyncio.gather(*(check_environment(name, env, http=deps.http) for name, env in targets))
+    await respond(text=reports_text(list(reports)), blocks=render_reports(list(reports)),
+                  response_type="ephemeral", replace_original=True)
+
+
+async def monitor_once(deps: Deps, environment: str) -> None:
+    """Check, record the state, and post to the alerts channel only when the state changed."""
+    report = await check_environment(environment, deps.config.environments[environment], http=deps.http)
+    async with deps.db.session() as session:
+        change = await observe(session, report=report, clock=deps.clock)
+    if change is None:
+        return
+    text, blocks = render_change(change, deps.clock())
+    try:
+        await deps.slack.chat_postMessage(channel=deps.config.channels.alerts, text=text, blocks=blocks)
+    except Exception:
+        async with deps.db.session() as session:
+            await revert(session, change)
+        raise
+
+
+async def smoke_once(deps: Deps, environment: str, suite: SmokeSuite) -> None:
+    result = await run_smoke(environment, deps.config.environments[environment], suite, http=deps.http)
+    log.info("smoke suite %s on %s: %s", suite.name, environment, result.detail)
+    if result.passed and not suite.report_success:
+        return
+    text, blocks = render_smoke(result)
+    await deps.slack.chat_postMessage(channel=deps.config.channels.alerts, text=text, blocks=blocks)
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.command("/health")
+    async def health_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        metrics.COMMANDS.labels(command="health").inc()
+        try:
+            targets = resolve_targets(deps.config, command.get("text"))
+        except (NotFound, InvalidInput) as exc:
+            await ack(ephemeral(error_text(exc)))
+            return
+        await ack(ephemeral(checking_text(targets)))
+        run_after_ack(deps, answer(deps, targets, respond), name="health.run", respond=respond)
+
+    for name, env in deps.config.environments.items():
+        if env.monitor is not None and env.checks:
+            deps.scheduler.every(monitor_job(name), env.monitor, partial(monitor_once, deps, name))
+        for suite in env.smoke:
+            deps.scheduler.cron(smoke_job(name, suite.name), suite.schedule, partial(smoke_once, deps, name, suite))
