@@ -192,6 +192,8 @@ class AlertState(Base):
     silenced_until: Mapped[datetime | None] = mapped_column(nullable=True)
     escalated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Hash of what the Slack message shows: a re-evaluation edits it only when this changes.
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Silence(Base):

@@ -81,7 +81,10 @@ class AlertRule(Model):
     escalate_after: Duration | None = None
     stale_after: Duration | None = None
     auto_ack_after: Duration | None = None
+    repeat_every: Duration | None = None
     escalate_to: list[str] = Field(default_factory=list)
+    # Digits after the decimal point in messages (default: 0 from 100 up, 1 from 10 up, else 2).
+    decimals: int | None = Field(default=None, ge=0, le=6)
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRule:
@@ -98,6 +101,8 @@ class AlertSettings(Model):
     defaults: AlertDefaults = Field(default_factory=AlertDefaults)
     prometheus: PrometheusSource | None = None
     escalate_to: list[str] = Field(default_factory=list)
+    # Rules evaluated at the same time per scheduler run (source reads in flight).
+    concurrency: int = Field(default=100, ge=1, le=1000)
     rules: list[AlertRule] = Field(default_factory=list)
 
     @model_validator(mode="after")

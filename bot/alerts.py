@@ -1,0 +1,476 @@
+"""Threshold alerts: the state machine, rule evaluation and Alertmanager ingestion. No Slack here.
+
+Each rule and series (or Alertmanager fingerprint) has one `alert_states` row. The transition
+functions below are pure: they take a `View` of that row, a value or a time, and return the
+notices to send; callers persist the view and hand the notices to a notifier (commands/alerts.py).
+
+    ok ─breach─> pending ─held for `for`─> firing ─no breach─> resolved ─breach─> pending …
+
+A source error never changes a series' state: the rule's own row (key `rule:<name>`) goes to
+`error`, reported once, and to `stale` when no data arrived for `stale_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import metrics
+from bot.clock import Clock, as_utc
+from bot.config.alerts import AlertRule, AlertSettings, Threshold
+from bot.db import Database
+from bot.models import AlertState, Silence
+from bot.providers.metrics_base import MetricSource, MetricSourceError, Sample
+from bot.providers.metrics_http_json import HttpJsonSource
+from bot.providers.metrics_postgres import PostgresSource
+from bot.providers.metrics_prometheus import PrometheusSource
+
+log = logging.getLogger(__name__)
+
+OK, PENDING, FIRING, RESOLVED, ERROR, STALE = "ok", "pending", "firing", "resolved", "error", "stale"
+WARNING, CRITICAL = "warning", "critical"
+AUTO_ACK = "opsbot (auto)"
+ALERTMANAGER = "alertmanager"
+
+
+class Notice(StrEnum):
+    SYNC = "sync"            # the alert message should show the current state (post it if not yet posted)
+    RESOLVED = "resolved"    # edit + reply in the thread
+    REMIND = "remind"        # still firing, unacknowledged: reply in the thread
+    ESCALATED = "escalated"  # warning raised to critical: mention the escalation targets
+    AUTO_ACKED = "auto_acked"
+    ERROR = "error"          # rule row: the source fails (reported once)
+    STALE = "stale"          # rule row: no data for stale_after
+    RECOVERED = "recovered"  # rule row: the source answers again
+
+
+@dataclass(frozen=True)
+class Policy:
+    warning: Threshold | None = None
+    critical: Threshold | None = None
+    for_: timedelta = timedelta(0)
+    escalate_after: timedelta | None = None
+    auto_ack_after: timedelta | None = None
+    repeat_every: timedelta | None = None
+    stale_after: timedelta | None = None
+    escalate_to: tuple[str, ...] = ()
+
+
+def policy_for(rule: AlertRule | None, settings: AlertSettings) -> Policy:
+    """The rule's timers, falling back to `alerts.defaults`; None gives the Alertmanager policy."""
+    d = settings.defaults
+    if rule is None:
+        return Policy(escalate_after=d.escalate_after, auto_ack_after=d.auto_ack_after,
+                      repeat_every=None, escalate_to=tuple(settings.escalate_to))
+    return Policy(
+        warning=rule.warning, critical=rule.critical,
+        for_=rule.for_ if rule.for_ is not None else d.for_,
+        escalate_after=rule.escalate_after or d.escalate_after,
+        auto_ack_after=rule.auto_ack_after or d.auto_ack_after,
+        repeat_every=rule.repeat_every or d.repeat_every,
+        stale_after=rule.stale_after or d.stale_after,
+        escalate_to=tuple(rule.escalate_to or settings.escalate_to),
+    )
+
+
+@dataclass
+class View:
+    """The mutable part of an `alert_states` row, as plain values."""
+
+    state: str = OK
+    level: str | None = None
+    value: float | None = None
+    error: str | None = None
+    pending_since: datetime | None = None
+    firing_since: datetime | None = None
+    resolved_at: datetime | None = None
+    last_eval_at: datetime | None = None
+    last_data_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    message_ts: str | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    escalated_at: datetime | None = None
+    digest: str | None = None
+
+    @classmethod
+    def of(cls, row: Any) -> View:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+    def apply_to(self, row: Any) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if getattr(row, f.name) != value:
+                setattr(row, f.name, value)
+
+
+def level_of(value: float, policy: Policy) -> str | None:
+    if policy.critical is not None and policy.critical.breached(value):
+        return CRITICAL
+    if policy.warning is not None and policy.warning.breached(value):
+        return WARNING
+    return None
+
+
+def _fire(v: View, level: str, now: datetime, since: datetime | None = None) -> list[Notice]:
+    v.state, v.level = FIRING, level
+    v.firing_since, v.resolved_at, v.last_notified_at = since or now, None, now
+    v.acked_by = v.acked_at = v.escalated_at = None
+    v.message_ts = v.digest = None  # a new firing is a new message
+    return [Notice.SYNC]
+
+
+def observe(v: View, value: float, policy: Policy, now: datetime) -> list[Notice]:
+    """A fresh value for one series."""
+    v.value, v.last_eval_at, v.last_data_at = value, now, now
+    level = level_of(value, policy)
+    if v.state == FIRING:
+        if level is None:
+            v.state, v.resolved_at = RESOLVED, now
+            v.pending_since = None
+            return [Notice.RESOLVED]
+        v.level = CRITICAL if v.escalated_at is not None else level
+        return [Notice.SYNC]
+    if level is None:
+        if v.state == PENDING:
+            v.state, v.pending_since, v.level = OK, None, None
+        return []
+    if v.state != PENDING or v.pending_since is None:
+        v.state, v.pending_since = PENDING, now
+    v.level = level
+    if now - v.pending_since >= policy.for_:
+        return _fire(v, level, now)
+    return []
+
+
+def tick(v: View, policy: Policy, now: datetime) -> list[Notice]:
+    """The passing of time on a firing alert: auto-acknowledge, escalate, remind."""
+    if v.state != FIRING or v.acked_at is not None or v.firing_since is None:
+        return []
+    age = now - v.firing_since
+    if policy.auto_ack_after and age >= policy.auto_ack_after:
+        v.acked_by, v.acked_at = AUTO_ACK, now
+        return [Notice.AUTO_ACKED]
+    if (v.level == WARNING and v.escalated_at is None and policy.escalate_after
+            and age >= policy.escalate_after):
+        v.level, v.escalated_at, v.last_notified_at = CRITICAL, now, now
+        return [Notice.ESCALATED]
+    if policy.repeat_every and now - (v.last_notified_at or v.firing_since) >= policy.repeat_every:
+        v.last_notified_at = now
+        return [Notice.REMIND]
+    return []
+
+
+def rule_read(v: View, *, error: str | None, has_data: bool, policy: Policy, now: datetime) -> list[Notice]:
+    """The outcome of one read for the rule's own row: error once, staleness once, recovery once."""
+    v.last_eval_at = now
+    if v.last_data_at is None:
+        v.last_data_at = now  # staleness counts from the first evaluation
+    out: list[Notice] = []
+    if error is not None:
+        v.error = error
+        if v.state == OK:
+            v.state = ERROR
+            out.append(Notice.ERROR)
+    else:
+        v.error = None
+        if has_data:
+            v.last_data_at = now
+        if v.state == ERROR or (v.state == STALE and has_data):
+            v.state = OK
+            out.append(Notice.RECOVERED)
+    if (v.state != STALE and policy.stale_after and now - v.last_data_at >= policy.stale_after):
+        v.state = STALE
+        out.append(Notice.STALE)
+    return out
+
+
+def alertmanager_update(v: View, *, firing: bool, level: str, starts_at: datetime | None,
+                        now: datetime) -> list[Notice]:
+    """One alert of an Alertmanager group: re-sent groups map to no change or a no-op SYNC."""
+    v.last_eval_at = v.last_data_at = now
+    if firing:
+        if v.state != FIRING:
+            return _fire(v, level, now, since=starts_at)
+        v.level = CRITICAL if v.escalated_at is not None else level
+        return [Notice.SYNC]
+    if v.state == FIRING:
+        v.state, v.resolved_at = RESOLVED, now
+        return [Notice.RESOLVED]
+    return []
+
+
+# -- keys --------------------------------------------------------------------------------
+def series_key(rule: str, labels: Mapping[str, str]) -> str:
+    text = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+    key = f"{rule}|{text}"
+    if len(key) <= 255:
+        return key
+    return f"{rule}|#{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+
+
+def rule_key(rule: str) -> str:
+    return f"rule:{rule}"
+
+
+def am_key(fingerprint: str) -> str:
+    return f"am:{fingerprint}"[:255]
+
+
+# -- evaluation ----------------------------------------------------------------------------
+@dataclass
+class Change:
+    """A row whose notices must reach Slack (the row is detached, refreshed from the database)."""
+
+    row: Any
+    notices: list[Notice]
+    policy: Policy
+    rule: AlertRule | None
+    silenced_until: datetime | None = None
+
+
+@dataclass
+class Reading:
+    rule: AlertRule
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+
+
+Notifier = Callable[[list[Change]], Awaitable[None]]
+
+
+def make_sources(settings: AlertSettings, http: httpx.AsyncClient) -> dict[str, MetricSource]:
+    """The metric sources by the name used in opsbot.yml (`source:`)."""
+    timeout = settings.defaults.timeout.total_seconds()
+    sources: dict[str, MetricSource] = {
+        "http_json": HttpJsonSource(http, timeout=timeout),
+        "postgres": PostgresSource(timeout=timeout),
+    }
+    if settings.prometheus is not None:
+        sources["prometheus"] = PrometheusSource(
+            http, url=str(settings.prometheus.url), token=settings.prometheus.token,
+            timeout=settings.prometheus.timeout.total_seconds())
+    return sources
+
+
+class AlertEngine:
+    """Evaluates rules and applies Alertmanager payloads; one per process, used by the scheduler leader."""
+
+    def __init__(self, *, db: Database, clock: Clock, settings: AlertSettings,
+                 sources: Mapping[str, MetricSource], notifier: Notifier) -> None:
+        self.db, self.clock, self.settings = db, clock, settings
+        self.sources = sources
+        self.notifier = notifier
+        self.rules = {r.name: r for r in settings.rules}
+        # Transitions and their Slack delivery run one at a time: two jobs never remind twice.
+        self.lock = asyncio.Lock()
+
+    async def read(self, rule: AlertRule) -> Reading:
+        try:
+            samples = await self.sources[rule.source].read(rule)
+            metrics.ALERT_EVALUATIONS.labels(outcome="ok").inc()
+            return Reading(rule, samples)
+        except MetricSourceError as exc:
+            metrics.ALERT_EVALUATIONS.labels(outcome="source_error").inc()
+            return Reading(rule, error=str(exc))
+        except Exception as exc:  # a bug or an unexpected failure in one rule: counted, the others go on
+            metrics.ALERT_EVALUATIONS.labels(outcome="failed").inc()
+            log.exception("alert rule %s failed", rule.name)
+            return Reading(rule, error=f"unexpected {type(exc).__name__} (logged)")
+
+    async def evaluate(self, rules: Iterable[AlertRule]) -> list[Change]:
+        """Read every rule (bounded concurrency), apply the transitions, send the notices."""
+        rules = list(rules)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def bounded(rule: AlertRule) -> Reading:
+            async with gate:
+                return await self.read(rule)
+
+        readings = await asyncio.gather(*(bounded(r) for r in rules))
+        async with self.lock:
+            changes = await self._apply(readings)
+            if changes:
+                await self.notifier(changes)
+        return changes
+
+    async def _apply(self, readings: list[Reading]) -> list[Change]:
+        now = self.clock()
+        names = [r.rule.name for r in readings]
+        changes: list[Change] = []
+        async with self.db.session() as session:
+            rows = {row.key: row for row in await session.scalars(
+                select(AlertState).where(AlertState.rule.in_(names), AlertState.source != ALERTMANAGER))}
+            by_rule: dict[str, list[Any]] = {}
+            for row in rows.values():
+                if not row.key.startswith("rule:"):
+                    by_rule.setdefault(row.rule, []).append(row)
+            silences = await active_silences(session, now)
+            for reading in readings:
+                rule = reading.rule
+                policy = policy_for(rule, self.settings)
+                silenced = silences.get(rule.name)
+                touched: set[str] = set()
+                own = rows.get(rule_key(rule.name)) or _new_row(session, rule_key(rule.name), rule, {})
+                self._step(changes, own, policy, rule, silenced, lambda v, r=reading, p=policy: rule_read(
+                    v, error=r.error, has_data=bool(r.samples), policy=p, now=now))
+                for sample in reading.samples:
+                    key = series_key(rule.name, sample.labels)
+                    touched.add(key)
+                    row = rows.get(key) or _new_row(session, key, rule, dict(sample.labels))
+                    rows[key] = row
+                    self._step(changes, row, policy, rule, silenced,
+                               lambda v, s=sample, p=policy: observe(v, s.value, p, now) + tick(v, p, now))
+                for row in by_rule.get(rule.name, []):
+                    if row.key not in touched:  # no data (or a source error): time still passes
+                        self._step(changes, row, policy, rule, silenced, lambda v, p=policy: tick(v, p, now))
+        return changes
+
+    @staticmethod
+    def _step(changes: list[Change], row: Any, policy: Policy, rule: AlertRule | None,
+              silenced: datetime | None, transition: Callable[[View], list[Notice]]) -> None:
+        view = View.of(row)
+        notices = transition(view)
+        view.apply_to(row)
+        if notices:
+            changes.append(Change(row, notices, policy, rule, silenced))
+
+    async def housekeeping(self) -> list[Change]:
+        """Escalation, auto-acknowledgement and reminders for every firing alert (Alertmanager's too)."""
+        async with self.lock:
+            now = self.clock()
+            changes: list[Change] = []
+            async with self.db.session() as session:
+                silences = await active_silences(session, now)
+                for row in await session.scalars(select(AlertState).where(AlertState.state == FIRING)):
+                    rule = self.rules.get(row.rule) if row.source != ALERTMANAGER else None
+                    policy = policy_for(rule, self.settings)
+                    self._step(changes, row, policy, rule, silences.get(row.rule),
+                               lambda v, p=policy: tick(v, p, now))
+            if changes:
+                await self.notifier(changes)
+            return changes
+
+    async def alertmanager(self, payload: Mapping[str, Any]) -> list[Change]:
+        """Apply an Alertmanager webhook (version 4). Raises ValueError on a malformed payload."""
+        alerts = payload.get("alerts")
+        if not isinstance(alerts, list):
+            raise ValueError("`alerts` must be a list")
+        parsed = [_parse_am_alert(a, payload) for a in alerts]
+        async with self.lock:
+            now = self.clock()
+            changes: list[Change] = []
+            async with self.db.session() as session:
+                keys = [p["key"] for p in parsed]
+                rows = {row.key: row for row in await session.scalars(
+                    select(AlertState).where(AlertState.key.in_(keys)))}
+                silences = await active_silences(session, now)
+                policy = policy_for(None, self.settings)
+                for alert in parsed:
+                    row = rows.get(alert["key"])
+                    if row is None:
+                        if not alert["firing"]:
+                            continue  # resolved before we ever saw it fire: nothing to say
+                        row = AlertState(key=alert["key"], rule=alert["rule"], source=ALERTMANAGER,
+                                         labels=alert["labels"], state=OK)
+                        session.add(row)
+                        rows[alert["key"]] = row
+                    row.labels, row.summary = alert["labels"], alert["summary"]
+                    self._step(changes, row, policy, None, silences.get(row.rule),
+                               lambda v, a=alert: alertmanager_update(
+                                   v, firing=a["firing"], level=a["level"], starts_at=a["starts_at"], now=now))
+                await session.flush()
+            if changes:
+                await self.notifier(changes)
+            return changes
+
+
+def _new_row(session: AsyncSession, key: str, rule: AlertRule, labels: dict[str, str]) -> Any:
+    row = AlertState(key=key, rule=rule.name, source=rule.source, labels=labels, state=OK)
+    session.add(row)
+    return row
+
+
+async def active_silences(session: AsyncSession, now: datetime) -> dict[str, datetime]:
+    """Rule name -> the latest `until` of its active `/silence`s."""
+    out: dict[str, datetime] = {}
+    for silence in await session.scalars(select(Silence).where(Silence.until > now)):
+        if silence.rule not in out or silence.until > out[silence.rule]:
+            out[silence.rule] = silence.until
+    return out
+
+
+def silenced_until(row: Any, rule_silence: datetime | None, now: datetime) -> datetime | None:
+    """When the alert's silence ends (button on the alert or `/silence` on its rule), if it is silenced."""
+    candidates = [t for t in (row.silenced_until, rule_silence) if t is not None and t > now]
+    return max(candidates) if candidates else None
+
+
+def _parse_am_alert(alert: Any, group: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(alert, dict):
+        raise ValueError("every alert must be an object")
+    labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
+    annotations = {str(k): str(v) for k, v in (alert.get("annotations") or {}).items()}
+    fingerprint = str(alert.get("fingerprint") or "")
+    if not fingerprint:  # older Alertmanagers: the fingerprint is a hash of the label set
+        fingerprint = hashlib.sha256(series_key("", labels).encode()).hexdigest()[:16]
+    status = str(alert.get("status") or group.get("status") or "firing")
+    if status not in ("firing", "resolved"):
+        raise ValueError(f"unknown alert status {status!r}")
+    severity = labels.get("severity", "").lower()
+    summary = annotations.get("summary") or annotations.get("description") or annotations.get("message")
+    return {
+        "key": am_key(fingerprint), "rule": (labels.get("alertname") or "alertmanager")[:128],
+        "labels": {**labels, **{f"annotation:{k}": v for k, v in annotations.items() if k != "summary"},
+                   **({"annotation:generator_url": str(alert["generatorURL"])} if alert.get("generatorURL") else {})},
+        "summary": summary, "firing": status == "firing",
+        "level": CRITICAL if severity in ("critical", "page", "error") else WARNING,
+        "starts_at": _parse_time(alert.get("startsAt")),
+    }
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw or raw.startswith("0001-"):
+        return None
+    text = raw.replace("Z", "+00:00")
+    if "." in text:  # Go writes nanoseconds; Python takes microseconds
+        head, _, tail = text.partition(".")
+        digits = "".join(c for c in tail if c.isdigit())
+        zone = tail[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return as_utc(parsed)
+
+
+# -- queries for /alerts and /silence ------------------------------------------------------
+async def active_alerts(session: AsyncSession) -> list[Any]:
+    """Firing and pending alerts, plus rules in error or stale, most severe first."""
+    rows = list(await session.scalars(select(AlertState).where(
+        AlertState.state.in_((FIRING, PENDING, ERROR, STALE)))))
+    order = {FIRING: 0, ERROR: 1, STALE: 2, PENDING: 3}
+    return sorted(rows, key=lambda r: (order[r.state], r.level != CRITICAL, r.rule, r.key))
+
+
+async def known_rule(session: AsyncSession, name: str) -> bool:
+    found = await session.scalar(select(AlertState.id).where(AlertState.rule == name).limit(1))
+    return found is not None
+
+
+async def add_silence(session: AsyncSession, *, rule: str, until: datetime, user: str, now: datetime) -> Any:
+    silence = Silence(rule=rule, until=until, created_by=user, created_at=now)
+    session.add(silence)
+    await session.flush()
+    return silence

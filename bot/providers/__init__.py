@@ -1,0 +1,1 @@
+"""Target-system providers, one module per kind: `<kind>_<name>.py`."""

@@ -1,0 +1,49 @@
+"""`source: http_json` — GET a URL and take a number at a dotted path, optionally as a ratio in %."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from bot.config.alerts import AlertRule
+from bot.providers.metrics_base import MetricSourceError, Sample, as_number, get_capped
+
+MAX_JSON = 256 * 1024
+
+
+class HttpJsonSource:
+    def __init__(self, client: httpx.AsyncClient, *, timeout: float = 10.0) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    async def read(self, rule: AlertRule) -> list[Sample]:
+        headers = {"Accept": "application/json"}
+        headers.update({name: ref.reveal(where=f"alerts.{rule.name}.headers.{name}")
+                        for name, ref in rule.headers.items()})
+        body = await get_capped(self.client, rule.query, headers=headers, timeout=self.timeout, limit=MAX_JSON)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise MetricSourceError("the answer is not JSON") from None
+        value = as_number(dig(document, rule.path or ""), rule.path or "")
+        if rule.ratio_of:
+            total = as_number(dig(document, rule.ratio_of), rule.ratio_of)
+            if total == 0:
+                raise MetricSourceError(f"{rule.ratio_of} is 0: cannot compute a ratio")
+            value = value / total * 100.0
+        return [Sample(value)]
+
+
+def dig(document: Any, path: str) -> Any:
+    """`pool.checked_out` or `servers.0.load`: dicts by key, lists by index."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise MetricSourceError(f"path {path!r} not found in the answer (stopped at {part!r})")
+    return node

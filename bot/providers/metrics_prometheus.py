@@ -1,0 +1,58 @@
+"""`source: prometheus` — an instant query on the Prometheus HTTP API (`GET /api/v1/query`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from bot.config.alerts import AlertRule
+from bot.config.secrets import EnvRef
+from bot.providers.metrics_base import MetricSourceError, Sample, as_number, get_capped
+
+
+class PrometheusSource:
+    """A vector answer gives one sample per series (labels from `metric`), a scalar one sample."""
+
+    def __init__(self, client: httpx.AsyncClient, *, url: str, token: EnvRef | None = None,
+                 timeout: float = 10.0) -> None:
+        self.client = client
+        self.url = url.rstrip("/") + "/api/v1/query"
+        self.token = token
+        self.timeout = timeout
+
+    async def read(self, rule: AlertRule) -> list[Sample]:
+        headers = {"Accept": "application/json"}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token.reveal(where='alerts.prometheus.token')}"
+        body = await get_capped(self.client, self.url, params={"query": rule.query}, headers=headers,
+                                timeout=self.timeout)
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise MetricSourceError("Prometheus answered with something that is not JSON") from None
+        return parse_answer(answer)
+
+
+def parse_answer(answer: Any) -> list[Sample]:
+    if not isinstance(answer, dict):
+        raise MetricSourceError("unexpected Prometheus answer")
+    if answer.get("status") != "success":
+        raise MetricSourceError(f"Prometheus error: {str(answer.get('error') or answer.get('status'))[:200]}")
+    data = answer.get("data") or {}
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        return [Sample(as_number(result[1], "scalar"))]
+    if kind == "vector" and isinstance(result, list):
+        samples = []
+        for item in result:
+            if not isinstance(item, dict) or not isinstance(item.get("value"), list) or len(item["value"]) != 2:
+                raise MetricSourceError("malformed vector element in the Prometheus answer")
+            labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
+            try:
+                samples.append(Sample(as_number(item["value"][1], "vector"), labels))
+            except MetricSourceError:
+                continue  # NaN for one series (e.g. 0/0) is no data for that series, not a source error
+        return samples
+    raise MetricSourceError(f"unsupported Prometheus result type {kind!r} (use an instant vector or scalar)")
