@@ -1,0 +1,228 @@
+"""`/killswitch`, `/flag`, `/flags`, the confirmation buttons, and the read-only `GET /flags` for builtin flags."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot import flags, metrics
+from bot.deps import Deps
+from bot.errors import DependencyDown, InvalidInput, NotFound, OpsbotError
+from bot.flags import FlagChange, Outcome, Target
+from bot.providers.flags_builtin import load_rows, row_state
+from commands import blocks as bk
+from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, split_args, user_of
+from commands.flags import render
+from commands.flags.ids import Action
+
+log = logging.getLogger(__name__)
+
+HELP = [
+    ("/killswitch <flag> on|off [env]", "Engage or release a kill switch (confirmed, audited, posted to #ops)"),
+    ("/flag <name> enable|disable [env]", "Turn a feature flag on or off"),
+    ("/flag <name> rollout <0-100> [env]", "Set a flag's rollout percentage"),
+    ("/flags [env]", "Current state of every flag, read live from its store"),
+]
+KILLSWITCH_USAGE = "Usage: `/killswitch <flag> on|off [environment]`"
+FLAG_USAGE = "Usage: `/flag <name> enable|disable [environment]` or `/flag <name> rollout <0-100> [environment]`"
+_ON = {"on": True, "engage": True, "off": False, "release": False}
+_ENABLE = {"enable": True, "on": True, "disable": False, "off": False}
+
+
+# -- parsing (pure) ---------------------------------------------------------------------------
+
+def parse_killswitch(text: str | None) -> tuple[str, FlagChange, str | None]:
+    words = split_args(text)
+    if len(words) not in (2, 3) or words[1].lower() not in _ON:
+        raise InvalidInput(KILLSWITCH_USAGE)
+    return words[0], FlagChange(kill_switch=_ON[words[1].lower()]), (words[2] if len(words) == 3 else None)
+
+
+def parse_rollout(value: str) -> int:
+    digits = value.strip().removesuffix("%")
+    if not digits.isdigit() or not 0 <= int(digits) <= 100:
+        raise InvalidInput(f"Rollout must be a whole percentage from 0 to 100, not `{value}`.")
+    return int(digits)
+
+
+def parse_flag(text: str | None) -> tuple[str, FlagChange, str | None]:
+    words = split_args(text)
+    if len(words) < 2:
+        raise InvalidInput(FLAG_USAGE)
+    verb = words[1].lower()
+    if verb == "rollout" and len(words) in (3, 4):
+        return words[0], FlagChange(rollout=parse_rollout(words[2])), (words[3] if len(words) == 4 else None)
+    if verb in _ENABLE and len(words) in (2, 3):
+        return words[0], FlagChange(enabled=_ENABLE[verb]), (words[2] if len(words) == 3 else None)
+    raise InvalidInput(FLAG_USAGE)
+
+
+def validate(deps: Deps, action: str, text: str | None) -> tuple[Target, FlagChange]:
+    """Everything that needs no I/O: syntax, the flag and environment against opsbot.yml, the store's fields."""
+    name, change, environment = (parse_killswitch if action == "killswitch" else parse_flag)(text)
+    target = flags.resolve(deps.config, name, environment)
+    flags.check_change(target, change, action)
+    return target, change
+
+
+# -- Slack ------------------------------------------------------------------------------------
+
+async def _post(deps: Deps, channel: str, outcome: Outcome) -> str | None:
+    """Post the change; a Slack failure after the flip is reported, never mistaken for a failed flip."""
+    try:
+        await deps.slack.chat_postMessage(channel=channel, text=render.outcome_text(outcome),
+                                          blocks=render.outcome(outcome))
+        return None
+    except SlackApiError as exc:
+        log.warning("posting a flag change to %s failed: %s", channel, exc.response.get("error"))
+        return f"Posting to {channel} failed ({exc.response.get('error', 'error')})."
+
+
+async def announce(deps: Deps, outcome: Outcome) -> list[str]:
+    """The ops channel always; the incident channel too when the command was run in one."""
+    problems = [await _post(deps, deps.config.channels.ops_channel, outcome)]
+    if outcome.incident_id is not None and outcome.channel:
+        problems.append(await _post(deps, outcome.channel, outcome))
+    return [p for p in problems if p]
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    async def propose(action: str, target: Target, change: FlagChange, command: dict[str, Any],
+                      respond: Respond) -> None:
+        proposal = await flags.request_change(deps, actor=command["user_id"], action=action, target=target,
+                                              change=change, channel=command.get("channel_id"))
+        await respond(text=f"{render.title(action, change)}? `{target.flag}` in {target.environment}",
+                      blocks=render.confirmation(proposal, production=deps.config.is_production(target.environment)),
+                      response_type="ephemeral", replace_original=True)
+
+    async def change_command(action: str, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        metrics.COMMANDS.labels(command=action).inc()
+        try:
+            target, change = validate(deps, action, command.get("text"))
+        except OpsbotError as exc:
+            await ack(ephemeral(error_text(exc)))
+            return
+        await ack(ephemeral(f"Reading `{target.flag}` in {target.environment}…"))
+        run_after_ack(deps, propose(action, target, change, command, respond), name=f"flags.{action}",
+                      respond=respond)
+
+    @app.command("/killswitch")
+    async def killswitch_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        await change_command("killswitch", ack, command, respond)
+
+    @app.command("/flag")
+    async def flag_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        await change_command("flag", ack, command, respond)
+
+    @app.command("/flags")
+    async def flags_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        metrics.COMMANDS.labels(command="flags").inc()
+        words = split_args(command.get("text"))
+        environment = words[0] if words else None
+        valid = flags.environment_names(deps.config)
+        if len(words) > 1 or (environment and environment.lower() not in {e.lower() for e in valid}):
+            await ack(ephemeral(error_text(NotFound("environment", " ".join(words), valid))))
+            return
+        await ack(ephemeral("Reading flags…"))
+
+        async def table() -> None:
+            rows = await flags.read_all(deps, environment=environment)
+            await respond(text=f"Feature flags ({len(rows)})", blocks=render.states_table(rows, environment),
+                          response_type="ephemeral", replace_original=True)
+
+        run_after_ack(deps, table(), name="flags.list", respond=respond)
+
+    @app.action(Action.CONFIRM)
+    async def on_confirm(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        token = str((body.get("actions") or [{}])[0].get("value") or "")
+
+        async def work() -> None:
+            outcome = await flags.confirm(deps, token=token, user=user_of(body))
+            problems = await announce(deps, outcome)
+            blocks = render.outcome(outcome) + ([bk.context(" ".join(problems))] if problems else [])
+            await respond(text=render.outcome_text(outcome), blocks=blocks, response_type="ephemeral",
+                          replace_original=True)
+
+        run_after_ack(deps, work(), name="flags.confirm", respond=respond, user=user_of(body),
+                      channel=channel_of(body))
+
+    @app.action(Action.CANCEL)
+    async def on_cancel(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
+        await ack()
+        token = str((body.get("actions") or [{}])[0].get("value") or "")
+
+        async def work() -> None:
+            target = await flags.cancel(deps, token=token, user=user_of(body))
+            await respond(text=f"Cancelled: `{target.flag}` in {target.environment} was not changed.",
+                          response_type="ephemeral", replace_original=True)
+
+        run_after_ack(deps, work(), name="flags.cancel", respond=respond)
+
+
+# -- GET /flags (builtin flags, read-only) -------------------------------------------------------
+
+def _builtin(deps: Deps) -> dict[str, list[str]]:
+    """Builtin flags by name, with their environments."""
+    return {name: [env for env, store in flag.environments.items() if store.provider == "builtin"]
+            for name, flag in deps.config.flags.items()
+            if any(store.provider == "builtin" for store in flag.environments.values())}
+
+
+def _flag_json(name: str, environment: str, row: Any) -> dict[str, Any]:
+    state = row_state(row)
+    return {"name": name, "environment": environment, "enabled": state.enabled, "kill_switch": state.kill_switch,
+            "rollout_percentage": state.rollout, "active": state.active,
+            "updated_at": row.updated_at.isoformat() if row is not None else None,
+            "updated_by": row.updated_by if row is not None else None}
+
+
+def routes(deps: Deps) -> list[BaseRoute]:
+    async def rows(names: list[str], environment: str | None) -> dict[tuple[str, str], Any]:
+        try:
+            async with deps.db.session() as session:
+                return await load_rows(session, names, environment)
+        except DependencyDown:
+            raise
+        except Exception as exc:  # the database answered with an error: the endpoint is unavailable
+            raise DependencyDown(f"opsbot's database failed ({type(exc).__name__}).") from exc
+
+    def environment_of(request: Request) -> str | None:
+        return request.query_params.get("environment") or None
+
+    async def list_flags(request: Request) -> Response:
+        environment = environment_of(request)
+        builtin = _builtin(deps)
+        try:
+            found = await rows(list(builtin), environment)
+        except DependencyDown as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        items = [_flag_json(name, env, found.get((name, env))) for name, envs in builtin.items()
+                 for env in envs if environment in (None, env)]
+        return JSONResponse({"flags": items})
+
+    async def one_flag(request: Request) -> Response:
+        name = request.path_params["name"]
+        environment = environment_of(request)
+        builtin = _builtin(deps)
+        if name not in builtin:
+            return JSONResponse({"error": f"unknown flag {name!r}", "flags": sorted(builtin)}, status_code=404)
+        if environment is not None and environment not in builtin[name]:
+            return JSONResponse({"error": f"flag {name!r} has no environment {environment!r}",
+                                 "environments": builtin[name]}, status_code=404)
+        try:
+            found = await rows([name], environment)
+        except DependencyDown as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        if environment is not None:
+            return JSONResponse(_flag_json(name, environment, found.get((name, environment))))
+        return JSONResponse({"name": name, "environments": {
+            env: _flag_json(name, env, found.get((name, env))) for env in builtin[name]}})
+
+    return [Route("/flags", list_flags, methods=["GET"]), Route("/flags/{name}", one_flag, methods=["GET"])]
