@@ -240,7 +240,7 @@ async def run_command(argv: list[str], *, timeout: float) -> CommandOutcome:
         await process.wait()
         return done(None, bytes(buffer), f"timeout after {seconds_text(timeout)}")
     code = process.returncode
-    return done(code, bytes(buffer), "passed" if code == 0 else f"exit code {code}")
+    return done(code, bytes(buffer), f"exit code {code}")
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
