@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bot.config.base import Model
 from bot.durations import Duration
@@ -32,3 +32,21 @@ class IncidentSettings(Model):
     # Default reminder interval for severities that do not set remind_after, applied to the two most severe.
     remind_after: Duration = timedelta(minutes=30)
     invite: list[str] = Field(default_factory=list)
+
+    @field_validator("channel_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        cleaned = value.strip().lower()
+        if not cleaned or len(cleaned) > 20 or not all(c.isalnum() or c in "-_" for c in cleaned):
+            raise ValueError("use 1-20 lowercase letters, digits, '-' or '_'")
+        return cleaned
+
+    @field_validator("update_template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        # A broken template must fail `opsbot config check`, not the first status update of an incident.
+        if value is not None:
+            from bot.templates import compile_template
+
+            compile_template(value)
+        return value

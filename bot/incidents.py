@@ -1,0 +1,332 @@
+"""Incidents: declare, acknowledge, update, change severity or commander, resolve, and the timers.
+
+Keyword-only verbs on an AsyncSession; no Slack types. Every change is a timeline entry (and an audit
+entry) through `bot.timeline.add_event`, in the caller's transaction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import Clock
+from bot.config import Config, Severity
+from bot.durations import format_duration
+from bot.errors import Conflict, InvalidInput, NotFound
+from bot.models import Incident, IncidentEvent
+from bot.templates import render
+from bot.timeline import OPEN, add_event
+
+STATUSES = ("investigating", "identified", "mitigating", "monitoring", "resolved")
+RESOLVED = "resolved"
+MAX_TITLE = 200
+CHANNEL_MAX = 80
+_REF = re.compile(r"^(?:inc-?|#)?(\d{1,9})$", re.IGNORECASE)
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+def parse_ref(text: str) -> int | None:
+    """`INC-42`, `inc-42`, `#42` or `42` → 42; anything else → None."""
+    match = _REF.match(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def parse_status(text: str) -> str | None:
+    lowered = text.strip().lower()
+    return lowered if lowered in STATUSES else None
+
+
+def channel_name(prefix: str, incident_id: int, title: str, attempt: int = 0) -> str:
+    """`inc-42-checkout-is-down`: lowercase, ≤ 80 characters; `attempt` > 0 adds `-2`, `-3`… for collisions."""
+    slug = _SLUG.sub("-", title.lower()).strip("-")
+    suffix = f"-{attempt + 1}" if attempt else ""
+    base = f"{prefix}-{incident_id}" + (f"-{slug}" if slug else "")
+    return base[: CHANNEL_MAX - len(suffix)].rstrip("-_") + suffix
+
+
+def remind_interval(config: Config, severity: str) -> timedelta | None:
+    """The severity's `remind_after`, else `incidents.remind_after` for the two most severe levels."""
+    try:
+        level = config.severity(severity)
+    except NotFound:
+        return None
+    if level.remind_after is not None:
+        return level.remind_after if level.remind_after > timedelta(0) else None
+    return config.incidents.remind_after if config.severity_rank(severity) < 2 else None
+
+
+def describe_response(severity: Severity) -> str:
+    return "immediately" if severity.immediate else f"within {format_duration(severity.response)}"
+
+
+def age(since: datetime, now: datetime) -> str:
+    return format_duration(max(now - since, timedelta(0)))
+
+
+# -- declaring ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Declaration:
+    """What a user asked for, from a command, a modal or another feature."""
+
+    title: str
+    severity: str
+    reporter_id: str
+    commander_id: str | None = None
+    service: str | None = None
+    environment: str | None = None
+    impact: str | None = None
+    description: str | None = None
+    source_link: str | None = None
+
+
+async def by_dedup_key(session: AsyncSession, *, dedup_key: str) -> Incident | None:
+    return (await session.scalars(select(Incident).where(Incident.dedup_key == dedup_key))).first()
+
+
+async def declare(session: AsyncSession, *, config: Config, clock: Clock, request: Declaration,
+                  dedup_key: str | None) -> tuple[Incident, bool]:
+    """Store a new incident; (incident, created). A known `dedup_key` returns the earlier one instead.
+
+    Two concurrent declarations with one key: the loser's flush raises IntegrityError (unique key);
+    callers retry with `by_dedup_key` in a new session."""
+    if dedup_key:
+        existing = await by_dedup_key(session, dedup_key=dedup_key)
+        if existing is not None:
+            return existing, False
+    title = " ".join(request.title.split())
+    if not title:
+        raise InvalidInput("An incident needs a title, e.g. `/incident open P1 Checkout is down`.")
+    level = config.severity(request.severity)
+    severity = level.name
+    now = clock()
+    incident = Incident(
+        title=title[:MAX_TITLE], severity=severity, status=STATUSES[0], service=_clean(request.service, 255),
+        environment=_clean(request.environment, 64), impact=_clean(request.impact), eta=None,
+        description=_clean(request.description), reporter_id=request.reporter_id,
+        commander_id=request.commander_id or request.reporter_id, source_link=_clean(request.source_link, 1024),
+        dedup_key=dedup_key, created_at=now,
+    )
+    session.add(incident)
+    await session.flush()
+    await add_event(session, clock=clock, incident_id=incident.id, actor=request.reporter_id, kind="declared",
+                    text=f"{severity} declared: {incident.title}",
+                    data={"severity": severity, "commander": incident.commander_id})
+    if level.immediate and level.escalate_to:  # claimed here, atomically: the timer job must not page again
+        await mark_escalated(session, clock=clock, incident=incident, targets=level.escalate_to, immediate=True)
+    return incident, True
+
+
+def _clean(value: str | None, limit: int | None = None) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    return value[:limit] if limit else value
+
+
+# -- lookups -------------------------------------------------------------------------------------
+async def get(session: AsyncSession, *, incident_id: int) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound("incident", f"INC-{incident_id}", [])
+    return incident
+
+
+async def find(session: AsyncSession, *, ref: str | None, channel_id: str | None) -> Incident:
+    """The incident named by `ref`, else the one whose dedicated channel is `channel_id` (latest first)."""
+    if ref:
+        number = parse_ref(ref)
+        if number is None:
+            raise InvalidInput(f"`{ref}` is not an incident id (use e.g. `INC-42`).")
+        return await get(session, incident_id=number)
+    if channel_id:
+        query = select(Incident).where(Incident.channel_id == channel_id).order_by(Incident.id.desc()).limit(1)
+        found = (await session.scalars(query)).first()
+        if found is not None:
+            return found
+    raise InvalidInput("Run this in an incident channel, or name the incident (e.g. `INC-42`).")
+
+
+async def list_open(session: AsyncSession, *, config: Config) -> list[Incident]:
+    """Open incidents, most severe first, then oldest first."""
+    rows = list((await session.scalars(select(Incident).where(Incident.status.in_(OPEN)))).all())
+    return sorted(rows, key=lambda i: (config.severity_rank(i.severity), i.created_at, i.id))
+
+
+async def events(session: AsyncSession, *, incident_id: int) -> list[IncidentEvent]:
+    query = select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
+    return list((await session.scalars(query.order_by(IncidentEvent.at, IncidentEvent.id))).all())
+
+
+def _require_open(incident: Incident) -> None:
+    if incident.status not in OPEN:
+        raise Conflict(f"{incident.ref} is already resolved.")
+
+
+# -- changes ---------------------------------------------------------------------------------------
+async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str) -> bool:
+    """False when it was acknowledged already (a second press changes nothing)."""
+    _require_open(incident)
+    if incident.acknowledged_at is not None:
+        return False
+    incident.acknowledged_at, incident.acknowledged_by = clock(), actor
+    await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="acknowledged",
+                    text="Acknowledged")
+    return True
+
+
+async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, text: str,
+                      status: str | None = None, impact: str | None = None,
+                      eta: str | None = None) -> IncidentEvent:
+    """A status update; `status`, `impact` and `eta` change the incident when given. Not for resolving."""
+    _require_open(incident)
+    text = text.strip()
+    if status is not None and parse_status(status) is None:
+        raise InvalidInput(f"Unknown status `{status}`. Valid statuses: {', '.join(STATUSES)}.")
+    if status == RESOLVED:
+        raise InvalidInput("Use `/incident resolve <summary>` to resolve.")
+    if not text and status is None and impact is None and eta is None:
+        raise InvalidInput("An update needs some text, e.g. `/incident update identified Bad deploy of api`.")
+    before = {"status": incident.status, "impact": incident.impact, "eta": incident.eta}
+    if status:
+        incident.status = status
+    if impact is not None:
+        incident.impact = _clean(impact)
+    if eta is not None:
+        incident.eta = _clean(eta, 255)
+    now = clock()
+    incident.last_update_at = now
+    if incident.acknowledged_at is None:  # posting an update is a response
+        incident.acknowledged_at, incident.acknowledged_by = now, actor
+    return await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="update",
+                           text=text or f"Status: {incident.status}",
+                           data={"status": status, "impact": impact, "eta": eta, "before": before})
+
+
+async def change_severity(session: AsyncSession, *, config: Config, clock: Clock, incident: Incident,
+                          actor: str, severity: str) -> str:
+    """Returns the previous severity. An unacknowledged incident's escalation timer restarts for the new level."""
+    _require_open(incident)
+    new = config.severity(severity).name
+    old = incident.severity
+    if new == old:
+        raise InvalidInput(f"{incident.ref} is already {new}.")
+    incident.severity = new
+    if incident.acknowledged_at is None:
+        incident.escalated_at = None
+    await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="severity",
+                    text=f"Severity {old} → {new}", data={"from": old, "to": new})
+    return old
+
+
+async def assign(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, commander_id: str) -> str:
+    """Make `commander_id` the incident commander; returns the previous one."""
+    _require_open(incident)
+    old = incident.commander_id
+    if commander_id == old:
+        raise InvalidInput(f"<@{commander_id}> already commands {incident.ref}.")
+    incident.commander_id = commander_id
+    await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="commander",
+                    text=f"Commander <@{old}> → <@{commander_id}>", data={"from": old, "to": commander_id})
+    return old
+
+
+async def resolve(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, summary: str) -> None:
+    _require_open(incident)
+    summary = summary.strip()
+    if not summary:
+        raise InvalidInput("Say how it was resolved: `/incident resolve Rolled back api to v1.4.2`.")
+    now = clock()
+    incident.status, incident.resolved_at, incident.resolution = RESOLVED, now, summary
+    incident.last_update_at = now
+    await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="resolved", text=summary,
+                    data={"duration": age(incident.created_at, now)})
+
+
+async def record_channel(session: AsyncSession, *, clock: Clock, incident: Incident, channel_id: str | None,
+                         name: str | None, error: str | None) -> None:
+    incident.channel_id, incident.channel_name, incident.channel_error = channel_id, name, error
+    text = f"Channel #{name} created" if channel_id else f"Channel could not be created ({error})"
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="channel", text=text,
+                    data={"channel": channel_id, "name": name, "error": error})
+
+
+# -- timers -------------------------------------------------------------------------------------
+async def due_escalations(session: AsyncSession, *, config: Config, now: datetime) -> list[Incident]:
+    """Open, unacknowledged, not yet escalated, past the severity's response time, with targets."""
+    query = select(Incident).where(Incident.status.in_(OPEN), Incident.acknowledged_at.is_(None),
+                                   Incident.escalated_at.is_(None))
+    due = []
+    for incident in (await session.scalars(query)).all():
+        try:
+            level = config.severity(incident.severity)
+        except NotFound:
+            continue
+        if level.escalate_to and incident.created_at + level.response <= now:
+            due.append(incident)
+    return due
+
+
+async def due_reminders(session: AsyncSession, *, config: Config, now: datetime) -> list[Incident]:
+    """Open incidents whose severity reminds, with no update (or reminder) for that interval."""
+    due = []
+    for incident in (await session.scalars(select(Incident).where(Incident.status.in_(OPEN)))).all():
+        interval = remind_interval(config, incident.severity)
+        if interval is None:
+            continue
+        last = max(t for t in (incident.created_at, incident.last_update_at, incident.last_reminder_at) if t)
+        if now - last >= interval:
+            due.append(incident)
+    return due
+
+
+async def mark_escalated(session: AsyncSession, *, clock: Clock, incident: Incident, targets: list[str],
+                         immediate: bool) -> None:
+    incident.escalated_at = clock()
+    why = "immediate response" if immediate else "not acknowledged within the response time"
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalated",
+                    text=f"Escalated to {', '.join(targets)} ({why})", data={"targets": targets})
+
+
+async def mark_reminded(session: AsyncSession, *, clock: Clock, incident: Incident) -> None:
+    incident.last_reminder_at = clock()
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="reminder",
+                    text="Reminded the commander to post an update")
+
+
+# -- text from templates -----------------------------------------------------------------------------
+def template_context(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> dict[str, Any]:
+    """What templates see: plain values only (the sandbox never gets ORM objects or the config)."""
+    try:
+        level = config.severity(incident.severity)
+        severity = {"name": level.name, "description": level.description, "response": describe_response(level)}
+    except NotFound:
+        severity = {"name": incident.severity, "description": "", "response": ""}
+    fields = ("id", "title", "severity", "status", "service", "environment", "impact", "description", "eta",
+              "reporter_id", "commander_id", "source_link", "channel_id", "channel_name", "created_at",
+              "acknowledged_at", "acknowledged_by", "resolved_at", "resolution")
+    data = {name: getattr(incident, name) for name in fields}
+    data["ref"] = incident.ref
+    updates = [{"at": e.at, "actor": e.actor if e.actor != "opsbot" else None, "text": e.text,
+                "status": RESOLVED if e.kind == "resolved" else (e.data or {}).get("status")}
+               for e in timeline if e.kind in ("update", "resolved")]
+    entries = [{"at": e.at, "actor": e.actor if e.actor != "opsbot" else None, "kind": e.kind, "text": e.text}
+               for e in timeline]
+    end = incident.resolved_at
+    return {"incident": data, "severity": severity, "updates": updates, "events": entries,
+            "duration": age(incident.created_at, end) if end else None}
+
+
+def status_text(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:
+    """The status update message, from `incidents.update_template` or the bundled template."""
+    context = template_context(config, incident, timeline)
+    custom = config.incidents.update_template
+    return render(custom, context, builtin=False) if custom else render("status_update.md.j2", context)
+
+
+def postmortem(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:
+    return render("postmortem.md.j2", template_context(config, incident, timeline))

@@ -1,0 +1,100 @@
+"""`/incident …` text → a Command (pure). Severity names come from the config; unknown ones raise
+UnknownSeverity, which lists the valid names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.errors import InvalidInput, NotFound
+from bot.incidents import STATUSES, parse_status
+
+# With should_escape (manifest.yml) Slack sends mentions as <@U123|name>; accept a bare id too.
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+_LEADING_REF = re.compile(r"^INC-\d{1,9}$", re.IGNORECASE)
+
+VERBS = ("open", "update", "severity", "assign", "resolve", "ack", "list", "show", "timeline", "postmortem", "help")
+ALIASES = {"declare": "open", "new": "open", "acknowledge": "ack", "sev": "severity", "commander": "assign",
+           "ls": "list", "status": "show", "pm": "postmortem"}
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str  # modal | one of VERBS
+    ref: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    text: str = ""
+    user: str | None = None
+
+
+def parse_user(word: str) -> str | None:
+    match = _MENTION.match(word)
+    if match:
+        return match.group(1)
+    return word if _USER_ID.match(word) else None
+
+
+def _ref_and_rest(words: list[str]) -> tuple[str | None, list[str]]:
+    if words and _LEADING_REF.match(words[0]):
+        return words[0].upper(), words[1:]
+    return None, words
+
+
+def _is_severity(config: Config, word: str) -> bool:
+    try:
+        config.severity(word)
+    except NotFound:
+        return False
+    return True
+
+
+def parse(text: str | None, config: Config) -> Command:
+    """Raises InvalidInput (with usage) or UnknownSeverity; never touches the network or the database."""
+    words = (text or "").split()
+    if not words:
+        return Command("modal")
+    head = words[0].lower()
+    verb = ALIASES.get(head, head)
+    if verb not in VERBS:
+        if _is_severity(config, words[0]):  # `/incident P1 Checkout down`
+            verb, words = "open", ["open", *words]
+        else:
+            raise InvalidInput(f"Unknown subcommand `{words[0]}`. Try `/incident help`.")
+    rest = words[1:]
+    if verb == "open":
+        if not rest:
+            return Command("modal")
+        severity = config.severity(rest[0]).name  # raises UnknownSeverity listing the valid ones
+        title = " ".join(rest[1:])
+        return Command("open", severity=severity, text=title) if title else Command("modal", severity=severity)
+    ref, rest = _ref_and_rest(rest)
+    if verb == "update":
+        status = parse_status(rest[0]) if rest else None
+        if status:
+            rest = rest[1:]
+        if status == "resolved":
+            return Command("resolve", ref=ref, text=" ".join(rest))
+        if not rest and not status:
+            raise InvalidInput("Usage: `/incident update [" + "|".join(STATUSES[:-1]) + "] <text>`")
+        return Command("update", ref=ref, status=status, text=" ".join(rest))
+    if verb == "severity":
+        if len(rest) != 1:
+            raise InvalidInput("Usage: `/incident severity <" + "|".join(s.name for s in config.severities) + ">`")
+        return Command("severity", ref=ref, severity=config.severity(rest[0]).name)
+    if verb == "assign":
+        user = parse_user(rest[0]) if len(rest) == 1 else None
+        if user is None:
+            raise InvalidInput("Usage: `/incident assign @user` (mention the new incident commander).")
+        return Command("assign", ref=ref, user=user)
+    if verb == "resolve":
+        if not rest:
+            raise InvalidInput("Usage: `/incident resolve <summary>`, e.g. `/incident resolve Rolled back api`.")
+        return Command("resolve", ref=ref, text=" ".join(rest))
+    if verb == "show" and not ref and rest:
+        raise InvalidInput(f"`{rest[0]}` is not an incident id (use e.g. `INC-42`).")
+    if rest and verb not in ("help", "list"):
+        raise InvalidInput(f"Usage: `/incident {verb} [INC-42]`")
+    return Command(verb, ref=ref)
