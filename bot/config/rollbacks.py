@@ -2,27 +2,61 @@
 
 from __future__ import annotations
 
+import re
+import string
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, field_validator
 
 from bot.config.base import Model
 from bot.config.secrets import EnvRef
 from bot.durations import Duration
 
+# A version as CI and registries write it (tags, SHAs, image refs); never starts with "-" so it
+# cannot turn into a command-line option.
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+# What templates (workflow inputs, webhook-free argv) may refer to: values opsbot has validated.
+PLACEHOLDERS = ("service", "environment", "version", "previous_version", "reason", "rollback_id", "requested_by")
+
+
+def template_fields(template: str) -> list[str]:
+    """The placeholder names in `template`; ValueError for anything but plain `{name}` of PLACEHOLDERS.
+
+    str.format would also accept `{x.attr}`, `{x[0]}` and format specs; none of that is allowed."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"bad template {template!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    names = []
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in PLACEHOLDERS or spec or conversion:
+            raise ValueError(f"unknown placeholder {{{field}}} in {template!r}; use {', '.join(PLACEHOLDERS)}")
+        names.append(field)
+    return names
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Substitute validated values; the template was checked by template_fields at config load."""
+    template_fields(template)
+    return template.format_map({name: values.get(name, "") for name in PLACEHOLDERS})
+
 
 class _Runner(Model):
     # None: 2 for production environments, 0 otherwise.
     approvals: int | None = Field(default=None, ge=0, le=10)
+    # The whole provider run (dispatch, wait, poll); a command is killed when it runs longer.
     timeout: Duration = timedelta(minutes=30)
+    # Run the environment's health checks after a successful rollback.
     verify: bool = True
 
 
 class GithubActionsRunner(_Runner):
     provider: Literal["github_actions"]
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    workflow: str
+    workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     ref: str = "main"
     token: EnvRef
     api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
@@ -30,22 +64,52 @@ class GithubActionsRunner(_Runner):
     inputs: dict[str, str] = Field(default_factory=dict)
     poll_interval: Duration = timedelta(seconds=10)
 
+    @field_validator("inputs")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for template in value.values():
+            template_fields(template)
+        return value
+
 
 class WebhookRunner(_Runner):
     provider: Literal["webhook"]
     url: AnyHttpUrl
     secret: EnvRef
-    status_url: AnyHttpUrl | None = None
+    # Optional: polled with GET until it reports a terminal status; may use {rollback_id}.
+    status_url: str | None = None
     retries: int = Field(default=3, ge=0, le=10)
+    retry_backoff: Duration = timedelta(seconds=1)
     request_timeout: Duration = timedelta(seconds=10)
     poll_interval: Duration = timedelta(seconds=10)
+
+    @field_validator("status_url")
+    @classmethod
+    def _status_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("not a valid URL")
+        return value
 
 
 class CommandRunner(_Runner):
     provider: Literal["command"]
-    # argv, no shell; placeholders {service} {environment} {version} {previous_version} {reason}.
+    # argv, no shell; placeholders {service} {environment} {version} {previous_version} {reason} {rollback_id}.
     argv: list[str] = Field(min_length=1)
     cwd: str | None = None
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if "{" in value[0]:
+            raise ValueError("the program (argv[0]) cannot be a placeholder")
+        for arg in value:
+            fields = template_fields(arg)
+            # A free-text reason alone in an argument could start with "-" and become an option.
+            if "reason" in fields and arg.strip() == "{reason}":
+                raise ValueError("pass the reason as part of an argument, e.g. --reason={reason}")
+        return value
 
 
 Runner = Annotated[GithubActionsRunner | WebhookRunner | CommandRunner, Field(discriminator="provider")]

@@ -1,0 +1,114 @@
+"""Deploy history: `POST /deploys` for CI (bearer token), `/deploys <service> [env]` for people."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot import deploys, metrics
+from bot.deps import Deps
+from bot.errors import NotFound
+from commands import blocks as bk
+from commands.common import ephemeral, run_after_ack, split_args
+
+HELP = [("/deploys <service> [env]", "Recent deploys of a service (recorded by CI through POST /deploys)")]
+MAX_BODY = 64 * 1024
+SHOWN = 15
+
+
+def history_blocks(service: str, environment: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    where = f" in {environment}" if environment else ""
+    if not rows:
+        return [bk.section(f"No deploys recorded for `{service}`{where}.")]
+    lines = [
+        f"`{r['version']}` " + ("" if environment else f"*{r['environment']}* ")
+        + f"{r['deployed_at']:%Y-%m-%d %H:%M} UTC"
+        + (f" · `{r['commit'][:12]}`" if r.get("commit") else "")
+        + (f" · {r['deployed_by']}" if r.get("deployed_by") else "")
+        + (" · _rollback_" if r.get("source") == "rollback" else "")
+        + ("" if r["status"] == "succeeded" else f" · :x: {r['status']}")
+        for r in rows
+    ]
+    return [bk.header(f"Deploys of {service}{where}"), bk.section("\n".join(lines))]
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.command("/deploys")
+    async def deploys_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
+        metrics.COMMANDS.labels(command="deploys").inc()
+        words = split_args(command.get("text"))
+        if not words or len(words) > 2:
+            await ack(ephemeral("Usage: `/deploys <service> [env]`"))
+            return
+        service, environment = words[0], (words[1] if len(words) > 1 else None)
+        if environment is not None and deps.config.environments:
+            match = _environment(deps, environment)
+            if match is None:
+                await ack(ephemeral(f":warning: {NotFound('environment', environment, deps.config.environments)}"))
+                return
+            environment = match
+        await ack()
+
+        async def answer() -> None:
+            async with deps.db.session() as session:
+                rows = await deploys.history(session, service=service, environment=environment, limit=SHOWN)
+            data = [{"version": d.version, "environment": d.environment, "deployed_at": d.deployed_at,
+                     "commit": d.commit, "deployed_by": d.deployed_by, "source": d.source, "status": d.status}
+                    for d in rows]
+            await respond(text=f"Deploys of {service}", blocks=history_blocks(service, environment, data),
+                          response_type="ephemeral")
+
+        run_after_ack(deps, answer(), name="deploys.list", respond=respond)
+
+
+def _environment(deps: Deps, environment: str) -> str | None:
+    """The configured spelling of `environment`, or None."""
+    return next((name for name in deps.config.environments if name.lower() == environment.lower()), None)
+
+
+def routes(deps: Deps) -> list[BaseRoute]:
+    async def record(request: Request) -> Response:
+        token = deps.settings.deploys_token
+        if token is None:
+            return JSONResponse({"error": "POST /deploys is disabled: set DEPLOYS_TOKEN to enable it"},
+                                status_code=404)
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        try:
+            data = json.loads(body or b"null")
+            payload = deploys.DeployIn.model_validate(data)
+        except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
+            problems = ([{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+                        if isinstance(exc, ValidationError) else [{"field": "", "problem": "body is not JSON"}])
+            return JSONResponse({"error": "invalid deploy", "problems": problems}, status_code=422)
+        environment = payload.environment
+        if deps.config.environments:
+            match = _environment(deps, environment)
+            if match is None:
+                problem = f"unknown environment; valid: {', '.join(deps.config.environments)}"
+                return JSONResponse({"error": "invalid deploy", "problems": [
+                    {"field": "environment", "problem": problem}]}, status_code=422)
+            environment = match
+        async with deps.db.session() as session:
+            deploy = await deploys.record(session, clock=deps.clock, service=payload.service,
+                                          environment=environment, version=payload.version, commit=payload.commit,
+                                          deployed_by=payload.deployed_by, deployed_at=payload.deployed_at,
+                                          status=payload.status)
+        return JSONResponse({"id": deploy.id, "service": deploy.service, "environment": deploy.environment,
+                             "version": deploy.version, "status": deploy.status,
+                             "deployed_at": deploy.deployed_at.isoformat()}, status_code=201)
+
+    return [Route("/deploys", record, methods=["POST"])]
