@@ -183,6 +183,7 @@ def _kind(request: Request) -> str:
 def build(settings: Settings | None = None, config: Config | None = None, **kwargs: Any) -> OpsbotApp:
     settings = settings or Settings()
     config = config or load_config(settings.opsbot_config)
+    kwargs.setdefault("scheduler_lock_interval", settings.scheduler_lock_interval)
     return OpsbotApp(settings, config, **kwargs)
 
 

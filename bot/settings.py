@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     alertmanager_token: SecretStr | None = None
     # Scheduler leadership: run rules and timers on this replica (leader election still applies).
     scheduler_enabled: bool = True
+    # Seconds between a follower's attempts to take the leader lock (how fast a dead leader is replaced).
+    scheduler_lock_interval: float = Field(default=5.0, gt=0)
 
     @field_validator("slack_api_url")
     @classmethod
