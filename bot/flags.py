@@ -182,8 +182,8 @@ class Outcome:
     actor: str
     before: FlagState
     after: FlagState
-    verified: bool  # the read-back shows the requested state
-    read_back: bool  # False: the store has no way to read back (http without state_url)
+    verified: bool  # the state read back from the store shows the requested change
+    read_back: bool  # False: the store cannot be read back (http without state_url); `after` is what was sent
     incident_id: int | None = None
     channel: str | None = None
 
@@ -286,7 +286,7 @@ async def apply(deps: Deps, *, actor: str, action: str, target: Target, change: 
         await _audit_failure(deps, actor=actor, action=action, target=target, change=change, detail=str(exc))
         raise
     read_back = getattr(provider, "can_read", True)
-    verified = change.satisfied_by(after)
+    verified = read_back and change.satisfied_by(after)
     summary = describe_change(change)
     detail = None if verified else (
         f"read-back shows {after.as_dict()}, expected {change.as_dict()}" if read_back

@@ -166,7 +166,8 @@ def test_flag_arguments() -> None:
 
 def test_body_template_keeps_json_types_and_drops_unknowns() -> None:
     body = {"name": "{{ name }}", "enabled": "{{ enabled }}", "kill_switch": "{{ kill_switch }}",
-            "meta": {"pct": "{{ rollout }}", "on": "{{ not kill_switch }}", "note": "set {{ name }} in {{ environment }}"},
+            "meta": {"pct": "{{ rollout }}", "on": "{{ not kill_switch }}",
+                     "note": "set {{ name }} in {{ environment }}"},
             "tags": ["{{ environment }}", 7]}
     context = {"name": "checkout", "enabled": None, "kill_switch": True, "rollout": 40, "environment": "prod"}
     assert render_body(body, context) == {

@@ -126,7 +126,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         words = split_args(command.get("text"))
         environment = words[0] if words else None
         valid = flags.environment_names(deps.config)
-        if len(words) > 1 or (environment and environment.lower() not in {e.lower() for e in valid}):
+        if environment:
+            environment = next((e for e in valid if e.lower() == environment.lower()), None)
+        if len(words) > 1 or (words and environment is None):
             await ack(ephemeral(error_text(NotFound("environment", " ".join(words), valid))))
             return
         await ack(ephemeral("Reading flags…"))
