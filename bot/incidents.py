@@ -6,6 +6,7 @@ entry) through `bot.timeline.add_event`, in the caller's transaction."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +44,8 @@ def parse_status(text: str) -> str | None:
 
 def channel_name(prefix: str, incident_id: int, title: str, attempt: int = 0) -> str:
     """`inc-42-checkout-is-down`: lowercase, ≤ 80 characters; `attempt` > 0 adds `-2`, `-3`… for collisions."""
-    slug = _SLUG.sub("-", title.lower()).strip("-")
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()  # é → e
+    slug = _SLUG.sub("-", ascii_title.lower()).strip("-")
     suffix = f"-{attempt + 1}" if attempt else ""
     base = f"{prefix}-{incident_id}" + (f"-{slug}" if slug else "")
     return base[: CHANNEL_MAX - len(suffix)].rstrip("-_") + suffix
