@@ -1,0 +1,86 @@
+"""After a successful rollback the environment's health checks run against a real local endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.emulator.harness import BotHarness
+from bot.emulator.localserver import LocalServer
+from commands.rollback.ids import Ids
+from tests.test_rollbacks_support import (
+    BOB,
+    CAROL,
+    HealthApp,
+    command_runner,
+    request_message,
+    request_rollback,
+    rollback_config,
+    rollbacks_in_db,
+    thread,
+)
+
+
+async def verified_bot(make_bot: Any, tmp_path: Path, health_url: str, **runner: Any) -> BotHarness:
+    environments = {
+        "prod": {"default": True, "timeout": "2s", "checks": [{"name": "api", "url": f"{health_url}/health",
+                                                              "expect_json": {"status": "healthy"}}]},
+        "staging": {"checks": [{"name": "api", "url": f"{health_url}/health"}]},
+    }
+    services = {"api": {"environments": {"prod": command_runner(tmp_path, **runner),
+                                         "staging": command_runner(tmp_path, **runner)}}}
+    return await make_bot(config=rollback_config(services, environments=environments))
+
+
+async def test_healthy_after_rollback_is_verified(make_bot: Any, tmp_path: Path) -> None:
+    health = HealthApp(healthy=True)
+    async with LocalServer(health.app()) as server:
+        bot = await verified_bot(make_bot, tmp_path, server.url)
+        await request_rollback(bot, "api prod to v1")
+        [row] = await rollbacks_in_db(bot)
+        message = request_message(bot)
+        await bot.click(Ids.APPROVE, str(row.id), user=BOB, message=message)
+        await bot.click(Ids.APPROVE, str(row.id), user=CAROL, message=message)
+    assert health.hits == 1
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification) == ("succeeded", "verified")
+    assert "Rolled back and verified" in message.all_text()
+    replies = thread(bot, message)
+    assert "running 1 health check(s) for *prod*" in replies
+    assert "Rolled back `api` in *prod* to `v1` and verified" in replies
+
+
+async def test_unhealthy_after_rollback_names_the_failing_checks(make_bot: Any, tmp_path: Path) -> None:
+    health = HealthApp(healthy=False)
+    async with LocalServer(health.app()) as server:
+        bot = await verified_bot(make_bot, tmp_path, server.url)
+        await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification, row.active_key) == ("succeeded", "unhealthy", None)
+    message = request_message(bot)
+    assert "Rolled back but unhealthy" in message.all_text()
+    replies = thread(bot, message)
+    assert "but it is unhealthy" in replies and "• *api*:" in replies and "503" in replies
+
+
+async def test_failed_rollback_does_not_run_health_checks(make_bot: Any, tmp_path: Path) -> None:
+    health = HealthApp(healthy=True)
+    async with LocalServer(health.app()) as server:
+        bot = await verified_bot(make_bot, tmp_path, server.url)
+        script = Path(bot.deps.config.rollbacks["api"].environments["staging"].argv[1])  # type: ignore[union-attr]
+        script.write_text("import sys\nprint('registry unreachable')\nsys.exit(2)\n")
+        await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification) == ("failed", None)
+    assert health.hits == 0
+    assert "exited with status 2" in thread(bot, request_message(bot))
+
+
+async def test_verification_can_be_turned_off(make_bot: Any, tmp_path: Path) -> None:
+    health = HealthApp(healthy=False)
+    async with LocalServer(health.app()) as server:
+        bot = await verified_bot(make_bot, tmp_path, server.url, verify=False)
+        await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification) == ("succeeded", None)
+    assert health.hits == 0
