@@ -142,3 +142,18 @@ async def test_admin_api_down_at_confirm_without_state_url(make_bot: Any, monkey
     assert "unreachable" in last_text(bot)
     assert (await audits(bot))[-1].outcome == "failed"
     assert bot.messages("#ops") == []
+
+
+async def test_admin_api_timeout_is_a_clear_error(make_bot: Any, monkeypatch: pytest.MonkeyPatch,
+                                                  api: tuple[AdminApi, str]) -> None:
+    admin, url = api
+    admin.hang_post = True
+    bot = await start(make_bot, monkeypatch, http_store(url, timeout="300ms"))
+    await bot.command("/killswitch", "checkout on", user=ALICE)
+    try:
+        await press(bot, Action.CONFIRM)
+    finally:
+        admin.release.set()
+    assert "(admin API): no answer within 0.3s" in last_text(bot)
+    assert (await audits(bot))[-1].outcome == "failed"
+    assert admin.flags["checkout"]["kill_switch"] is False and bot.messages("#ops") == []

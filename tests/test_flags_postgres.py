@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -260,6 +261,33 @@ async def test_database_failing_between_request_and_confirm(pgbot: BotHarness, t
     assert (entry.action, entry.outcome) == ("killswitch", "failed")
     assert pgbot.messages("#ops") == []
     assert (await table_rows_renamed(target_pg_url, table)) == (True, False)
+
+
+async def test_locked_row_times_out_and_changes_nothing(make_bot: Any, table: str, target_pg_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLAGS_TEST_DSN", target_pg_url)
+    bot = await make_bot(config=flags_config(pg_flags(table, timeout="500ms")))
+    await bot.command("/killswitch", "checkout on staging", user=ALICE)
+    async with await psycopg.AsyncConnection.connect(target_pg_url) as holder:
+        await holder.execute(sql.SQL("SELECT 1 FROM {} WHERE name = 'checkout' FOR UPDATE")
+                             .format(sql.Identifier(table)))
+        await press(bot, Action.CONFIRM)
+        await holder.rollback()
+    assert "statement timed out after 0.5s" in last_text(bot) and "nothing was changed" in last_text(bot)
+    assert (await table_rows(target_pg_url, table))["checkout"] == (True, False, 100)
+    assert (await audits(bot))[-1].outcome == "failed"
+
+
+async def test_simultaneous_confirms_flip_once(pgbot: BotHarness, table: str, target_pg_url: str) -> None:
+    await pgbot.command("/killswitch", "checkout on prod", user=ALICE)
+    token = buttons(pgbot)[Action.CONFIRM]
+    await asyncio.gather(*(pgbot.click(Action.CONFIRM, token, user=ALICE, channel="general", settle=False)
+                           for _ in range(3)))
+    await pgbot.settle()
+    assert (await table_rows(target_pg_url, table))["checkout"] == (True, True, 100)
+    assert [a.outcome for a in await audits(pgbot) if a.action == "killswitch"] == ["ok"]
+    assert len(pgbot.messages("#ops")) == 1
+    assert sum("already" in t for t in pgbot.ephemeral_texts()) == 2
 
 
 async def table_rows_renamed(dsn: str, table: str) -> tuple[bool, bool]:

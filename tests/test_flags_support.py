@@ -3,6 +3,7 @@ command parsing, the body template, state parsing, config validation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import uuid
@@ -79,6 +80,8 @@ class AdminApi:
                  fail_get: int | None = None) -> None:
         self.token = token
         self.fail_post, self.fail_get = fail_post, fail_get
+        self.hang_post = False  # answer changes only once `release` is set (timeouts)
+        self.release = asyncio.Event()
         self.requests: list[dict[str, Any]] = []
         self.flags: dict[str, dict[str, Any]] = {
             "checkout": {"name": "checkout", "enabled": True, "kill_switch": False, "rollout_percentage": 100},
@@ -96,6 +99,9 @@ class AdminApi:
         self.requests.append({"method": request.method, "headers": dict(request.headers), "json": body})
         if not self._authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
+        if self.hang_post:
+            await self.release.wait()
+            return JSONResponse({"error": "too late"}, status_code=504)
         if self.fail_post:
             return JSONResponse({"error": "boom"}, status_code=self.fail_post)
         flag = self.flags.setdefault(body["name"], {"name": body["name"]})

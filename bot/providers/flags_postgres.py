@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from bot.config.flags import PostgresFlagStore
@@ -69,6 +70,9 @@ class PostgresFlags:
             raise
         except TimeoutError:
             raise ProviderError(f"{self.where}: timed out after {self.timeout:g}s; nothing was changed.") from None
+        except psycopg.errors.QueryCanceled:
+            raise ProviderError(f"{self.where}: the statement timed out after {self.timeout:g}s (row locked or "
+                                "database slow); nothing was changed.") from None
         except psycopg.OperationalError as exc:
             raise ProviderError(f"{self.where}: database unreachable ({_safe(exc)}); nothing was changed.") from None
         except psycopg.Error as exc:
