@@ -16,7 +16,7 @@ from bot import audit, timeline
 from bot.config import Config, Flag
 from bot.config.flags import FlagStore, HttpFlagStore, PostgresFlagStore
 from bot.deps import Deps
-from bot.errors import Conflict, InvalidInput, NotFound, OpsbotError, ProviderError
+from bot.errors import Conflict, InvalidInput, NotFound, OpsbotError
 from bot.models import PendingAction
 from bot.providers.flags_base import FlagChange, FlagProvider, FlagState, ProviderContext
 from bot.providers.flags_builtin import BuiltinFlags
@@ -209,7 +209,7 @@ async def request_change(deps: Deps, *, actor: str, action: str, target: Target,
     deps.ratelimit.check(actor, action)
     try:
         before = await read(deps, target)
-    except ProviderError as exc:
+    except OpsbotError as exc:  # the store (or its secret) failed: nothing was stored, nothing will change
         await _audit_failure(deps, actor=actor, action=action, target=target, change=change,
                              detail=f"could not read the current state: {exc}")
         raise

@@ -79,6 +79,7 @@ async def test_flag_rollout_and_disable_on_builtin(builtin_bot: BotHarness) -> N
     bot = builtin_bot
     await bot.command("/flag", "banner rollout 20", user=BOB)  # staging: everyone
     await press(bot, Action.CONFIRM, user=BOB)
+    assert "✅ Rollout set to 20%: `banner` in *staging*" in last_text(bot)
     await bot.command("/flag", "banner disable", user=BOB)
     assert "enabled: yes → *no*" in last_text(bot) and "rollout 20%" in last_text(bot)
     await press(bot, Action.CONFIRM, user=BOB)

@@ -52,7 +52,7 @@ async def test_killswitch_through_admin_api_with_read_back(make_bot: Any, monkey
     assert post["json"] == {"name": "checkout", "enabled": True, "kill_switch": True}  # JSON types, not strings
     assert admin.flags["checkout"]["kill_switch"] is True
     assert "Verified by reading the flag back" in last_text(bot)
-    assert "Engage kill switch" in bot.messages("#ops")[-1].all_text()
+    assert "Kill switch engaged (feature off)" in bot.messages("#ops")[-1].all_text()
     entry = (await audits(bot))[-1]
     assert (entry.outcome, entry.before["kill_switch"], entry.after["kill_switch"]) == ("ok", False, True)
 

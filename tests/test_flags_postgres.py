@@ -69,7 +69,8 @@ async def test_killswitch_confirm_flips_verifies_audits_and_posts(pgbot: BotHarn
     assert (await table_rows(target_pg_url, table))["checkout"] == (True, True, 100)
     assert (await table_rows(target_pg_url, table))["search"] == (False, False, 10)  # only that row
     done = last_text(pgbot)
-    assert "✅ Engage kill switch: `checkout` in *prod*" in done and "Verified by reading the flag back" in done
+    assert "✅ Kill switch engaged (feature off): `checkout` in *prod*" in done
+    assert "Verified by reading the flag back" in done
     ops = pgbot.messages("#ops")
     assert len(ops) == 1 and "`checkout` in *prod*" in ops[0].all_text() and f"<@{ALICE}>" in ops[0].all_text()
     entry = (await audits(pgbot))[-1]
@@ -90,7 +91,7 @@ async def test_killswitch_off_releases(pgbot: BotHarness, table: str, target_pg_
     assert "kill switch: ON → *off*" in last_text(pgbot)
     await press(pgbot, Action.CONFIRM, user=BOB)
     assert (await table_rows(target_pg_url, table))["checkout"] == (True, False, 100)
-    assert "Release kill switch" in pgbot.messages("#ops")[-1].all_text()
+    assert "Kill switch released" in pgbot.messages("#ops")[-1].all_text()
 
 
 async def test_cancel_changes_nothing(pgbot: BotHarness, table: str, target_pg_url: str) -> None:
@@ -311,7 +312,7 @@ async def test_killswitch_in_incident_channel_goes_on_the_timeline(pgbot: BotHar
     assert (await table_rows(target_pg_url, table))["checkout"] == (True, True, 100)
     assert len(pgbot.messages("#ops")) == 1
     posted = pgbot.messages(channel.id)
-    assert len(posted) == 1 and "Engage kill switch" in posted[0].all_text()
+    assert len(posted) == 1 and "Kill switch engaged" in posted[0].all_text()
     assert f"timeline of INC-{incident.id}" in posted[0].all_text()
     async with pgbot.deps.db.session() as session:
         events = (await session.scalars(select(IncidentEvent))).all()

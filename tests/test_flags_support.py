@@ -216,3 +216,37 @@ def test_http_body_templates_are_checked_at_load(body: dict[str, str], message: 
     store = {"provider": "http", "url": "http://127.0.0.1:9/flags", "body": body}
     with pytest.raises(ConfigError, match=message):
         flags_config({"checkout": {"environments": {"prod": store}}})
+
+
+def test_confirmation_blocks() -> None:
+    from datetime import UTC, datetime
+
+    from bot.flags import Proposal, resolve
+    from commands.flags import render
+
+    config = flags_config({"checkout": {"description": "New checkout", "environments": ["prod"]}})
+    proposal = Proposal(token="tok", action="killswitch", target=resolve(config, "CHECKOUT"),
+                        change=FlagChange(kill_switch=True),
+                        before=FlagState(enabled=True, kill_switch=False, rollout=100),
+                        expires_at=datetime(2026, 1, 5, 9, 5, tzinfo=UTC))
+    assert render.confirmation(proposal, production=True) == [
+        {"type": "header", "text": {"type": "plain_text", "text": "Engage kill switch?", "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "*Flag:* `checkout` — New checkout\n*Environment:* *prod* ⚠️ production (builtin)\n"
+            "*Current state:* 🟢 active · enabled · kill switch off · rollout 100%")}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Will change:*\nkill switch: off → *ON*"}},
+        {"type": "actions", "block_id": "flags_confirm", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Confirm", "emoji": True},
+             "action_id": "flags.confirm", "value": "tok", "style": "danger"},
+            {"type": "button", "text": {"type": "plain_text", "text": "Cancel", "emoji": True},
+             "action_id": "flags.cancel", "value": "tok"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Only you can confirm; expires in 5 minutes."}]},
+    ]
+
+
+def test_outcome_titles() -> None:
+    from commands.flags.render import done_title
+
+    assert done_title("killswitch", FlagChange(kill_switch=False)) == "Kill switch released"
+    assert done_title("flag", FlagChange(rollout=30)) == "Rollout set to 30%"
+    assert done_title("flag", FlagChange(enabled=False)) == "Flag disabled"

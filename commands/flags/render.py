@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.flags import CONFIRM_TTL, Outcome, Proposal, Row, describe_change
+from bot.flags import CONFIRM_TTL, Outcome, Proposal, Row
 from bot.providers.flags_base import FlagChange, FlagState
 from commands import blocks as bk
 from commands.flags.ids import Action
@@ -78,11 +78,19 @@ def confirmation(proposal: Proposal, *, production: bool) -> Blocks:
     ]
 
 
+def done_title(action: str, change: FlagChange) -> str:
+    if action == "killswitch":
+        return "Kill switch engaged (feature off)" if change.kill_switch else "Kill switch released"
+    if change.rollout is not None:
+        return f"Rollout set to {change.rollout}%"
+    return "Flag enabled" if change.enabled else "Flag disabled"
+
+
 def outcome_text(outcome: Outcome) -> str:
     target = outcome.target
     mark = "✅" if outcome.verified else ("☑️" if not outcome.read_back else "⚠️")
-    return (f"{mark} {title(outcome.action, outcome.change)}: `{target.flag}` in *{target.environment}* "
-            f"({describe_change(outcome.change)}) by <@{outcome.actor}>")
+    return (f"{mark} {done_title(outcome.action, outcome.change)}: `{target.flag}` in *{target.environment}* "
+            f"by <@{outcome.actor}>")
 
 
 def outcome(outcome: Outcome) -> Blocks:
