@@ -212,3 +212,20 @@ async def test_rollback_from_an_incident_channel_goes_on_its_timeline(bot: BotHa
     assert "requested" in events[0].text and "succeeded" in events[-1].text
     said = "\n".join(m.all_text() for m in bot.messages("inc-7-checkout"))
     assert "requested rollback #1" in said and "Rolled back `api` in *staging* to `v1`" in said
+
+
+async def test_ops_channel_failure_ends_the_request_instead_of_blocking_the_service(bot: BotHarness) -> None:
+    bot.slack.fail("chat.postMessage", status=200, error="channel_not_found")
+    await request_rollback(bot, "api prod to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.active_key) == ("failed", None)
+    assert "was not started: posting to #ops failed (channel_not_found)" in bot.ephemeral_texts(ALICE)[-1]
+    await open_modal(bot, "api prod to v1")
+
+
+async def test_opening_the_modal_is_rate_limited(bot: BotHarness) -> None:
+    for _ in range(10):
+        await open_modal(bot, "api staging to v1", user=BOB)
+    await bot.command("/rollback", "api staging to v1", user=BOB)
+    assert "Slow down" in last_reply(bot)
+    assert len(bot.slack.view_log) == 10

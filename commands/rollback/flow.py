@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import rollbacks, timeline
 from bot.deps import Deps
-from bot.errors import OpsbotError
+from bot.errors import OpsbotError, ProviderError
 from bot.models import Incident, Rollback
 from bot.providers.rollback_base import RollbackOutcome, RollbackRequest, build_runner
 from commands.common import tell_user
@@ -77,7 +77,17 @@ async def submit(deps: Deps, *, user: str, service: str, environment: str, from_
                                       to_version=to_version, reason=reason, requested_by=user,
                                       incident_id=incident.id if incident else None)
     text, blocks = render.request_message(render.summary(row, provider=found.runner.provider))
-    posted = await deps.slack.chat_postMessage(channel=deps.config.channels.ops_channel, text=text, blocks=blocks)
+    try:
+        posted = await deps.slack.chat_postMessage(channel=deps.config.channels.ops_channel, text=text,
+                                                   blocks=blocks)
+    except SlackApiError as exc:
+        # Without its message nobody could approve or follow it: end it rather than block the service.
+        error = exc.response.get("error", "error")
+        async with deps.db.session() as session:
+            await rollbacks.finish(session, clock=deps.clock, rollback_id=row.id, status="failed",
+                                   detail=f"could not post to {deps.config.channels.ops_channel} ({error})")
+        raise ProviderError(f"Rollback #{row.id} was not started: posting to {deps.config.channels.ops_channel} "
+                            f"failed ({error}).") from None
     async with deps.db.session() as session:
         row = await rollbacks.get(session, row.id)
         row.channel, row.message_ts = posted["channel"], posted["ts"]
