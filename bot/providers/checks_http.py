@@ -21,6 +21,10 @@ async def probe_http(check: HttpCheck, *, http: httpx.AsyncClient, timeout: floa
     except ConfigError as exc:
         return Probe("fail", exc.problems[0])
     secrets = list(headers.values())
+    # A fresh connection per check: the latency is what a new client sees, and httpcore's pool slows
+    # down badly when a hundred concurrent checks reuse kept-alive connections (see bench/README.md).
+    if not any(key.lower() == "connection" for key in headers):
+        headers["Connection"] = "close"
     try:
         async with http.stream(check.method, str(check.url), headers=headers,
                                timeout=httpx.Timeout(timeout)) as response:
