@@ -29,7 +29,7 @@ Respond = Callable[..., Awaitable[Any]]
 NAME_ATTEMPTS = 5
 
 
-async def _quietly(name: str, coro: Awaitable[Any]) -> Any:
+async def quietly(name: str, coro: Awaitable[Any]) -> Any:
     """Await a Slack call whose failure must not stop its siblings; the failure is logged and counted."""
     try:
         return await coro
@@ -41,7 +41,7 @@ async def _quietly(name: str, coro: Awaitable[Any]) -> Any:
     return None
 
 
-def _severity(deps: Deps, incident: Incident) -> Any:
+def severity_of(deps: Deps, incident: Incident) -> Any:
     try:
         return deps.config.severity(incident.severity)
     except NotFound:
@@ -98,57 +98,67 @@ async def _create_channel(deps: Deps, incident: Incident) -> tuple[str | None, s
 
 
 async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) -> None:
-    slack, now, severity = deps.slack, deps.clock(), _severity(deps, incident)
+    slack, now, severity = deps.slack, deps.clock(), severity_of(deps, incident)
     pending = incidents.channel_name(deps.config.incidents.channel_prefix, incident.id, incident.title)
     text, blocks = render.announcement(incident, severity, now=now, pending_channel=pending)
     posted, (channel_id, name, error) = await asyncio.gather(
-        _quietly("announce", slack.chat_postMessage(channel=deps.config.channels.incidents, text=text,
+        quietly("announce", slack.chat_postMessage(channel=deps.config.channels.incidents, text=text,
                                                     blocks=blocks, unfurl_links=False)),
         _create_channel(deps, incident))
-    async with deps.db.session() as session:
-        stored = await incidents.get(session, incident_id=incident.id)
-        if posted is not None:
-            stored.announcement_channel, stored.announcement_ts = posted["channel"], posted["ts"]
-        await incidents.record_channel(session, clock=deps.clock, incident=stored, channel_id=channel_id,
-                                       name=name, error=error)
-        incident = stored
+    # The local copy drives the rendering of round trip 2; the database write runs beside it.
+    if posted is not None:
+        incident.announcement_channel, incident.announcement_ts = posted["channel"], posted["ts"]
+    incident.channel_id, incident.channel_name, incident.channel_error = channel_id, name, error
 
-    jobs: list[Awaitable[Any]] = []
+    jobs: list[Awaitable[Any]] = [quietly("save", _save_channel(deps, incident))]
     if incident.announcement_ts:
         text, blocks = render.announcement(incident, severity, now=now)
-        jobs.append(_quietly("announce.update", slack.chat_update(
+        jobs.append(quietly("announce.update", slack.chat_update(
             channel=incident.announcement_channel, ts=incident.announcement_ts, text=text, blocks=blocks)))
     if channel_id:
         invitees = sorted({incident.reporter_id, incident.commander_id})
-        jobs += [_invite(deps, channel_id, invitees),
-                 _quietly("topic", slack.conversations_setTopic(channel=channel_id, topic=render.topic(incident))),
+        jobs += [invite(deps, channel_id, invitees),
+                 quietly("topic", slack.conversations_setTopic(channel=channel_id, topic=render.topic(incident))),
                  _post_summary(deps, incident)]
     if incident.escalated_at is not None and severity is not None:  # immediate severity: page at declaration
-        jobs.append(_quietly("escalate", _post_escalation(deps, incident, severity, immediate=True)))
+        jobs.append(quietly("escalate", _post_escalation(deps, incident, severity, immediate=True)))
     if respond is not None:
         where = f"<#{channel_id}>" if channel_id else f"(no channel: {error})"
-        jobs.append(_quietly("respond", respond(text=f"Declared *{incident.ref}* ({incident.severity}) {where}",
+        jobs.append(quietly("respond", respond(text=f"Declared *{incident.ref}* ({incident.severity}) {where}",
                                                 response_type="ephemeral", replace_original=False)))
     await asyncio.gather(*jobs)
 
 
-async def _invite(deps: Deps, channel_id: str, users: list[str]) -> None:
+async def _save_channel(deps: Deps, incident: Incident) -> None:
+    async with deps.db.session() as session:
+        stored = await incidents.get(session, incident_id=incident.id)
+        stored.announcement_channel, stored.announcement_ts = incident.announcement_channel, incident.announcement_ts
+        await incidents.record_channel(session, clock=deps.clock, incident=stored, channel_id=incident.channel_id,
+                                       name=incident.channel_name, error=incident.channel_error)
+
+
+async def invite(deps: Deps, channel_id: str, users: list[str]) -> None:
     extra: set[str] = set()
     for principal in deps.config.incidents.invite:
         extra |= await deps.directory.members(principal)
     everyone = sorted(set(users) | extra)
-    await _quietly("invite", deps.slack.conversations_invite(channel=channel_id, users=",".join(everyone)))
+    await quietly("invite", deps.slack.conversations_invite(channel=channel_id, users=",".join(everyone)))
 
 
 async def _post_summary(deps: Deps, incident: Incident) -> None:
-    text, blocks = render.summary(incident, _severity(deps, incident), now=deps.clock())
-    posted = await _quietly("summary", deps.slack.chat_postMessage(channel=incident.channel_id, text=text,
+    text, blocks = render.summary(incident, severity_of(deps, incident), now=deps.clock())
+    posted = await quietly("summary", deps.slack.chat_postMessage(channel=incident.channel_id, text=text,
                                                                    blocks=blocks))
     if posted is None:
         return
+    incident.summary_ts = posted["ts"]
+    await asyncio.gather(quietly("pin", deps.slack.pins_add(channel=incident.channel_id, timestamp=posted["ts"])),
+                         _save_summary(deps, incident.id, posted["ts"]))
+
+
+async def _save_summary(deps: Deps, incident_id: int, ts: str) -> None:
     async with deps.db.session() as session:
-        (await incidents.get(session, incident_id=incident.id)).summary_ts = posted["ts"]
-    await _quietly("pin", deps.slack.pins_add(channel=incident.channel_id, timestamp=posted["ts"]))
+        (await incidents.get(session, incident_id=incident_id)).summary_ts = ts
 
 
 # -- changes ----------------------------------------------------------------------------------------
@@ -173,15 +183,15 @@ async def change(deps: Deps, *, actor: str, action: str, ref: str | None, channe
 
 def refresh(deps: Deps, incident: Incident, timeline: list[IncidentEvent]) -> list[Awaitable[Any]]:
     """chat.update of the announcement and the pinned summary, so both show the current state."""
-    severity, now, last = _severity(deps, incident), deps.clock(), _last_update(timeline)
+    severity, now, last = severity_of(deps, incident), deps.clock(), _last_update(timeline)
     jobs: list[Awaitable[Any]] = []
     if incident.announcement_ts:
         text, blocks = render.announcement(incident, severity, now=now, last_update=last)
-        jobs.append(_quietly("announce.update", deps.slack.chat_update(
+        jobs.append(quietly("announce.update", deps.slack.chat_update(
             channel=incident.announcement_channel, ts=incident.announcement_ts, text=text, blocks=blocks)))
     if incident.channel_id and incident.summary_ts:
         text, blocks = render.summary(incident, severity, now=now, last_update=last)
-        jobs.append(_quietly("summary.update", deps.slack.chat_update(
+        jobs.append(quietly("summary.update", deps.slack.chat_update(
             channel=incident.channel_id, ts=incident.summary_ts, text=text, blocks=blocks)))
     return jobs
 
@@ -193,7 +203,7 @@ def home(deps: Deps, incident: Incident) -> str:
 
 def post(deps: Deps, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
          name: str = "post") -> Awaitable[Any]:
-    return _quietly(name, deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks or None,
+    return quietly(name, deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks or None,
                                                       unfurl_links=False))
 
 
@@ -212,7 +222,7 @@ async def announce_change(deps: Deps, incident: Incident, timeline: list[Inciden
     text, blocks = render.note(line)
     jobs = [post(deps, home(deps, incident), text, blocks, "note"), *refresh(deps, incident, timeline)]
     if topic and incident.channel_id:
-        jobs.append(_quietly("topic", deps.slack.conversations_setTopic(channel=incident.channel_id,
+        jobs.append(quietly("topic", deps.slack.conversations_setTopic(channel=incident.channel_id,
                                                                          topic=render.topic(incident))))
     await asyncio.gather(*jobs)
 
@@ -222,7 +232,7 @@ async def resolved(deps: Deps, incident: Incident, timeline: list[IncidentEvent]
     extra = [post(deps, home(deps, incident), f"📝 Postmortem draft for {incident.ref}\n{text}", blocks,
                   "postmortem")]
     if incident.channel_id:
-        extra.append(_quietly("topic", deps.slack.conversations_setTopic(channel=incident.channel_id,
+        extra.append(quietly("topic", deps.slack.conversations_setTopic(channel=incident.channel_id,
                                                                           topic=render.topic(incident))))
     await broadcast_status(deps, incident, timeline, extra)
 
@@ -236,7 +246,7 @@ async def _post_escalation(deps: Deps, incident: Incident, severity: Any, *, imm
 
 async def escalate(deps: Deps, incident: Incident) -> None:
     """Mention the severity's escalation targets once, then record it (a failed post is retried next run)."""
-    severity = _severity(deps, incident)
+    severity = severity_of(deps, incident)
     if severity is None or not severity.escalate_to:
         return
     await _post_escalation(deps, incident, severity, immediate=severity.immediate)

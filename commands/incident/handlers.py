@@ -62,7 +62,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def work() -> None:
             link = None
             if channel and message.get("ts"):
-                response = await flows._quietly("permalink", deps.slack.chat_getPermalink(
+                response = await flows.quietly("permalink", deps.slack.chat_getPermalink(
                     channel=channel, message_ts=message["ts"]))
                 link = response.get("permalink") if response is not None else None
             await open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user_of(body),
@@ -161,7 +161,7 @@ async def run_command(deps: Deps, cmd: Command, *, user: str, channel_id: str | 
                 incident = await incidents.find(session, ref=cmd.ref, channel_id=channel_id)
             timeline = await incidents.events(session, incident_id=incident.id)
         if cmd.verb == "show":
-            await answer(*render.show(incident, flows._severity(deps, incident), now=now, timeline=timeline))
+            await answer(*render.show(incident, flows.severity_of(deps, incident), now=now, timeline=timeline))
         elif cmd.verb == "timeline":
             await answer(*render.timeline(incident, timeline))
         else:
@@ -196,7 +196,7 @@ async def run_command(deps: Deps, cmd: Command, *, user: str, channel_id: str | 
             mutate=lambda s, i: incidents.assign(s, clock=deps.clock, incident=i, actor=user,
                                                  commander_id=cmd.user or ""))
         if incident.channel_id:
-            await flows._invite(deps, incident.channel_id, [incident.commander_id])
+            await flows.invite(deps, incident.channel_id, [incident.commander_id])
         await flows.announce_change(deps, incident, timeline,
                                     f"🧑‍✈️ <@{incident.commander_id}> is now the incident commander of "
                                     f"{incident.ref} (was <@{old}>, changed by <@{user}>).", topic=True)
