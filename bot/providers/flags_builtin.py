@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config.flags import BuiltinFlagStore
-from bot.errors import DependencyDown, ProviderError
+from bot.errors import ProviderError
 from bot.models import BuiltinFlag
 from bot.providers.flags_base import FlagChange, FlagState, ProviderContext, describe_error
 
@@ -63,8 +63,6 @@ class BuiltinFlags:
                 if attempt:
                     raise ProviderError(f"`{self.ctx.flag}` in {self.ctx.environment} (builtin): "
                                         "concurrent update; try again.") from None
-            except DependencyDown:
-                raise
             except SQLAlchemyError as exc:
                 raise ProviderError(f"`{self.ctx.flag}` in {self.ctx.environment} (builtin): "
                                     f"opsbot's database failed ({describe_error(exc)}).") from None

@@ -23,7 +23,6 @@ from bot.providers.flags_base import FlagChange, FlagState, ProviderContext
 
 MAX_BODY = 1_000_000
 _WHOLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.DOTALL)
-VARIABLES = ("name", "enabled", "kill_switch", "rollout", "environment")
 
 
 @cache
@@ -53,9 +52,7 @@ def render_body(body: Any, context: dict[str, Any]) -> Any:
 def template_variables(body: Any) -> set[str]:
     """Every variable the body template refers to (raises jinja2.TemplateError on bad syntax)."""
     if isinstance(body, str):
-        whole = _WHOLE_EXPRESSION.match(body.strip())
-        source = "{{" + whole.group("expr") + "}}" if whole else body
-        return set(meta.find_undeclared_variables(sandbox().parse(source)))
+        return set(meta.find_undeclared_variables(sandbox().parse(body)))
     if isinstance(body, dict):
         return set().union(*(template_variables(v) for v in body.values())) if body else set()
     if isinstance(body, list):
