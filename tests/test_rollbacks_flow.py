@@ -229,3 +229,26 @@ async def test_opening_the_modal_is_rate_limited(bot: BotHarness) -> None:
     await bot.command("/rollback", "api staging to v1", user=BOB)
     assert "Slow down" in last_reply(bot)
     assert len(bot.slack.view_log) == 10
+
+
+async def test_requester_may_withdraw_but_others_need_the_approve_permission(bot: BotHarness) -> None:
+    bot.slack.add_user(DAVE, "dave")
+    await request_rollback(bot, "api prod to v1")
+    [row] = await rollbacks_in_db(bot)
+    message = request_message(bot)
+    await bot.click(Ids.REJECT, str(row.id), user=DAVE, message=message)
+    assert "not allowed to rollback.approve" in last_reply(bot)
+    assert (await rollbacks_in_db(bot))[0].status == "pending_approval"
+    await bot.click(Ids.REJECT, str(row.id), user=ALICE, message=message)
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.rejected_by) == ("rejected", ALICE)
+
+
+async def test_clicks_on_a_finished_rollback_change_nothing(bot: BotHarness) -> None:
+    await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    await bot.click(Ids.APPROVE, str(row.id), user=CAROL, message=request_message(bot))
+    assert "already succeeded" in last_reply(bot)
+    await bot.click(Ids.REJECT, str(row.id), user=CAROL, message=request_message(bot))
+    assert "already succeeded" in last_reply(bot)
+    assert (await rollbacks_in_db(bot))[0].rejected_by is None

@@ -225,3 +225,26 @@ async def test_missing_program_is_a_provider_failure(make_bot: Any, tmp_path: Pa
     await request_rollback(bot, "api staging to v1")
     assert (await rollbacks_in_db(bot))[0].status == "failed"
     assert "Could not start" in thread(bot, request_message(bot))
+
+
+async def test_webhook_connection_errors_are_retried_then_reported(make_bot: Any) -> None:
+    server = await LocalServer(WebhookReceiver().app()).start()
+    url = server.url
+    await server.stop()  # nothing listens there any more
+    bot = await staging_bot(make_bot, webhook_runner(url, retries=1))
+    await request_rollback(bot, "api staging to v1")
+    assert (await rollbacks_in_db(bot))[0].status == "failed"
+    replies = thread(bot, request_message(bot))
+    assert "retrying (2/2)" in replies and "failed after 2 attempt(s) (connection failed: ConnectError)" in replies
+
+
+async def test_long_command_output_is_cut_for_the_thread_and_the_database(make_bot: Any, tmp_path: Path) -> None:
+    runner = command_runner(tmp_path, "print('first line')\nprint('x' * 50000)\nprint('last line')\n")
+    bot = await staging_bot(make_bot, runner)
+    await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert row.status == "succeeded"
+    assert row.output is not None and len(row.output) <= 20_000
+    assert row.output.startswith("…(cut)…") and row.output.rstrip().endswith("last line")
+    [output] = [m for m in bot.messages("#ops") if m.thread_ts and m.text.startswith("Output:")]
+    assert "earlier output cut" in output.text and len(output.text) < 3000 and "last line" in output.text
