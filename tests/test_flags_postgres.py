@@ -146,6 +146,18 @@ async def test_prod_is_refused_to_non_oncall_and_audited(pgbot: BotHarness, tabl
     assert [a.outcome for a in await audits(pgbot)] == ["denied", "denied"]
 
 
+async def test_permission_is_checked_again_on_confirm(pgbot: BotHarness, table: str, target_pg_url: str) -> None:
+    pgbot.deps.directory.ttl = 0  # see group changes at once
+    await pgbot.command("/killswitch", "checkout on prod", user=ALICE)
+    assert "Engage kill switch?" in last_text(pgbot)
+    pgbot.slack.usergroups["S0ONCALL1"]["users"] = []  # alice hands over on-call before confirming
+    await press(pgbot, Action.CONFIRM)
+    assert "You are not allowed to killswitch `checkout/prod`" in last_text(pgbot)
+    assert (await table_rows(target_pg_url, table))["checkout"] == (True, False, 100)
+    assert [(a.actor, a.outcome) for a in await audits(pgbot)] == [(ALICE, "denied")]
+    assert pgbot.messages("#ops") == []
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("\"x'; DROP TABLE {table}; --\" on prod", "Valid flags: `checkout`, `search`"),
     ("\"checkout' OR '1'='1\" on prod", "Valid flags: `checkout`, `search`"),
