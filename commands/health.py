@@ -98,8 +98,12 @@ def summary_line(report: HealthReport) -> str:
     elif report.status == "degraded":
         tail = f"{len(report.warnings)} of {total} checks slow or near a limit"
     else:
-        tail = f"all {total} checks pass" if total > 1 else "1 check passes"
+        tail = _passing(total)
     return f"{icon} *{name}* is {report.status} · {tail} · {latency_text(report.duration_ms)}"
+
+
+def _passing(total: int) -> str:
+    return f"all {total} checks pass" if total != 1 else "1 check passes"
 
 
 def _ordered(results: list[CheckResult]) -> list[CheckResult]:
@@ -147,8 +151,8 @@ def render_change(change: StateChange, now: datetime) -> tuple[str, list[bk.Bloc
         was = ""
     icon = STATE_ICON[change.current]
     if change.recovered:
-        text = f"{icon} {change.environment} recovered: {len(report.results)} checks pass"
-        headline = f"{icon} *{name}* recovered: {len(report.results)} checks pass{was}"
+        text = f"{icon} {change.environment} recovered: {_passing(len(report.results))}"
+        headline = f"{icon} *{name}* recovered: {_passing(len(report.results))}{was}"
     else:
         bad = report.failing or report.warnings
         names = ", ".join(r.name for r in bad)

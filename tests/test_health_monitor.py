@@ -90,7 +90,7 @@ async def test_monitor_posts_once_per_change_of_state_and_survives_a_restart(mak
     await restarted.run_job("health.monitor.prod")
     alerts = restarted.messages("#alerts")
     assert len(alerts) == 2
-    assert "✅ *prod* recovered: 2 checks pass (was unhealthy for 15m)" in alerts[1].all_text()
+    assert "✅ *prod* recovered: all 2 checks pass (was unhealthy for 15m)" in alerts[1].all_text()
     await restarted.run_job("health.monitor.prod")
     assert len(restarted.messages("#alerts")) == 2
 
