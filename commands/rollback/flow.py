@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot import rollbacks, timeline
 from bot.deps import Deps
 from bot.errors import OpsbotError, ProviderError
+from bot.health import check_environment
 from bot.models import Incident, Rollback
 from bot.providers.rollback_base import RollbackOutcome, RollbackRequest, build_runner
 from commands.common import tell_user
@@ -216,8 +217,6 @@ async def verify(deps: Deps, environment: str, runner: Any, progress: Any) -> tu
     env = deps.config.environments.get(environment)
     if env is None or not env.checks:
         return "skipped", []
-    from bot.health import check_environment
-
     await progress(f"Verifying: running {len(env.checks)} health check(s) for *{environment}*…")
     try:
         report = await check_environment(environment, env, http=deps.http)
