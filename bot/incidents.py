@@ -44,6 +44,7 @@ def parse_status(text: str) -> str | None:
 
 def channel_name(prefix: str, incident_id: int, title: str, attempt: int = 0) -> str:
     """`inc-42-checkout-is-down`: lowercase, ≤ 80 characters; `attempt` > 0 adds `-2`, `-3`… for collisions."""
+    title = re.sub(r"&(?:amp|lt|gt);", " ", title)  # Slack-escaped &, <, >
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()  # é → e
     slug = _SLUG.sub("-", ascii_title.lower()).strip("-")
     suffix = f"-{attempt + 1}" if attempt else ""

@@ -15,7 +15,7 @@ from bot.incidents import Declaration
 from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, user_of
 from commands.incident import flows, modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback
-from commands.incident.parse import Command, parse
+from commands.incident.parse import Command, parse, unescape
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                     channel=channel, message_ts=message["ts"]))
                 link = response.get("permalink") if response is not None else None
             await open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user_of(body),
-                                     description=message.get("text") or None, source_link=link)
+                                     description=unescape(message.get("text")) or None, source_link=link)
 
         run_after_ack(deps, work(), name="incident.shortcut", user=user_of(body), channel=channel)
 

@@ -12,6 +12,7 @@ from bot.incidents import STATUSES, Declaration
 from bot.models import Incident
 from commands import blocks as bk
 from commands.incident.ids import Callback, Field
+from commands.incident.parse import safe_text, unescape
 
 TITLE_MAX = 200
 
@@ -59,10 +60,16 @@ class Submitted:
     errors: dict[str, str]
 
 
+def _typed(values: dict[str, Any], field: Field) -> str | None:
+    """A modal input as mrkdwn-safe text (modal values arrive unescaped)."""
+    value = bk.state_value(values, field, field)
+    return safe_text(value, raw=True) if value else None
+
+
 def parse_declare(config: Config, view: dict[str, Any], *, user_id: str) -> Submitted:
     """The declaration in a submitted modal, or the inline errors to show (pure validation)."""
     values = (view.get("state") or {}).get("values") or {}
-    title = " ".join((bk.state_value(values, Field.TITLE, Field.TITLE) or "").split())
+    title = " ".join((_typed(values, Field.TITLE) or "").split())
     severity = bk.state_value(values, Field.SEVERITY, Field.SEVERITY) or ""
     errors: dict[str, str] = {}
     if not title:
@@ -79,10 +86,10 @@ def parse_declare(config: Config, view: dict[str, Any], *, user_id: str) -> Subm
     request = Declaration(
         title=title, severity=severity, reporter_id=user_id,
         commander_id=bk.state_value(values, Field.COMMANDER, Field.COMMANDER) or user_id,
-        service=bk.state_value(values, Field.SERVICE, Field.SERVICE),
+        service=_typed(values, Field.SERVICE),
         environment=bk.state_value(values, Field.ENVIRONMENT, Field.ENVIRONMENT),
-        impact=bk.state_value(values, Field.IMPACT, Field.IMPACT),
-        description=bk.state_value(values, Field.DESCRIPTION, Field.DESCRIPTION),
+        impact=_typed(values, Field.IMPACT),
+        description=_typed(values, Field.DESCRIPTION),
         source_link=metadata.get("source_link") if isinstance(metadata, dict) else None,
     )
     return Submitted(request, {})
@@ -93,8 +100,9 @@ def update_modal(incident: Incident) -> dict[str, Any]:
     blocks = [
         bk.section(f"*{incident.ref}* · {incident.severity} · {bk.cut(incident.title, 200)}"),
         bk.select_input(Field.STATUS, Field.STATUS, "Status", options, initial=incident.status),
-        bk.text_input(Field.IMPACT, Field.IMPACT, "Impact", multiline=True, optional=True, initial=incident.impact),
-        bk.text_input(Field.ETA, Field.ETA, "ETA", optional=True, initial=incident.eta, max_length=255,
+        bk.text_input(Field.IMPACT, Field.IMPACT, "Impact", multiline=True, optional=True,
+                      initial=unescape(incident.impact)),
+        bk.text_input(Field.ETA, Field.ETA, "ETA", optional=True, initial=unescape(incident.eta), max_length=255,
                       placeholder="e.g. 30 minutes, 14:30 UTC, unknown"),
         bk.text_input(Field.MESSAGE, Field.MESSAGE, "Update", multiline=True,
                       placeholder="What changed, what is being done next?"),
@@ -114,14 +122,14 @@ class UpdateSubmitted:
 
 def parse_update(view: dict[str, Any]) -> tuple[UpdateSubmitted | None, dict[str, str]]:
     values = (view.get("state") or {}).get("values") or {}
-    text = (bk.state_value(values, Field.MESSAGE, Field.MESSAGE) or "").strip()
+    text = (_typed(values, Field.MESSAGE) or "").strip()
     if not text:
         return None, {Field.MESSAGE: "Say what changed."}
     return UpdateSubmitted(
         incident_id=int(view.get("private_metadata") or 0), text=text,
         status=bk.state_value(values, Field.STATUS, Field.STATUS),
-        impact=bk.state_value(values, Field.IMPACT, Field.IMPACT) or "",
-        eta=bk.state_value(values, Field.ETA, Field.ETA) or "",
+        impact=_typed(values, Field.IMPACT) or "",
+        eta=_typed(values, Field.ETA) or "",
     ), {}
 
 
@@ -137,7 +145,7 @@ def resolve_modal(incident: Incident) -> dict[str, Any]:
 
 def parse_resolve(view: dict[str, Any]) -> tuple[tuple[int, str] | None, dict[str, str]]:
     values = (view.get("state") or {}).get("values") or {}
-    summary = (bk.state_value(values, Field.SUMMARY, Field.SUMMARY) or "").strip()
+    summary = (_typed(values, Field.SUMMARY) or "").strip()
     if not summary:
         return None, {Field.SUMMARY: "Say how it was resolved."}
     return (int(view.get("private_metadata") or 0), summary), {}

@@ -14,6 +14,7 @@ from bot.incidents import STATUSES, parse_status
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 _LEADING_REF = re.compile(r"^INC-\d{1,9}$", re.IGNORECASE)
+_BROADCAST = re.compile(r"<!(channel|here|everyone)(?:\|[^>]*)?>")
 
 VERBS = ("open", "update", "severity", "assign", "resolve", "ack", "list", "show", "timeline", "postmortem", "help")
 ALIASES = {"declare": "open", "new": "open", "acknowledge": "ack", "sev": "severity", "commander": "assign",
@@ -28,6 +29,21 @@ class Command:
     status: str | None = None
     text: str = ""
     user: str | None = None
+
+
+def safe_text(text: str | None, *, raw: bool) -> str:
+    """User text as it may be shown in mrkdwn. `raw` (modal inputs) gets &, < and > escaped as Slack requires;
+    text Slack already escaped (commands, messages) keeps user and group mentions. Either way an
+    @channel/@here/@everyone inside a title or update never pings a whole channel from the bot."""
+    text = text or ""
+    if raw:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub(lambda m: f"@\u2060{m.group(1)}", text)
+
+
+def unescape(text: str | None) -> str:
+    """Slack-escaped message text back to what a person typed (to pre-fill a modal input)."""
+    return (text or "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def parse_user(word: str) -> str | None:
@@ -68,7 +84,7 @@ def parse(text: str | None, config: Config) -> Command:
         if not rest:
             return Command("modal")
         severity = config.severity(rest[0]).name  # raises UnknownSeverity listing the valid ones
-        title = " ".join(rest[1:])
+        title = safe_text(" ".join(rest[1:]), raw=False)
         return Command("open", severity=severity, text=title) if title else Command("modal", severity=severity)
     ref, rest = _ref_and_rest(rest)
     if verb == "update":
@@ -76,10 +92,10 @@ def parse(text: str | None, config: Config) -> Command:
         if status:
             rest = rest[1:]
         if status == "resolved":
-            return Command("resolve", ref=ref, text=" ".join(rest))
+            return Command("resolve", ref=ref, text=safe_text(" ".join(rest), raw=False))
         if not rest and not status:
             raise InvalidInput("Usage: `/incident update [" + "|".join(STATUSES[:-1]) + "] <text>`")
-        return Command("update", ref=ref, status=status, text=" ".join(rest))
+        return Command("update", ref=ref, status=status, text=safe_text(" ".join(rest), raw=False))
     if verb == "severity":
         if len(rest) != 1:
             raise InvalidInput("Usage: `/incident severity <" + "|".join(s.name for s in config.severities) + ">`")
@@ -92,7 +108,7 @@ def parse(text: str | None, config: Config) -> Command:
     if verb == "resolve":
         if not rest:
             raise InvalidInput("Usage: `/incident resolve <summary>`, e.g. `/incident resolve Rolled back api`.")
-        return Command("resolve", ref=ref, text=" ".join(rest))
+        return Command("resolve", ref=ref, text=safe_text(" ".join(rest), raw=False))
     if verb == "show" and not ref and rest:
         raise InvalidInput(f"`{rest[0]}` is not an incident id (use e.g. `INC-42`).")
     if rest and verb not in ("help", "list"):
