@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +29,7 @@ from bot.clock import Clock, as_utc
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.db import Database
 from bot.models import AlertState, Silence
-from bot.providers.metrics_base import MetricSource, MetricSourceError, Sample
+from bot.providers.metrics_base import Fetcher, MetricSource, MetricSourceError, Sample, fetcher
 from bot.providers.metrics_http_json import HttpJsonSource
 from bot.providers.metrics_postgres import PostgresSource
 from bot.providers.metrics_prometheus import PrometheusSource
@@ -131,9 +130,11 @@ def _fire(v: View, level: str, now: datetime, since: datetime | None = None) -> 
 
 
 def observe(v: View, value: float, policy: Policy, now: datetime) -> list[Notice]:
-    """A fresh value for one series."""
-    v.value, v.last_eval_at, v.last_data_at = value, now, now
+    """A fresh value for one series. A healthy series that stays healthy changes nothing (no write)."""
     level = level_of(value, policy)
+    if level is None and v.state in (OK, RESOLVED):
+        return []
+    v.value, v.last_eval_at, v.last_data_at = value, now, now
     if v.state == FIRING:
         if level is None:
             v.state, v.resolved_at = RESOLVED, now
@@ -141,9 +142,8 @@ def observe(v: View, value: float, policy: Policy, now: datetime) -> list[Notice
             return [Notice.RESOLVED]
         v.level = CRITICAL if v.escalated_at is not None else level
         return [Notice.SYNC]
-    if level is None:
-        if v.state == PENDING:
-            v.state, v.pending_since, v.level = OK, None, None
+    if level is None:  # pending, and the breach ended before `for` was reached
+        v.state, v.pending_since, v.level = OK, None, None
         return []
     if v.state != PENDING or v.pending_since is None:
         v.state, v.pending_since = PENDING, now
@@ -172,10 +172,12 @@ def tick(v: View, policy: Policy, now: datetime) -> list[Notice]:
 
 
 def rule_read(v: View, *, error: str | None, has_data: bool, policy: Policy, now: datetime) -> list[Notice]:
-    """The outcome of one read for the rule's own row: error once, staleness once, recovery once."""
-    v.last_eval_at = now
+    """The outcome of one read for the rule's own row: error once, staleness once, recovery once.
+
+    `last_data_at` is refreshed only once it is a tenth of `stale_after` old, so a steady rule causes
+    no database write per evaluation (a staleness notice may come up to 10% early)."""
     if v.last_data_at is None:
-        v.last_data_at = now  # staleness counts from the first evaluation
+        v.last_data_at = v.last_eval_at = now  # staleness counts from the first evaluation
     out: list[Notice] = []
     if error is not None:
         v.error = error
@@ -184,7 +186,8 @@ def rule_read(v: View, *, error: str | None, has_data: bool, policy: Policy, now
             out.append(Notice.ERROR)
     else:
         v.error = None
-        if has_data:
+        refresh = policy.stale_after / 10 if policy.stale_after else timedelta(0)
+        if has_data and now - v.last_data_at >= refresh:
             v.last_data_at = now
         if v.state == ERROR or (v.state == STALE and has_data):
             v.state = OK
@@ -249,16 +252,16 @@ class Reading:
 Notifier = Callable[[list[Change]], Awaitable[None]]
 
 
-def make_sources(settings: AlertSettings, http: httpx.AsyncClient) -> dict[str, MetricSource]:
-    """The metric sources by the name used in opsbot.yml (`source:`)."""
+def make_sources(settings: AlertSettings, fetcher: Fetcher) -> dict[str, MetricSource]:
+    """The metric sources by the name used in opsbot.yml (`source:`), reading through `fetcher`."""
     timeout = settings.defaults.timeout.total_seconds()
     sources: dict[str, MetricSource] = {
-        "http_json": HttpJsonSource(http, timeout=timeout),
+        "http_json": HttpJsonSource(fetcher, timeout=timeout),
         "postgres": PostgresSource(timeout=timeout),
     }
     if settings.prometheus is not None:
         sources["prometheus"] = PrometheusSource(
-            http, url=str(settings.prometheus.url), token=settings.prometheus.token,
+            fetcher, url=str(settings.prometheus.url), token=settings.prometheus.token,
             timeout=settings.prometheus.timeout.total_seconds())
     return sources
 
@@ -266,18 +269,16 @@ def make_sources(settings: AlertSettings, http: httpx.AsyncClient) -> dict[str, 
 class AlertEngine:
     """Evaluates rules and applies Alertmanager payloads; one per process, used by the scheduler leader."""
 
-    def __init__(self, *, db: Database, clock: Clock, settings: AlertSettings,
-                 sources: Mapping[str, MetricSource], notifier: Notifier) -> None:
+    def __init__(self, *, db: Database, clock: Clock, settings: AlertSettings, notifier: Notifier) -> None:
         self.db, self.clock, self.settings = db, clock, settings
-        self.sources = sources
         self.notifier = notifier
         self.rules = {r.name: r for r in settings.rules}
         # Transitions and their Slack delivery run one at a time: two jobs never remind twice.
         self.lock = asyncio.Lock()
 
-    async def read(self, rule: AlertRule) -> Reading:
+    async def read(self, sources: Mapping[str, MetricSource], rule: AlertRule) -> Reading:
         try:
-            samples = await self.sources[rule.source].read(rule)
+            samples = await sources[rule.source].read(rule)
             metrics.ALERT_EVALUATIONS.labels(outcome="ok").inc()
             return Reading(rule, samples)
         except MetricSourceError as exc:
@@ -293,11 +294,14 @@ class AlertEngine:
         rules = list(rules)
         gate = asyncio.Semaphore(self.settings.concurrency)
 
-        async def bounded(rule: AlertRule) -> Reading:
-            async with gate:
-                return await self.read(rule)
+        async with fetcher(connections=self.settings.concurrency) as session:
+            sources = make_sources(self.settings, session)
 
-        readings = await asyncio.gather(*(bounded(r) for r in rules))
+            async def bounded(rule: AlertRule) -> Reading:
+                async with gate:
+                    return await self.read(sources, rule)
+
+            readings = await asyncio.gather(*(bounded(r) for r in rules))
         async with self.lock:
             changes = await self._apply(readings)
             if changes:
@@ -316,7 +320,9 @@ class AlertEngine:
                 if not row.key.startswith("rule:"):
                     by_rule.setdefault(row.rule, []).append(row)
             silences = await active_silences(session, now)
-            for reading in readings:
+            for i, reading in enumerate(readings):
+                if i % 100 == 99:
+                    await asyncio.sleep(0)  # let slash commands in between (the loop is shared)
                 rule = reading.rule
                 policy = policy_for(rule, self.settings)
                 silenced = silences.get(rule.name)

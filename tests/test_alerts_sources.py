@@ -6,7 +6,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 import yaml
@@ -17,7 +16,7 @@ from starlette.routing import Route
 
 from bot.config import AlertRule
 from bot.emulator.localserver import LocalServer
-from bot.providers.metrics_base import MetricSourceError, Sample
+from bot.providers.metrics_base import MetricSourceError, Sample, fetcher
 from bot.providers.metrics_http_json import HttpJsonSource
 from bot.providers.metrics_postgres import PostgresSource
 from bot.providers.metrics_prometheus import PrometheusSource, parse_answer
@@ -104,7 +103,7 @@ async def test_http_sources_time_out_and_cap_bodies() -> None:
             1.0, request.headers.get("authorization", "")[-1:] or "0"]}})
 
     app = Starlette(routes=[Route("/slow", slow), Route("/big", big), Route("/api/v1/query", prom)])
-    async with LocalServer(app) as server, httpx.AsyncClient() as client:
+    async with LocalServer(app) as server, fetcher() as client:
         source = HttpJsonSource(client, timeout=0.3)
 
         def rule(path: str) -> AlertRule:

@@ -5,24 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from bot.config.alerts import AlertRule
-from bot.providers.metrics_base import MetricSourceError, Sample, as_number, get_capped
+from bot.providers.metrics_base import Fetcher, MetricSourceError, Sample, as_number
 
 MAX_JSON = 256 * 1024
 
 
 class HttpJsonSource:
-    def __init__(self, client: httpx.AsyncClient, *, timeout: float = 10.0) -> None:
-        self.client = client
+    def __init__(self, fetcher: Fetcher, *, timeout: float = 10.0) -> None:
+        self.fetcher = fetcher
         self.timeout = timeout
 
     async def read(self, rule: AlertRule) -> list[Sample]:
         headers = {"Accept": "application/json"}
         headers.update({name: ref.reveal(where=f"alerts.{rule.name}.headers.{name}")
                         for name, ref in rule.headers.items()})
-        body = await get_capped(self.client, rule.query, headers=headers, timeout=self.timeout, limit=MAX_JSON)
+        body = await self.fetcher.get(rule.query, headers=headers, timeout=self.timeout, limit=MAX_JSON)
         try:
             document = json.loads(body)
         except ValueError:

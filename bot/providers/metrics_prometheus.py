@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from bot.config.alerts import AlertRule
 from bot.config.secrets import EnvRef
-from bot.providers.metrics_base import MetricSourceError, Sample, as_number, get_capped
+from bot.providers.metrics_base import Fetcher, MetricSourceError, Sample, as_number
 
 
 class PrometheusSource:
     """A vector answer gives one sample per series (labels from `metric`), a scalar one sample."""
 
-    def __init__(self, client: httpx.AsyncClient, *, url: str, token: EnvRef | None = None,
+    def __init__(self, fetcher: Fetcher, *, url: str, token: EnvRef | None = None,
                  timeout: float = 10.0) -> None:
-        self.client = client
+        self.fetcher = fetcher
         self.url = url.rstrip("/") + "/api/v1/query"
         self.token = token
         self.timeout = timeout
@@ -26,7 +24,7 @@ class PrometheusSource:
         headers = {"Accept": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token.reveal(where='alerts.prometheus.token')}"
-        body = await get_capped(self.client, self.url, params={"query": rule.query}, headers=headers,
+        body = await self.fetcher.get(self.url, params={"query": rule.query}, headers=headers,
                                 timeout=self.timeout)
         try:
             answer = json.loads(body)

@@ -17,7 +17,6 @@ from bot.alerts import (
     AlertEngine,
     Change,
     Notice,
-    make_sources,
     silenced_until,
 )
 from bot.config.alerts import AlertRule
@@ -39,8 +38,7 @@ def engine_for(deps: Deps) -> AlertEngine:
         async def notifier(changes: list[Change]) -> None:
             await deliver(deps, changes)
 
-        engine = AlertEngine(db=deps.db, clock=deps.clock, settings=settings,
-                             sources=make_sources(settings, deps.http), notifier=notifier)
+        engine = AlertEngine(db=deps.db, clock=deps.clock, settings=settings, notifier=notifier)
         deps._alert_engine = engine  # type: ignore[attr-defined]
     return engine
 
