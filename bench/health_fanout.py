@@ -110,7 +110,15 @@ async def _measure(bot: Any, runs: int) -> dict[str, Any]:
             acks.append((acked - started) * 1000)
             totals.append((at - started) * 1000)
             engine.append(_ms(text.rsplit("·", 1)[-1].strip()))
-    return {"acks": acks, "totals": totals, "engine": engine, "cold": first_total}
+        # Baseline: an ack with no work behind it (an unknown environment is answered in the ack).
+        baseline: list[float] = []
+        for _ in range(runs):
+            body, headers = bot.requests.command("/health", "nosuch", channel=channel.id, channel_name=channel.name)
+            started = time.perf_counter()
+            response, acked = await asyncio.to_thread(_post, slack, body, headers)
+            assert "Unknown environment" in response.json()["text"], response.text
+            baseline.append((acked - started) * 1000)
+    return {"acks": acks, "totals": totals, "engine": engine, "cold": first_total, "baseline": baseline}
 
 
 def _post(client: Any, body: bytes, headers: dict[str, str]) -> tuple[Any, float]:
@@ -137,7 +145,8 @@ def main() -> None:
     result = asyncio.run(bench(args.endpoints, args.delay, args.runs))
     print(f"/health over {args.endpoints} endpoints x {args.delay * 1000:.0f} ms, {args.runs} warm runs "
           f"(+1 cold), Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    for label, values in (("ack (signed request -> HTTP 200)", result["acks"]),
+    for label, values in (("ack, nothing behind it (baseline)", result["baseline"]),
+                          ("ack (signed request -> HTTP 200)", result["acks"]),
                           ("checks in the engine", result["engine"]),
                           ("signed request -> final message", result["totals"])):
         print(f"  {label:34s} p50 {statistics.median(values):7.1f} ms   p95 {pct(values, 0.95):7.1f} ms   "
