@@ -266,3 +266,23 @@ async def test_postgres_wrong_password_and_missing_dsn(target_pg_url: str, http:
     result = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}"}), http)
     assert result.status == "fail" and "no_such_database_hc" in result.detail
     assert "XYZZY" not in result.detail
+
+
+async def test_postgres_that_never_answers_times_out(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that accepts connections and then says nothing (a hung server or a black-holing proxy)."""
+    release = asyncio.Event()
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        monkeypatch.setenv("HC_PG_DSN", f"postgresql://app:pw-SILENT@127.0.0.1:{port}/app")
+        result = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}", "timeout": "500ms"}), http)
+        assert result.status == "fail" and result.detail == "timeout after 0.5 s"
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
