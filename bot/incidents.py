@@ -5,6 +5,7 @@ entry) through `bot.timeline.add_event`, in the caller's transaction."""
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from bot.models import Incident, IncidentEvent
 from bot.templates import render
 from bot.timeline import OPEN, add_event
 
+log = logging.getLogger(__name__)
 STATUSES = ("investigating", "identified", "mitigating", "monitoring", "resolved")
 RESOLVED = "resolved"
 MAX_TITLE = 200
@@ -68,7 +70,9 @@ def describe_response(severity: Severity) -> str:
 
 
 def age(since: datetime, now: datetime) -> str:
-    return format_duration(max(now - since, timedelta(0)))
+    """`<1m`, `5m`, `1h 30m`, `2d 4h`: how long ago, for people."""
+    elapsed = max(now - since, timedelta(0))
+    return "<1m" if elapsed < timedelta(minutes=1) else format_duration(elapsed)
 
 
 # -- declaring ---------------------------------------------------------------------------------
@@ -328,7 +332,12 @@ def status_text(config: Config, incident: Incident, timeline: list[IncidentEvent
     """The status update message, from `incidents.update_template` or the bundled template."""
     context = template_context(config, incident, timeline)
     custom = config.incidents.update_template
-    return render(custom, context, builtin=False) if custom else render("status_update.md.j2", context)
+    if custom:
+        try:
+            return render(custom, context, builtin=False)
+        except ValueError as exc:  # an update must still go out: fall back to the bundled template
+            log.warning("incidents.update_template failed (%s); using the default template", exc)
+    return render("status_update.md.j2", context)
 
 
 def postmortem(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:

@@ -241,3 +241,23 @@ async def test_resolve_needs_permission_in_the_incident_environment(make_bot: An
     await bot.command("/incident", "resolve INC-1 Fixed", user="U0ALICE01")  # alice is in @oncall
     async with bot.deps.db.session() as session:
         assert (await session.get(Incident, 1)).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_shell_shows_the_incident_flow(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OPSBOT_CONFIG")}
+    script = ("/incident open P1 Checkout down\n/incident list\n:channel inc-1-checkout-down\n"
+              "/incident update identified Bad deploy of api\n/incident resolve Rolled back api\n"
+              "/incident\nLogin slow\n3\nauth\n\n\n\n\n")
+    result = subprocess.run([sys.executable, "-m", "bot", "shell", "--database", f"sqlite:///{tmp_path / 's.db'}"],
+                            input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "[opsbot posted in #incidents]" in out and "== 🚨 INC-1 · P1 · Checkout down ==" in out
+    assert "[opsbot created #inc-1-checkout-down]" in out
+    assert "== Open incidents (1) ==" in out
+    assert "*Status:* Identified" in out and "# Postmortem draft: INC-1 — Checkout down" in out
+    assert "[modal: Declare incident]" in out and "== 🚨 INC-2 · P3 · Login slow ==" in out

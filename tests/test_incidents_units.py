@@ -177,3 +177,9 @@ def test_parse_declare_reports_every_missing_field() -> None:
     view = {"state": {"values": {"title": {"title": {"value": ""}}, "severity": {"severity": {}}}}}
     submitted = modals.parse_declare(CONFIG, view, user_id="U1")
     assert submitted.request is None and set(submitted.errors) == {"title", "severity"}
+
+
+def test_a_failing_custom_template_falls_back_to_the_default() -> None:
+    config = load_test_config({"incidents": {"update_template": "{{ nope.deeper }}"}})
+    text = status_text(config, incident(), [event("update", "Looking", 1)])
+    assert text.startswith("🚨 *INCIDENT: checkout - Checkout is down* (INC-42)")
