@@ -313,8 +313,12 @@ class AlertEngine:
         names = [r.rule.name for r in readings]
         changes: list[Change] = []
         async with self.db.session() as session:
-            rows = {row.key: row for row in await session.scalars(
-                select(AlertState).where(AlertState.rule.in_(names), AlertState.source != ALERTMANAGER))}
+            # Streamed in partitions: hydrating thousands of rows at once would stall slash commands.
+            query = (select(AlertState).where(AlertState.rule.in_(names), AlertState.source != ALERTMANAGER)
+                     .execution_options(yield_per=250))
+            rows = {}
+            async for row in await session.stream_scalars(query):
+                rows[row.key] = row
             by_rule: dict[str, list[Any]] = {}
             for row in rows.values():
                 if not row.key.startswith("rule:"):
