@@ -216,7 +216,8 @@ async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident
 
 async def change_severity(session: AsyncSession, *, config: Config, clock: Clock, incident: Incident,
                           actor: str, severity: str) -> str:
-    """Returns the previous severity. An unacknowledged incident's escalation timer restarts for the new level."""
+    """Returns the previous severity. An unacknowledged incident may escalate again, to the new level's
+    targets, once the new level's response time (counted from the declaration) has passed."""
     _require_open(incident)
     new = config.severity(severity).name
     old = incident.severity

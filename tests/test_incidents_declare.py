@@ -226,3 +226,21 @@ async def test_declare_refused_without_permission(make_bot: Any) -> None:
     async with bot.deps.db.session() as session:
         denied = (await session.scalars(select(AuditEntry).where(AuditEntry.outcome == "denied"))).all()
     assert [(d.actor, d.action) for d in denied] == [("U0ALICE01", "incident.declare")]
+
+
+async def test_retried_bare_command_opens_one_modal_quietly(bot: BotHarness) -> None:
+    signed = bot.requests.command("/incident", "", channel=bot.slack.channel("general").id)
+    await bot.post(signed)
+    await bot.post(signed, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await bot.settle()
+    assert [entry["method"] for entry in bot.slack.view_log] == ["views.open"]
+    assert bot.ephemeral_texts() == []
+
+
+async def test_configured_invitees_join_every_incident_channel(make_bot: Any) -> None:
+    from tests.conftest import load_test_config
+
+    bot = await make_bot(config=load_test_config({"incidents": {"invite": ["@eng-leads", "U0BOB0001"]}}))
+    await bot.command("/incident", "open P3 Docs search broken", user="U0ALICE01")
+    members = bot.slack.channel("inc-1-docs-search-broken").members
+    assert {"U0ALICE01", "U0BOB0001", "U0CAROL01"} <= members  # carol via the @eng-leads user group

@@ -4,9 +4,11 @@ and hands the rest to `flows` in the background."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from bot import incidents, metrics
 from bot.deps import Deps
@@ -35,8 +37,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if cmd.verb == "modal":
             await ack()
-            run_after_ack(deps, open_declare_modal(deps, trigger_id=command["trigger_id"], user_id=user,
-                                                   severity=cmd.severity), name="incident.modal", respond=respond)
+            run_after_ack(deps, _open_once(open_declare_modal(deps, trigger_id=command["trigger_id"], user_id=user,
+                                                              severity=cmd.severity)),
+                          name="incident.modal", respond=respond)
             return
         if cmd.verb == "open":
             await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
@@ -124,6 +127,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal), name="incident.resolve_modal",
                       respond=respond)
+
+
+async def _open_once(opening: Awaitable[None]) -> None:
+    """A Slack retry carries the same trigger id: its modal is already open, which is not an error."""
+    try:
+        await opening
+    except SlackApiError as exc:
+        if exc.response.get("error") != "exchanged_trigger_id":
+            raise
+        log.info("modal already opened for this trigger (a retried request)")
 
 
 def _button_incident(body: dict[str, Any]) -> int:
