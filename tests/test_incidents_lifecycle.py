@@ -261,3 +261,20 @@ def test_shell_shows_the_incident_flow(tmp_path: Any) -> None:
     assert "== Open incidents (1) ==" in out
     assert "*Status:* Identified" in out and "# Postmortem draft: INC-1 — Checkout down" in out
     assert "[modal: Declare incident]" in out and "== 🚨 INC-2 · P3 · Login slow ==" in out
+
+
+async def test_retried_update_and_double_submitted_update_post_once(bot: BotHarness) -> None:
+    incident = await declare(bot)
+    channel = incident.channel_id or ""
+    signed = bot.requests.command("/incident", "update identified Bad deploy", channel=channel)
+    await bot.post(signed)
+    await bot.post(signed, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await bot.settle()
+    assert sum("Bad deploy" in m.text for m in bot.messages(channel)) == 1
+
+    await bot.click("incident_update_open", str(incident.id), message=announcement(bot))
+    values = {"message": {"message": {"type": "plain_text_input", "value": "Rolling back"}}}
+    view = bot.last_view()
+    await bot.submit(view, values)
+    await bot.submit(view, values)
+    assert await timeline_kinds(bot, incident) == ["declared", "channel", "update", "update"]

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import incidents, metrics
 from bot.deps import Deps
 from bot.errors import Conflict, OpsbotError
+from bot.idempotency import first_time
 from bot.incidents import Declaration
 from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, user_of
 from commands.incident import flows, modals, open_declare_modal, render
@@ -20,6 +21,7 @@ from commands.incident.ids import Action, Callback
 from commands.incident.parse import Command, parse, unescape
 
 log = logging.getLogger(__name__)
+MUTATING = ("update", "ack", "severity", "assign", "resolve")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -48,7 +50,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                  respond=respond)
         else:
             await ack()
-            work = run_command(deps, cmd, user=user, channel_id=channel, respond=respond)
+            work = run_command(deps, cmd, user=user, channel_id=channel, respond=respond,
+                               dedup_key=f"incident:{command['trigger_id']}")
         run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond)
 
     @app.shortcut(Callback.GLOBAL_SHORTCUT)
@@ -94,7 +97,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         cmd = Command("update", status=update.status, text=update.text)
         run_after_ack(deps, run_command(deps, cmd, user=user_of(body), channel_id=None, respond=None,
-                                        incident_id=update.incident_id, impact=update.impact, eta=update.eta),
+                                        incident_id=update.incident_id, impact=update.impact, eta=update.eta,
+                                        dedup_key=f"incident:{view['id']}"),
                       name="incident.update", user=user_of(body))
 
     @app.view(Callback.RESOLVE)
@@ -106,14 +110,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         incident_id, summary = parsed
         run_after_ack(deps, run_command(deps, Command("resolve", text=summary), user=user_of(body), channel_id=None,
-                                        respond=None, incident_id=incident_id),
+                                        respond=None, incident_id=incident_id, dedup_key=f"incident:{view['id']}"),
                       name="incident.resolve", user=user_of(body))
 
     @app.action(Action.ACKNOWLEDGE)
     async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
         run_after_ack(deps, run_command(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
-                                        incident_id=_button_incident(body)),
+                                        incident_id=_button_incident(body), dedup_key=f"incident:{body['trigger_id']}"),
                       name="incident.ack", respond=respond)
 
     @app.action(Action.POST_UPDATE)
@@ -153,9 +157,15 @@ async def _open_modal(deps: Deps, body: dict[str, Any], build: Any) -> None:
 
 
 async def run_command(deps: Deps, cmd: Command, *, user: str, channel_id: str | None, respond: Respond | None,
-                      incident_id: int | None = None, impact: str | None = None, eta: str | None = None) -> None:
-    """Everything but declaring: find the incident (by ref, id or channel), check permission, change, tell."""
+                      incident_id: int | None = None, impact: str | None = None, eta: str | None = None,
+                      dedup_key: str | None = None) -> None:
+    """Everything but declaring: find the incident (by ref, id or channel), check permission, change, tell.
+
+    A change runs once per `dedup_key` (trigger or view id): Slack retries and double submits are no-ops."""
     find = {"ref": cmd.ref, "channel_id": channel_id, "incident_id": incident_id}
+    if cmd.verb in MUTATING and dedup_key and not await first_time(deps.db, dedup_key, clock=deps.clock):
+        log.info("duplicate %s request %s ignored", cmd.verb, dedup_key)
+        return
     now = deps.clock()
 
     async def answer(text: str, blocks: list[dict[str, Any]]) -> None:
