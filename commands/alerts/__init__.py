@@ -156,6 +156,16 @@ async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str)
     return f"🔕 `{rule}` silenced for {format_duration(duration)} (until {when(until)})."
 
 
+def permalink(body: dict[str, Any]) -> str | None:
+    """The alert message's link, built from the payload (no Web API call while the trigger is fresh)."""
+    domain = (body.get("team") or {}).get("domain")
+    container = body.get("container") or {}
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    if not (domain and channel and ts):
+        return None
+    return f"https://{domain}.slack.com/archives/{channel}/p{str(ts).replace('.', '')}"
+
+
 # -- wiring -------------------------------------------------------------------------------------
 def register(app: AsyncApp, deps: Deps) -> None:
     engine = engine_for(deps)
@@ -205,7 +215,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # views.open needs the trigger within 3 s, so this runs here and not in the background.
         await open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user, title=data.get("t"),
                                  description=data.get("d"), severity=data.get("s"), service=data.get("svc"),
-                                 environment=data.get("env"), source_link=data.get("l"))
+                                 environment=data.get("env"), source_link=permalink(body) or data.get("l"))
 
     @app.command("/alerts")
     async def alerts_command(ack: AsyncAck, respond: Any) -> None:

@@ -82,7 +82,7 @@ def card_for(deps: Deps, row: Any, rule: AlertRule | None, rule_silence: datetim
     shown = {k: v for k, v in labels.items() if not k.startswith("annotation:") and k != "alertname"}
     description = "\n".join(x for x in (
         f"{title}" + (f" — {value}" if value else ""), f"Threshold: {thresholds}" if thresholds else "",
-        " ".join(f"{k}={v}" for k, v in sorted(shown.items()))) if x)
+        " ".join(f"{k}={v}" for k, v in sorted(shown.items())), f"Source: {link}" if link else "") if x)
     incident = {k: v for k, v in {
         "t": f"{row.rule}: {title}"[:150], "d": description[:600], "s": _severity(deps, row.level) or "",
         "svc": shown.get("service") or shown.get("job") or "",
