@@ -183,3 +183,9 @@ def test_a_failing_custom_template_falls_back_to_the_default() -> None:
     config = load_test_config({"incidents": {"update_template": "{{ nope.deeper }}"}})
     text = status_text(config, incident(), [event("update", "Looking", 1)])
     assert text.startswith("🚨 *INCIDENT: checkout - Checkout is down* (INC-42)")
+
+
+def test_plain_text_headers_show_what_was_typed() -> None:
+    inc = incident(title="Payments &amp; refunds &lt;eu&gt;")
+    _, blocks = r.announcement(inc, None, now=T0)
+    assert blocks[0]["text"]["text"] == "🚨 INC-42 · P1 · Payments & refunds <eu>"

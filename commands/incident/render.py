@@ -10,6 +10,7 @@ from bot.incidents import RESOLVED, age, describe_response
 from bot.models import Incident, IncidentEvent
 from commands import blocks as bk
 from commands.incident.ids import ACTIONS_BLOCK, Action
+from commands.incident.parse import unescape
 
 Blocks = list[dict[str, Any]]
 STATUS_EMOJI = {"investigating": "🔍", "identified": "🎯", "mitigating": "🛠️", "monitoring": "👀", "resolved": "✅"}
@@ -22,6 +23,7 @@ def _when(at: datetime | None) -> str:
 
 
 def title_line(incident: Incident) -> str:
+    """mrkdwn (Slack-escaped); headers are plain_text, which shows entities as typed: unescape for those."""
     return f"{incident.ref} · {incident.severity} · {incident.title}"
 
 
@@ -80,7 +82,7 @@ def announcement(incident: Incident, severity: Severity | None, *, now: datetime
                  pending_channel: str | None = None) -> tuple[str, Blocks]:
     """The message in the incidents channel; edited in place on every change."""
     text = f"🚨 {title_line(incident)}"
-    blocks = [bk.header(f"🚨 {title_line(incident)}"),
+    blocks = [bk.header(f"🚨 {unescape(title_line(incident))}"),
               bk.fields_section(facts(incident, severity, pending_channel=pending_channel)),
               *_footer(incident, now, last_update), *buttons(incident)]
     return text, blocks
@@ -90,7 +92,7 @@ def summary(incident: Incident, severity: Severity | None, *, now: datetime,
             last_update: str | None = None) -> tuple[str, Blocks]:
     """The pinned summary in the incident channel: the announcement plus the description and source."""
     text = f"📌 {title_line(incident)}"
-    blocks = [bk.header(f"📌 {title_line(incident)}"), bk.fields_section(facts(incident, severity))]
+    blocks = [bk.header(f"📌 {unescape(title_line(incident))}"), bk.fields_section(facts(incident, severity))]
     if incident.description:
         blocks.append(bk.section(f"*Description*\n{bk.cut(incident.description, 2800)}"))
     if incident.source_link:
@@ -172,7 +174,7 @@ def show(incident: Incident, severity: Severity | None, *, now: datetime, timeli
 def timeline(incident: Incident, events: list[IncidentEvent]) -> tuple[str, Blocks]:
     lines = [f"`{e.at.strftime('%m-%d %H:%M')}` {KIND_EMOJI.get(e.kind, '•')} {e.text}"
              + (f" — <@{e.actor}>" if e.actor and e.actor != "opsbot" else "") for e in events]
-    return f"Timeline of {incident.ref}", [bk.header(f"Timeline · {title_line(incident)}"),
+    return f"Timeline of {incident.ref}", [bk.header(f"Timeline · {unescape(title_line(incident))}"),
                                            *markdown_sections("\n".join(lines) or "No events yet.")][:50]
 
 
