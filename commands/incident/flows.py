@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import incidents, metrics
+from bot.config import Severity
 from bot.deps import Deps
 from bot.errors import NotFound
 from bot.incidents import Declaration
@@ -41,7 +42,7 @@ async def quietly(name: str, coro: Awaitable[Any]) -> Any:
     return None
 
 
-def severity_of(deps: Deps, incident: Incident) -> Any:
+def severity_of(deps: Deps, incident: Incident) -> Severity | None:
     try:
         return deps.config.severity(incident.severity)
     except NotFound:
@@ -71,7 +72,6 @@ async def declare(deps: Deps, *, request: Declaration, dedup_key: str | None,
     if not created:
         log.info("duplicate declaration %s ignored (%s)", dedup_key, incident.ref)
         return incident
-    metrics.COMMANDS.labels(command="incident.declared").inc()
     await _set_up(deps, incident, respond=respond)
     return incident
 
@@ -238,7 +238,7 @@ async def resolved(deps: Deps, incident: Incident, timeline: list[IncidentEvent]
 
 
 # -- escalation and reminders --------------------------------------------------------------------------
-async def _post_escalation(deps: Deps, incident: Incident, severity: Any, *, immediate: bool) -> None:
+async def _post_escalation(deps: Deps, incident: Incident, severity: Severity, *, immediate: bool) -> None:
     mentions = [await deps.directory.mention(target) for target in severity.escalate_to]
     await deps.slack.chat_postMessage(channel=home(deps, incident),
                                       text=render.escalation(incident, mentions, severity, immediate=immediate))

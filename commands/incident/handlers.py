@@ -13,15 +13,13 @@ from slack_sdk.errors import SlackApiError
 from bot import incidents, metrics
 from bot.deps import Deps
 from bot.errors import Conflict, OpsbotError
-from bot.idempotency import first_time
 from bot.incidents import Declaration
 from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, user_of
-from commands.incident import flows, modals, open_declare_modal, render
+from commands.incident import actions, flows, modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback
 from commands.incident.parse import Command, parse, unescape
 
 log = logging.getLogger(__name__)
-MUTATING = ("update", "ack", "severity", "assign", "resolve")
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -50,7 +48,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                  respond=respond)
         else:
             await ack()
-            work = run_command(deps, cmd, user=user, channel_id=channel, respond=respond,
+            work = actions.run(deps, cmd, user=user, channel_id=channel, respond=respond,
                                dedup_key=f"incident:{command['trigger_id']}")
         run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond)
 
@@ -96,7 +94,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         cmd = Command("update", status=update.status, text=update.text)
-        run_after_ack(deps, run_command(deps, cmd, user=user_of(body), channel_id=None, respond=None,
+        run_after_ack(deps, actions.run(deps, cmd, user=user_of(body), channel_id=None, respond=None,
                                         incident_id=update.incident_id, impact=update.impact, eta=update.eta,
                                         dedup_key=f"incident:{view['id']}"),
                       name="incident.update", user=user_of(body))
@@ -109,14 +107,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         incident_id, summary = parsed
-        run_after_ack(deps, run_command(deps, Command("resolve", text=summary), user=user_of(body), channel_id=None,
+        run_after_ack(deps, actions.run(deps, Command("resolve", text=summary), user=user_of(body), channel_id=None,
                                         respond=None, incident_id=incident_id, dedup_key=f"incident:{view['id']}"),
                       name="incident.resolve", user=user_of(body))
 
     @app.action(Action.ACKNOWLEDGE)
     async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        run_after_ack(deps, run_command(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
+        run_after_ack(deps, actions.run(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
                                         incident_id=_button_incident(body), dedup_key=f"incident:{body['trigger_id']}"),
                       name="incident.ack", respond=respond)
 
@@ -154,78 +152,3 @@ async def _open_modal(deps: Deps, body: dict[str, Any], build: Any) -> None:
     if incident.status == incidents.RESOLVED:
         raise Conflict(f"{incident.ref} is already resolved.")
     await deps.slack.views_open(trigger_id=body["trigger_id"], view=build(incident))
-
-
-async def run_command(deps: Deps, cmd: Command, *, user: str, channel_id: str | None, respond: Respond | None,
-                      incident_id: int | None = None, impact: str | None = None, eta: str | None = None,
-                      dedup_key: str | None = None) -> None:
-    """Everything but declaring: find the incident (by ref, id or channel), check permission, change, tell.
-
-    A change runs once per `dedup_key` (trigger or view id): Slack retries and double submits are no-ops."""
-    find = {"ref": cmd.ref, "channel_id": channel_id, "incident_id": incident_id}
-    if cmd.verb in MUTATING and dedup_key and not await first_time(deps.db, dedup_key, clock=deps.clock):
-        log.info("duplicate %s request %s ignored", cmd.verb, dedup_key)
-        return
-    now = deps.clock()
-
-    async def answer(text: str, blocks: list[dict[str, Any]]) -> None:
-        if respond is not None:
-            await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
-
-    if cmd.verb == "list":
-        async with deps.db.session() as session:
-            rows = await incidents.list_open(session, config=deps.config)
-        await answer(*render.incident_list(rows, now=now))
-    elif cmd.verb in ("show", "timeline", "postmortem"):
-        async with deps.db.session() as session:
-            if incident_id is not None:
-                incident = await incidents.get(session, incident_id=incident_id)
-            else:
-                incident = await incidents.find(session, ref=cmd.ref, channel_id=channel_id)
-            timeline = await incidents.events(session, incident_id=incident.id)
-        if cmd.verb == "show":
-            await answer(*render.show(incident, flows.severity_of(deps, incident), now=now, timeline=timeline))
-        elif cmd.verb == "timeline":
-            await answer(*render.timeline(incident, timeline))
-        else:
-            await answer(*render.postmortem(incidents.postmortem(deps.config, incident, timeline)))
-    elif cmd.verb == "update":
-        incident, timeline, _ = await flows.change(
-            deps, actor=user, action="incident.update", **find,
-            mutate=lambda s, i: incidents.post_update(s, clock=deps.clock, incident=i, actor=user, text=cmd.text,
-                                                      status=cmd.status, impact=impact, eta=eta))
-        await flows.broadcast_status(deps, incident, timeline)
-    elif cmd.verb == "ack":
-        incident, timeline, changed = await flows.change(
-            deps, actor=user, action="incident.update", **find,
-            mutate=lambda s, i: incidents.acknowledge(s, clock=deps.clock, incident=i, actor=user))
-        if not changed:
-            await answer(*render.note(f"{incident.ref} was already acknowledged by <@{incident.acknowledged_by}>."))
-            return
-        await flows.announce_change(deps, incident, timeline, f"✋ <@{user}> acknowledged {incident.ref}.")
-    elif cmd.verb == "severity":
-        incident, timeline, old = await flows.change(
-            deps, actor=user, action="incident.severity", **find,
-            mutate=lambda s, i: incidents.change_severity(s, config=deps.config, clock=deps.clock, incident=i,
-                                                          actor=user, severity=cmd.severity or ""))
-        line = f"🔺 <@{user}> changed the severity of {incident.ref}: {old} → {incident.severity}."
-        await flows.announce_change(deps, incident, timeline, line, topic=True)
-        severity = deps.config.severity(incident.severity)
-        if severity.immediate and incident.acknowledged_at is None and incident.escalated_at is None:
-            await flows.escalate(deps, incident)
-    elif cmd.verb == "assign":
-        incident, timeline, old = await flows.change(
-            deps, actor=user, action="incident.assign", **find,
-            mutate=lambda s, i: incidents.assign(s, clock=deps.clock, incident=i, actor=user,
-                                                 commander_id=cmd.user or ""))
-        if incident.channel_id:
-            await flows.invite(deps, incident.channel_id, [incident.commander_id])
-        await flows.announce_change(deps, incident, timeline,
-                                    f"🧑‍✈️ <@{incident.commander_id}> is now the incident commander of "
-                                    f"{incident.ref} (was <@{old}>, changed by <@{user}>).", topic=True)
-    elif cmd.verb == "resolve":
-        deps.ratelimit.check(user, "incident.resolve")
-        incident, timeline, _ = await flows.change(
-            deps, actor=user, action="incident.resolve", **find,
-            mutate=lambda s, i: incidents.resolve(s, clock=deps.clock, incident=i, actor=user, summary=cmd.text))
-        await flows.resolved(deps, incident, timeline)
