@@ -135,6 +135,7 @@ def observe(v: View, value: float, policy: Policy, now: datetime) -> list[Notice
     if level is None and v.state in (OK, RESOLVED):
         return []
     v.value, v.last_eval_at, v.last_data_at = value, now, now
+    v.error = None
     if v.state == FIRING:
         if level is None:
             v.state, v.resolved_at = RESOLVED, now
@@ -150,6 +151,18 @@ def observe(v: View, value: float, policy: Policy, now: datetime) -> list[Notice
     v.level = level
     if now - v.pending_since >= policy.for_:
         return _fire(v, level, now)
+    return []
+
+
+def missing(v: View, policy: Policy, now: datetime) -> list[Notice]:
+    """A series absent from a successful read: pending ends quietly; firing says once that data stopped."""
+    if v.state == PENDING:
+        v.state, v.pending_since, v.level = OK, None, None
+        return []
+    if (v.state == FIRING and v.error is None and policy.stale_after and v.last_data_at is not None
+            and now - v.last_data_at >= policy.stale_after):
+        v.error = "no data"
+        return [Notice.STALE]
     return []
 
 
@@ -342,8 +355,13 @@ class AlertEngine:
                     self._step(changes, row, policy, rule, silenced,
                                lambda v, s=sample, p=policy: observe(v, s.value, p, now) + tick(v, p, now))
                 for row in by_rule.get(rule.name, []):
-                    if row.key not in touched:  # no data (or a source error): time still passes
-                        self._step(changes, row, policy, rule, silenced, lambda v, p=policy: tick(v, p, now))
+                    if row.key in touched:
+                        continue
+                    # Not in the answer (or the source failed): time still passes; a series that vanished
+                    # from a good answer is no data for that series, never a resolve.
+                    gone = (lambda v, p=policy: missing(v, p, now) + tick(v, p, now)) if reading.error is None \
+                        else (lambda v, p=policy: tick(v, p, now))
+                    self._step(changes, row, policy, rule, silenced, gone)
         return changes
 
     @staticmethod

@@ -156,6 +156,34 @@ async def test_each_series_is_its_own_alert(make_bot: Any, prom: FakePrometheus)
     assert "`instance=b`" in texts[0] and "CRITICAL" in texts[0]
 
 
+async def test_a_vanished_series_keeps_firing_and_says_once_that_data_stopped(
+        make_bot: Any, prom: FakePrometheus, clock: FakeClock) -> None:
+    bot = await make_bot(config=alert_config(prom.url, **{"for": "2m"}))
+    prom.series = [({"instance": "a"}, "1500"), ({"instance": "b"}, "1500")]
+    await bot.run_job(JOB)
+    clock.advance(minutes=2)
+    prom.series = [({"instance": "a"}, "1500")]  # b was pending: it ends quietly
+    await bot.run_job(JOB)
+    [alert] = bot.messages("#alerts")
+    assert "`instance=a`" in alert.all_text()
+    prom.series = [({"instance": "c"}, "10")]  # a vanished from a good answer: not a resolve
+    clock.advance(hours=2, minutes=59)
+    await bot.run_job(JOB)
+    assert "RESOLVED" not in bot.messages("#alerts")[0].all_text()
+    assert [m for m in bot.messages("#alerts") if m.thread_ts] == []
+    clock.advance(minutes=2)
+    await bot.run_job(JOB)
+    await bot.run_job(JOB)
+    replies = [m.text for m in bot.messages("#alerts") if m.thread_ts]
+    assert len(replies) == 1 and "No data for this series for 3h" in replies[0]
+    prom.series = [({"instance": "a"}, "100")]
+    await bot.run_job(JOB)
+    assert "RESOLVED" in bot.messages("#alerts")[0].all_text()
+    async with bot.deps.db.session() as session:
+        states = {r.key: r.state for r in await session.scalars(select(AlertState))}
+    assert states["api_p95_latency|instance=b"] == "ok"
+
+
 @pytest.mark.parametrize("fault", ["500", "json", "huge", "down"])
 async def test_source_error_is_reported_once_and_never_resolves(make_bot: Any, prom: FakePrometheus,
                                                                  fault: str) -> None:

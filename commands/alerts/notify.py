@@ -169,6 +169,9 @@ async def _thread_text(deps: Deps, row: Any, rule: AlertRule | None, notice: Not
         waited = format_duration(change.policy.escalate_after) if change.policy.escalate_after else ""
         return (f"⏫ Not acknowledged for {waited}: raised to *critical*. "
                 + (" ".join(targets) if targets else "")).strip()
+    if notice == Notice.STALE:
+        waited = format_duration(change.policy.stale_after) if change.policy.stale_after else ""
+        return f"⌛ No data for this series for {waited}; it stays firing until data says otherwise."
     if notice == Notice.AUTO_ACKED:
         waited = format_duration(change.policy.auto_ack_after) if change.policy.auto_ack_after else ""
         return f"✋ Auto-acknowledged: nobody acknowledged it in {waited}."
