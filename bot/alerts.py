@@ -28,6 +28,7 @@ from bot import metrics
 from bot.clock import Clock, as_utc
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.db import Database
+from bot.errors import ConfigError
 from bot.models import AlertState, Silence
 from bot.providers.metrics_base import Fetcher, MetricSource, MetricSourceError, Sample, fetcher
 from bot.providers.metrics_http_json import HttpJsonSource
@@ -294,7 +295,7 @@ class AlertEngine:
             samples = await sources[rule.source].read(rule)
             metrics.ALERT_EVALUATIONS.labels(outcome="ok").inc()
             return Reading(rule, samples)
-        except MetricSourceError as exc:
+        except (MetricSourceError, ConfigError) as exc:  # ConfigError: an unset ${VAR}, named in the message
             metrics.ALERT_EVALUATIONS.labels(outcome="source_error").inc()
             return Reading(rule, error=str(exc))
         except Exception as exc:  # a bug or an unexpected failure in one rule: counted, the others go on

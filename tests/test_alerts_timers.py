@@ -179,3 +179,10 @@ async def test_missing_path_is_a_source_error(make_bot: Any, pool: PoolEndpoint)
     bot = await make_bot(config=pool_config(pool.url, path="pool.in_use"))
     await bot.run_job(JOB)
     assert "'pool.in_use' not found" in bot.messages("#alerts")[0].text
+
+
+async def test_unset_secret_is_a_rule_error_naming_the_variable(make_bot: Any, pool: PoolEndpoint) -> None:
+    bot = await make_bot(config=pool_config(pool.url, headers={"X-Token": "${OPSBOT_TEST_UNSET_POOL_TOKEN}"}))
+    await bot.run_job(JOB)
+    [message] = bot.messages("#alerts")
+    assert "cannot be evaluated" in message.text and "OPSBOT_TEST_UNSET_POOL_TOKEN is not set" in message.text
