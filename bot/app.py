@@ -26,7 +26,7 @@ from bot.db import Database
 from bot.deps import Deps, make_http_client
 from bot.scheduler import Scheduler
 from bot.settings import Settings
-from bot.slack import make_client
+from bot.slack import SharedSessionRespond, make_client
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class OpsbotApp:
         )
         self.identity = BotIdentity()
         # bolt warns that `client.token` is ignored when `authorize` is given; that is the intent here.
-        logging.getLogger("slack_bolt.AsyncApp").addFilter(_IgnoredTokenWarning())
+        logging.getLogger("slack_bolt.AsyncApp").addFilter(_IGNORED_TOKEN_WARNING)
         self.bolt = AsyncApp(
             client=self.deps.slack,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -72,6 +72,7 @@ class OpsbotApp:
             process_before_response=True,
             request_verification_enabled=True,
         )
+        self.bolt.middleware(self._shared_respond)
         commands.register_all(self.bolt, self.deps)
         self.handler = AsyncSlackRequestHandler(self.bolt)
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
@@ -86,6 +87,11 @@ class OpsbotApp:
                                    bot_user_id=identity.user_id, bot_id=identity.bot_id)
 
         return authorize
+
+    async def _shared_respond(self, context: Any, next: Any) -> Any:  # bolt injects by these names
+        if context.response_url and self.deps.slack.session is not None:
+            context["respond"] = SharedSessionRespond(context.response_url, self.deps.slack)
+        return await next()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,9 +145,14 @@ class OpsbotApp:
 
     async def slack_events(self, request: Request) -> Response:
         metrics.SLACK_REQUESTS.labels(kind=_kind(request)).inc()
-        if not self.deps.tasks.accepting:
+        tasks = self.deps.tasks
+        if not tasks.accepting:
             return JSONResponse({"error": "shutting down"}, status_code=503)
-        return await self.handler.handle(request)
+        tasks.foreground_started()
+        try:
+            return await self.handler.handle(request)
+        finally:
+            tasks.foreground_finished()
 
     async def live(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -172,7 +183,11 @@ class OpsbotApp:
 
 class _IgnoredTokenWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "will be ignored" not in record.getMessage()
+        message = record.getMessage()
+        return "will be ignored" not in message and "will be unused" not in message
+
+
+_IGNORED_TOKEN_WARNING = _IgnoredTokenWarning()
 
 
 def _kind(request: Request) -> str:

@@ -121,3 +121,26 @@ class Directory:
 def ok(response: Any) -> dict[str, Any]:
     """The response data of a SlackResponse as a plain dict."""
     return dict(response.data) if hasattr(response, "data") else dict(response)
+
+
+class SharedSessionRespond:
+    """bolt's `respond()` with one difference: it reuses the app's aiohttp session (keep-alive, one TLS
+    handshake per host) instead of opening a new session and connection for every response_url call."""
+
+    def __init__(self, response_url: str, client: AsyncWebClient) -> None:
+        self.response_url = response_url
+        self.client = client
+
+    async def __call__(self, text: str | dict[str, Any] = "", **kwargs: Any) -> Any:
+        from slack_bolt.context.respond.internals import _build_message
+        from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+        from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+        webhook = AsyncWebhookClient(url=self.response_url, session=self.client.session, timeout=10,
+                                     retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                                                     AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+        message = _build_message(**text) if isinstance(text, dict) else _build_message(text=text, **kwargs)
+        response = await webhook.send_dict(message)
+        if response.status_code >= 400:
+            log.warning("response_url answered HTTP %s", response.status_code)
+        return response

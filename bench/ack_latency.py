@@ -1,0 +1,214 @@
+"""Slash-command ack latency under load (issue 9).
+
+Starts, one after another, on loopback: `opsbot serve` (PostgreSQL, one worker, the Slack emulator as Web API,
+local target services from bench/_target_app.py behind bench/opsbot.bench.yml),
+a minimal slack-bolt app with bolt's defaults, and the same app with process_before_response=True. A small
+keep-alive HTTP/1.1 load generator sends signed `/incident`, `/health` and `/killswitch` requests at
+concurrency 1, 10 and 50 for a bounded time and reports requests/s and p50/p95/p99 of the ack.
+
+    .venv/bin/python bench/ack_latency.py [--seconds 5] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.emulator.signing import SlackRequests  # noqa: E402
+
+SECRET = "bench-signing-secret"
+COMMANDS = [("/incident", "list"), ("/health", "staging"), ("/killswitch", "checkout on staging")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def requests_pool(n: int, response_base: str) -> list[bytes]:
+    """Signed raw HTTP requests, cycled by the load generator (signatures stay valid for 5 minutes)."""
+    signer = SlackRequests(SECRET, response_base=response_base)
+    out = []
+    for i in range(n):
+        command, text = COMMANDS[i % len(COMMANDS)]
+        body, headers = signer.command(command, text, channel="C000000001")
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        out.append((f"POST /slack/events HTTP/1.1\r\nHost: bench\r\n{head}Content-Length: {len(body)}\r\n\r\n")
+                   .encode() + body)
+    return out
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def load(port: int, concurrency: int, seconds: float, pool: list[bytes]) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        while time.perf_counter() < stop:
+            request = pool[i % len(pool)]
+            i += concurrency
+            start = time.perf_counter()
+            writer.write(request)
+            status = await read_response(reader)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                errors += 1
+        writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
+            "p95_ms": pct(0.95), "p99_ms": pct(0.99), "mean_ms": statistics.fmean(latencies) * 1000,
+            "errors": errors}
+
+
+LOG = ROOT / "bench" / "results" / "ack_latency.log"
+
+
+def run_server(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    LOG.parent.mkdir(exist_ok=True)
+    with LOG.open("ab") as log:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log)
+    wait_port(port)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--levels", default="1,10,50")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    dbname = f"opsbot_bench_{os.getpid()}"
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    db_url = urlparse(args.pg)._replace(path=f"/{dbname}").geturl()
+    python = sys.executable
+    emulator_port, port, target_port = free_port(), free_port(), free_port()
+    base_env = {**os.environ, "SLACK_SIGNING_SECRET": SECRET, "SLACK_BOT_TOKEN": "xoxb-bench",
+                "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    emulator = run_server([python, "-m", "bot", "emulator", "--port", str(emulator_port)], base_env, emulator_port)
+    pool = requests_pool(300, f"http://127.0.0.1:{emulator_port}/response")
+    target = run_server([python, "-m", "uvicorn", "bench._target_app:asgi", "--port", str(target_port),
+                         "--log-level", "warning", "--no-access-log"], base_env, target_port)
+    config = ROOT / "bench" / "results" / "opsbot.bench.yml"
+    config.write_text((ROOT / "bench" / "opsbot.bench.yml").read_text().replace(
+        "TARGET", f"http://127.0.0.1:{target_port}"))
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    memory: dict[str, int] = {}
+    try:
+        opsbot_env = {**base_env, "DATABASE_URL": db_url, "SLACK_API_URL": f"http://127.0.0.1:{emulator_port}/api/",
+                      "OPSBOT_CONFIG": str(config), "PORT": str(port)}
+        targets = {
+            "opsbot": ([python, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)], opsbot_env),
+            "bolt default": ([python, "-m", "uvicorn", "bench._baseline_app:asgi", "--port", str(port),
+                              "--log-level", "warning", "--no-access-log"], base_env),
+            "bolt process_before_response": (
+                [python, "-m", "uvicorn", "bench._baseline_app:asgi", "--port", str(port), "--log-level", "warning",
+                 "--no-access-log"], {**base_env, "BASELINE_PBR": "1"}),
+        }
+        for name, (argv, env) in targets.items():
+            proc = run_server(argv, env, port)
+            try:
+                time.sleep(1.0)
+                if name == "opsbot":
+                    memory["idle_rss_kib"] = rss_kib(proc.pid)
+                asyncio.run(load(port, 1, 1.0, pool))  # warm-up
+                results[name] = {}
+                for level in levels:
+                    results[name][level] = asyncio.run(load(port, level, args.seconds, pool))
+                    time.sleep(0.5)
+                if name == "opsbot":
+                    time.sleep(2.0)  # background work after the acks settles
+                    memory["after_load_rss_kib"] = rss_kib(proc.pid)
+            finally:
+                stop(proc)
+    finally:
+        stop(emulator)
+        stop(target)
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+    print(f"{'server':32} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for name, by_level in results.items():
+        for level, r in by_level.items():
+            print(f"{name:32} {level:>4} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
+                  f"{r['p99_ms']:>8.2f} {r['errors']:>6}")
+    ours, default, pbr = results["opsbot"], results["bolt default"], results["bolt process_before_response"]
+    low, high = levels[0], levels[-1]
+    print(f"\nc={low}: bolt-default p50 / opsbot p50 = {default[low]['p50_ms'] / ours[low]['p50_ms']:.1f}x "
+          "(target >= 5x)")
+    print(f"c={high}: opsbot rps / pbr rps = {ours[high]['rps'] / pbr[high]['rps']:.2f} (target >= 0.8); "
+          f"opsbot p99 / pbr p99 = {ours[high]['p99_ms'] / pbr[high]['p99_ms']:.2f} (target <= 1.5)")
+    print(f"opsbot RSS idle {memory['idle_rss_kib'] / 1024:.0f} MiB, after load "
+          f"{memory['after_load_rss_kib'] / 1024:.0f} MiB")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ack_latency.json").write_text(json.dumps({"results": results, "memory": memory}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
