@@ -167,7 +167,7 @@ async def test_resolve_posts_postmortem_and_postmortem_command_returns_it(bot: B
     for heading in ("## Summary", "## Impact", "## Timeline (UTC)", "## Root cause", "## Resolution",
                     "## Action items"):
         assert heading in markdown
-    assert "Rolled back checkout-api to v1.4.2" in markdown and "| Duration | 45m |" in markdown
+    assert "Rolled back checkout-api to v1.4.2" in markdown and "- **Duration:** 45m" in markdown
     assert "2026-01-05 09:05 UTC — update: Bad deploy" in markdown
     assert bot.slack.channel(incident.channel_id or "").topic.startswith("P1 · Resolved")
 

@@ -143,7 +143,7 @@ def test_postmortem_has_every_section() -> None:
     inc = incident(status="resolved", resolved_at=T0 + timedelta(hours=1, minutes=5), resolution="Rolled back")
     text = render("postmortem.md.j2", template_context(CONFIG, inc, [event("resolved", "Rolled back", 65)]))
     for heading in ("# Postmortem draft: INC-42", "## Summary", "## Impact", "## Timeline (UTC)", "## Root cause",
-                    "## Resolution", "## Action items", "| Duration | 1h 5m |"):
+                    "## Resolution", "## Action items", "- **Duration:** 1h 5m"):
         assert heading in text
 
 
