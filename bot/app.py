@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import commands
-from bot import __version__, metrics
+from bot import __version__, metrics, payloads
 from bot.clock import Clock, utcnow
 from bot.config import Config, load_config
 from bot.db import Database
@@ -148,9 +148,16 @@ class OpsbotApp:
         tasks = self.deps.tasks
         if not tasks.accepting:
             return JSONResponse({"error": "shutting down"}, status_code=503)
+        reason = payloads.problem(await request.body(), request.headers.get("content-type", ""))
+        if reason is not None:
+            return JSONResponse({"error": f"malformed request: {reason}"}, status_code=400)
         tasks.foreground_started()
         try:
             return await self.handler.handle(request)
+        except (ValueError, AttributeError, TypeError, KeyError):
+            # bolt parses the body before it verifies the signature or reaches a listener (listener errors it
+            # catches itself): these are payloads that are not JSON or not shaped like anything Slack sends.
+            return JSONResponse({"error": "malformed request body"}, status_code=400)
         finally:
             tasks.foreground_finished()
 
