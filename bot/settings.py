@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # Bearer tokens for the machine-to-machine endpoints (POST /deploys, POST /webhooks/alertmanager).
     deploys_token: SecretStr | None = None
     alertmanager_token: SecretStr | None = None
+    # Seconds before a Web API call is abandoned (then retried by the retry handlers where safe).
+    slack_timeout: int = 10
     # Scheduler leadership: run rules and timers on this replica (leader election still applies).
     scheduler_enabled: bool = True
     # Seconds between a follower's attempts to take the leader lock (how fast a dead leader is replaced).

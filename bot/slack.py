@@ -51,12 +51,12 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     ]
 
 
-def make_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
+def make_client(settings: Settings) -> AsyncWebClient:
     """The bot's Web API client: base URL from SLACK_API_URL, slack_sdk's retry handlers."""
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
-        timeout=timeout,
+        timeout=settings.slack_timeout,
         retry_handlers=retry_handlers(),
     )
 

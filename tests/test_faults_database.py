@@ -139,3 +139,18 @@ async def test_leader_that_loses_its_database_steps_down(pg_via_proxy: tuple[str
     finally:
         await scheduler.shutdown()
         await db.dispose()
+
+
+async def test_commands_answer_clearly_while_the_database_is_down(
+        make_bot, pg_via_proxy: tuple[str, TcpProxy]) -> None:  # type: ignore[no-untyped-def]
+    url, proxy = pg_via_proxy
+    bot: BotHarness = await make_bot(settings_overrides={"database_url": url})
+    await proxy.cut()
+    response = await bot.command("/incident", "list")
+    assert response.status_code == 200  # acked without touching the database
+    assert "database is unreachable" in bot.ephemeral_texts()[-1]
+    await proxy.restore()
+    await bot.command("/incident", "open P2 Checkout is slow")
+    assert any("Checkout is slow" in m.all_text() for m in bot.messages("incidents"))
+    await bot.command("/incident", "list")
+    assert "Checkout is slow" in bot.ephemeral_texts()[-1]
