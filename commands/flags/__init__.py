@@ -92,6 +92,13 @@ async def announce(deps: Deps, outcome: Outcome) -> list[str]:
     return [p for p in problems if p]
 
 
+def _token(body: dict[str, Any]) -> str:
+    """The confirmation token in a button press (empty when the payload is not what a button sends)."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else None
+    return str(action.get("value") or "") if isinstance(action, dict) else ""
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
     async def propose(action: str, target: Target, change: FlagChange, command: dict[str, Any],
                       respond: Respond) -> None:
@@ -143,7 +150,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(Action.CONFIRM)
     async def on_confirm(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        token = str((body.get("actions") or [{}])[0].get("value") or "")
+        token = _token(body)
 
         async def work() -> None:
             outcome = await flags.confirm(deps, token=token, user=user_of(body))
@@ -158,7 +165,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(Action.CANCEL)
     async def on_cancel(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        token = str((body.get("actions") or [{}])[0].get("value") or "")
+        token = _token(body)
 
         async def work() -> None:
             target = await flags.cancel(deps, token=token, user=user_of(body))
