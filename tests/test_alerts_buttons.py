@@ -173,3 +173,15 @@ async def test_open_incident_prefills_the_incident_modal(make_bot: Any, metric: 
     assert "97%" in description and "critical > 95%" in description
     link = f"{message.channel}/p{message.ts.replace('.', '')}"
     assert link in str(view)
+
+
+@pytest.mark.parametrize("value", ["", "0", "-1", "99999999999999999999", "x", "[1]", '{"t": 5}', "7"])
+async def test_forged_button_values_are_ignored(make_bot: Any, metric: Metric, value: str) -> None:
+    bot = await make_bot(config=cpu_config(metric.url))
+    message = await firing(bot, metric)
+    before = message.all_text()
+    for action_id in ("alerts.ack", "alerts.silence_1h", "alerts.silence_4h"):
+        response = await bot.click(action_id, value, message=message)
+        assert response.status_code == 200
+    assert bot.messages("#alerts")[0].all_text() == before
+    assert all("Something went wrong" not in t for t in bot.ephemeral_texts())

@@ -59,7 +59,7 @@ async def _load(deps: Deps, row_id: int) -> AlertState:
     async with deps.db.session() as session:
         row = await session.get(AlertState, row_id)
     if row is None:
-        raise NotFound("alert", str(row_id), [])
+        raise InvalidInput("That alert no longer exists.")
     return row
 
 
@@ -156,6 +156,26 @@ async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str)
     return f"🔕 `{rule}` silenced for {format_duration(duration)} (until {when(until)})."
 
 
+def _row_id(value: Any) -> int | None:
+    """The alert id a button carries; None for anything that is not one (forged or stale payloads)."""
+    try:
+        row_id = int(str(value or ""))
+    except ValueError:
+        return None
+    return row_id if 0 < row_id < 2**31 else None
+
+
+def _incident_fields(value: Any) -> dict[str, str]:
+    """The Open incident button's pre-fill (see render_alert); only string fields survive."""
+    try:
+        data = json.loads(str(value or "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+
+
 def permalink(body: dict[str, Any]) -> str | None:
     """The alert message's link, built from the payload (no Web API call while the trigger is fresh)."""
     domain = (body.get("team") or {}).get("domain")
@@ -184,9 +204,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def handler(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             user = user_of(body)
-            try:
-                row_id = int(action.get("value") or "")
-            except ValueError:
+            row_id = _row_id(action.get("value"))
+            if row_id is None:
                 return
             run_after_ack(deps, verb(deps, row_id=row_id, user=user, **extra), name=f"alerts.{verb.__name__}",
                           user=user, channel=channel_of(body))
@@ -201,10 +220,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def open_incident(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         user = user_of(body)
-        try:
-            data = json.loads(action.get("value") or "{}")
-        except ValueError:
-            data = {}
+        data = _incident_fields(action.get("value"))
         try:
             from commands.incident import open_declare_modal
         except ImportError:
