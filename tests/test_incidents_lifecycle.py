@@ -278,3 +278,19 @@ async def test_retried_update_and_double_submitted_update_post_once(bot: BotHarn
     await bot.submit(view, values)
     await bot.submit(view, values)
     assert await timeline_kinds(bot, incident) == ["declared", "channel", "update", "update"]
+
+
+async def test_buttons_with_stale_or_garbage_values_answer_politely(bot: BotHarness) -> None:
+    await declare(bot)
+    for action_id, value in (("incident_ack", "999"), ("incident_ack", "not a number"),
+                             ("incident_update_open", "INC-0"), ("incident_resolve_open", "")):
+        answers = len(bot.ephemeral_texts())
+        response = await bot.click(action_id, value, message=announcement(bot))
+        assert response.status_code == 200
+        assert len(bot.ephemeral_texts()) == answers + 1 and "Unknown incident" in bot.ephemeral_texts()[-1]
+    await bot.click("incident_resolve_open", "1", message=announcement(bot))
+    tampered = {**bot.last_view(), "private_metadata": "garbage"}
+    await bot.submit(tampered, {"summary": {"summary": {"type": "plain_text_input", "value": "x"}}})
+    assert "Unknown incident `INC-0`" in bot.messages("D0ALICE01")[-1].text  # a DM: views have no response_url
+    async with bot.deps.db.session() as session:
+        assert (await session.get(Incident, 1)).status == "investigating"  # type: ignore[union-attr]

@@ -115,7 +115,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
         run_after_ack(deps, actions.run(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
-                                        incident_id=_button_incident(body), dedup_key=f"incident:{body['trigger_id']}"),
+                                        incident_id=_button_incident(body),
+                                        dedup_key=f"incident:{body.get('trigger_id')}"),
                       name="incident.ack", respond=respond)
 
     @app.action(Action.POST_UPDATE)
@@ -142,8 +143,13 @@ async def _open_once(opening: Awaitable[None]) -> None:
 
 
 def _button_incident(body: dict[str, Any]) -> int:
-    actions = body.get("actions") or [{}]
-    return int(actions[0].get("value") or 0)
+    """The incident id a button carries; 0 (which no incident has) for anything malformed."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else {}
+    value = action.get("value") if isinstance(action, dict) else None
+    if not isinstance(value, str):
+        return 0
+    return incidents.parse_ref(value) or 0
 
 
 async def _open_modal(deps: Deps, body: dict[str, Any], build: Any) -> None:
@@ -151,4 +157,4 @@ async def _open_modal(deps: Deps, body: dict[str, Any], build: Any) -> None:
         incident = await incidents.get(session, incident_id=_button_incident(body))
     if incident.status == incidents.RESOLVED:
         raise Conflict(f"{incident.ref} is already resolved.")
-    await deps.slack.views_open(trigger_id=body["trigger_id"], view=build(incident))
+    await deps.slack.views_open(trigger_id=body.get("trigger_id") or "", view=build(incident))

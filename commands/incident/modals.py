@@ -95,6 +95,11 @@ def parse_declare(config: Config, view: dict[str, Any], *, user_id: str) -> Subm
     return Submitted(request, {})
 
 
+def _incident_id(view: dict[str, Any]) -> int:
+    """The incident id kept in private_metadata; 0 (which no incident has) when it is not one."""
+    return incidents.parse_ref(str(view.get("private_metadata") or "")) or 0
+
+
 def update_modal(incident: Incident) -> dict[str, Any]:
     options = [bk.option(s.capitalize(), s) for s in STATUSES if s != incidents.RESOLVED]
     blocks = [
@@ -126,7 +131,7 @@ def parse_update(view: dict[str, Any]) -> tuple[UpdateSubmitted | None, dict[str
     if not text:
         return None, {Field.MESSAGE: "Say what changed."}
     return UpdateSubmitted(
-        incident_id=int(view.get("private_metadata") or 0), text=text,
+        incident_id=_incident_id(view), text=text,
         status=bk.state_value(values, Field.STATUS, Field.STATUS),
         impact=_typed(values, Field.IMPACT) or "",
         eta=_typed(values, Field.ETA) or "",
@@ -148,4 +153,4 @@ def parse_resolve(view: dict[str, Any]) -> tuple[tuple[int, str] | None, dict[st
     summary = (_typed(values, Field.SUMMARY) or "").strip()
     if not summary:
         return None, {Field.SUMMARY: "Say how it was resolved."}
-    return (int(view.get("private_metadata") or 0), summary), {}
+    return (_incident_id(view), summary), {}
