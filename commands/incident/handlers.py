@@ -37,25 +37,25 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         if cmd.verb == "modal":
             await ack()
-            run_after_ack(deps, _open_once(open_declare_modal(deps, trigger_id=command["trigger_id"], user_id=user,
-                                                              severity=cmd.severity)),
-                          name="incident.modal", respond=respond)
+            opening = open_declare_modal(deps, trigger_id=command.get("trigger_id") or "", user_id=user,
+                                         severity=cmd.severity)
+            run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond)
             return
         if cmd.verb == "open":
             await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
             request = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)
-            work = flows.declare(deps, request=request, dedup_key=f"trigger:{command['trigger_id']}",
+            work = flows.declare(deps, request=request, dedup_key=_key("trigger", command.get("trigger_id")),
                                  respond=respond)
         else:
             await ack()
             work = actions.run(deps, cmd, user=user, channel_id=channel, respond=respond,
-                               dedup_key=f"incident:{command['trigger_id']}")
+                               dedup_key=_key("incident", command.get("trigger_id")))
         run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond)
 
     @app.shortcut(Callback.GLOBAL_SHORTCUT)
     async def global_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        run_after_ack(deps, open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user_of(body)),
+        run_after_ack(deps, open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body)),
                       name="incident.shortcut", user=user_of(body))
 
     @app.shortcut(Callback.MESSAGE_SHORTCUT)
@@ -69,7 +69,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 response = await flows.quietly("permalink", deps.slack.chat_getPermalink(
                     channel=channel, message_ts=message["ts"]))
                 link = response.get("permalink") if response is not None else None
-            await open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user_of(body),
+            await open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body),
                                      description=unescape(message.get("text")) or None, source_link=link)
 
         run_after_ack(deps, work(), name="incident.shortcut", user=user_of(body), channel=channel)
@@ -83,7 +83,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         # The view id is the same for a double submit: the second one finds the first incident.
-        run_after_ack(deps, flows.declare(deps, request=submitted.request, dedup_key=f"view:{view['id']}"),
+        run_after_ack(deps, flows.declare(deps, request=submitted.request, dedup_key=_key("view", view.get("id"))),
                       name="incident.declare", user=user)
 
     @app.view(Callback.UPDATE)
@@ -96,7 +96,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         cmd = Command("update", status=update.status, text=update.text)
         run_after_ack(deps, actions.run(deps, cmd, user=user_of(body), channel_id=None, respond=None,
                                         incident_id=update.incident_id, impact=update.impact, eta=update.eta,
-                                        dedup_key=f"incident:{view['id']}"),
+                                        dedup_key=_key("incident", view.get("id"))),
                       name="incident.update", user=user_of(body))
 
     @app.view(Callback.RESOLVE)
@@ -108,7 +108,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         incident_id, summary = parsed
         run_after_ack(deps, actions.run(deps, Command("resolve", text=summary), user=user_of(body), channel_id=None,
-                                        respond=None, incident_id=incident_id, dedup_key=f"incident:{view['id']}"),
+                                        respond=None, incident_id=incident_id,
+                                        dedup_key=_key("incident", view.get("id"))),
                       name="incident.resolve", user=user_of(body))
 
     @app.action(Action.ACKNOWLEDGE)
@@ -116,7 +117,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         run_after_ack(deps, actions.run(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
                                         incident_id=_button_incident(body),
-                                        dedup_key=f"incident:{body.get('trigger_id')}"),
+                                        dedup_key=_key("incident", body.get("trigger_id"))),
                       name="incident.ack", respond=respond)
 
     @app.action(Action.POST_UPDATE)
@@ -140,6 +141,11 @@ async def _open_once(opening: Awaitable[None]) -> None:
         if exc.response.get("error") != "exchanged_trigger_id":
             raise
         log.info("modal already opened for this trigger (a retried request)")
+
+
+def _key(kind: str, value: object) -> str | None:
+    """An idempotency key from a trigger or view id; none when Slack sent none (never a shared key)."""
+    return f"{kind}:{value}" if isinstance(value, str) and value else None
 
 
 def _button_incident(body: dict[str, Any]) -> int:
