@@ -30,11 +30,22 @@ def sandbox() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(autoescape=False)
 
 
-def _render_string(template: str, context: dict[str, Any]) -> Any:
+@cache
+def _compiled(template: str) -> Any:
+    """Compiled once per distinct template string (config strings are few; compiling is the costly part)."""
     whole = _WHOLE_EXPRESSION.match(template.strip())
     if whole:
-        return sandbox().compile_expression(whole.group("expr"), undefined_to_none=True)(**context)
-    return sandbox().from_string(template).render(**context)
+        return sandbox().compile_expression(whole.group("expr"), undefined_to_none=True)
+    return sandbox().from_string(template).render
+
+
+def _render_string(template: str, context: dict[str, Any]) -> Any:
+    return _compiled(template)(**context)
+
+
+@cache
+def _string_variables(template: str) -> frozenset[str]:
+    return frozenset(meta.find_undeclared_variables(sandbox().parse(template)))
 
 
 def render_body(body: Any, context: dict[str, Any]) -> Any:
@@ -52,7 +63,7 @@ def render_body(body: Any, context: dict[str, Any]) -> Any:
 def template_variables(body: Any) -> set[str]:
     """Every variable the body template refers to (raises jinja2.TemplateError on bad syntax)."""
     if isinstance(body, str):
-        return set(meta.find_undeclared_variables(sandbox().parse(body)))
+        return set(_string_variables(body))
     if isinstance(body, dict):
         return set().union(*(template_variables(v) for v in body.values())) if body else set()
     if isinstance(body, list):
