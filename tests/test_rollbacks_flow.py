@@ -252,3 +252,12 @@ async def test_clicks_on_a_finished_rollback_change_nothing(bot: BotHarness) -> 
     await bot.click(Ids.REJECT, str(row.id), user=CAROL, message=request_message(bot))
     assert "already succeeded" in last_reply(bot)
     assert (await rollbacks_in_db(bot))[0].rejected_by is None
+
+
+async def test_submission_with_foreign_metadata_does_nothing(bot: BotHarness) -> None:
+    view = {"id": "V0JUNK", "type": "modal", "callback_id": Ids.REQUEST, "title": {"type": "plain_text", "text": "x"},
+            "blocks": []}
+    for metadata in ["junk{", "0", "[]", '{"service": 1}']:
+        response = await submit(bot, {**view, "private_metadata": metadata}, version="v1")
+        assert response.status_code == 200
+    assert await rollbacks_in_db(bot) == []

@@ -52,6 +52,18 @@ def submission_errors(version: str, reason: str, current: str | None) -> dict[st
     return errors
 
 
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """The request modal's private_metadata, or None when it is not one opsbot wrote."""
+    try:
+        meta = json.loads(raw or "")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("service"), str) \
+            or not isinstance(meta.get("environment"), str):
+        return None
+    return meta
+
+
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/rollback")
     async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
@@ -81,7 +93,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @app.view(Ids.REQUEST.value)
     async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        meta = json.loads(view.get("private_metadata") or "{}")
+        meta = _metadata(view.get("private_metadata"))
+        if meta is None:  # not a modal opsbot opened: nothing to roll back
+            await ack()
+            return
         values = view.get("state", {}).get("values", {})
         version = (state_value(values, Ids.VERSION_BLOCK, Ids.VERSION) or "").strip()
         reason = (state_value(values, Ids.REASON_BLOCK, Ids.REASON) or "").strip()
