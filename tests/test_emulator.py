@@ -96,3 +96,10 @@ def test_signatures_verify_with_slack_sdk() -> None:
     assert verifier.is_valid(body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"])
     stale = sign("s3cret", body, int(time.time()) - 301)
     assert not verifier.is_valid(body, stale["X-Slack-Request-Timestamp"], stale["X-Slack-Signature"])
+
+
+async def test_direct_messages_land_in_one_conversation_per_user(client: AsyncWebClient,
+                                                                 emulator: EmulatorServer) -> None:
+    await client.chat_postMessage(channel="U0BOB0001", text="first")
+    await client.chat_postMessage(channel="U0BOB0001", text="second")
+    assert [m.text for m in emulator.state.messages("U0BOB0001")] == ["first", "second"]

@@ -172,8 +172,10 @@ class SlackState:
         for channel in self.channels.values():
             if channel.name == ref:
                 return channel
-        if ref in self.users:  # a DM
-            return self.add_channel(f"dm-{ref.lower()}", is_private=True, channel_id=f"D{ref[1:]}")
+        if ref in self.users:  # a DM: one conversation per user, opened on first use
+            dm_id = f"D{ref[1:]}"
+            return self.channels.get(dm_id) or self.add_channel(f"dm-{ref.lower()}", is_private=True,
+                                                                 channel_id=dm_id)
         raise SlackApiError("channel_not_found")
 
     def find_channel(self, ref: str) -> Channel | None:
