@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     logs.configure(settings)
-    app = build(settings)
+    app = build(settings, freeze_gc=True)
     uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port,
                 log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=15)
     return 0
@@ -81,7 +81,7 @@ def cmd_socket(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> None:
-        app = build(settings)
+        app = build(settings, freeze_gc=True)
         await app.start()
         try:
             handler = AsyncSocketModeHandler(app.bolt, settings.slack_app_token.get_secret_value())  # type: ignore[union-attr]
@@ -150,5 +150,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.errors import ConfigError
+
     args = parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # serve/socket/shell with a broken opsbot.yml: say what, where, and stop
+        print(f"{exc.source}: opsbot cannot start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1

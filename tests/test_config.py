@@ -155,3 +155,14 @@ def test_console_script_runs() -> None:
 def test_not_found_message_reads_well() -> None:
     assert str(UnknownSeverity("P9", ["P1", "P2"])) == "Unknown severity `P9`. Valid severities: `P1`, `P2`."
     assert str(NotFound("environment", "qa", ["prod"])) == "Unknown environment `qa`. Valid environments: `prod`."
+
+
+def test_serve_with_a_broken_config_names_the_problem_and_exits(tmp_path: Path) -> None:
+    import os
+
+    bad = tmp_path / "opsbot.yml"
+    bad.write_text("severities: []\n")
+    result = subprocess.run([sys.executable, "-m", "bot", "serve", "--port", "1"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "OPSBOT_CONFIG": str(bad)})
+    assert result.returncode == 1
+    assert f"{bad}: opsbot cannot start" in result.stderr and "severities:" in result.stderr
