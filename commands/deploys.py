@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from bot import deploys, metrics
 from bot.deps import Deps
 from bot.errors import NotFound
+from bot.webhooks import authorized_body
 from commands import blocks as bk
 from commands.common import ephemeral, run_after_ack, split_args
 
@@ -75,18 +75,10 @@ def _environment(deps: Deps, environment: str) -> str | None:
 
 def routes(deps: Deps) -> list[BaseRoute]:
     async def record(request: Request) -> Response:
-        token = deps.settings.deploys_token
-        if token is None:
-            return JSONResponse({"error": "POST /deploys is disabled: set DEPLOYS_TOKEN to enable it"},
-                                status_code=404)
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "body too large"}, status_code=413)
+        body = await authorized_body(request, deps.settings.deploys_token, max_body=MAX_BODY,
+                                     disabled="POST /deploys is disabled: set DEPLOYS_TOKEN to enable it")
+        if isinstance(body, Response):
+            return body
         try:
             data = json.loads(body or b"null")
             payload = deploys.DeployIn.model_validate(data)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bot.emulator.localserver import LocalServer
 from bot.emulator.state import SlackApiError, SlackState
 
 log = logging.getLogger(__name__)
@@ -84,13 +83,16 @@ def build_app(state: SlackState) -> Starlette:
 
 
 class EmulatorServer:
-    """Runs the emulator with uvicorn on loopback inside the current event loop."""
+    """Runs the emulator on loopback inside the current event loop."""
 
     def __init__(self, state: SlackState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state or SlackState()
-        self.host, self.port = host, port
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.host = host
+        self._server = LocalServer(build_app(self.state), port=port, host=host)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -101,19 +103,8 @@ class EmulatorServer:
         return f"{self.base_url}/api/"
 
     async def start(self) -> EmulatorServer:
-        config = uvicorn.Config(build_app(self.state), host=self.host, port=self.port, log_level="warning",
-                                lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        await self._server.start()
         return self
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._server.stop()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections import defaultdict
@@ -22,6 +21,7 @@ from bot.deps import Deps
 from bot.durations import format_duration, parse_duration
 from bot.errors import InvalidInput, NotFound
 from bot.models import AlertState, Silence
+from bot.webhooks import authorized_body
 from commands.alerts.notify import deliver, engine_for
 from commands.alerts.render import SILENCE_BUTTONS, Action, ListedAlert, format_value, render_list, when
 from commands.common import channel_of, ephemeral, run_after_ack, split_args, tell_user, user_of
@@ -263,18 +263,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 def routes(deps: Deps) -> list[BaseRoute]:
     async def alertmanager(request: Request) -> Response:
-        token = deps.settings.alertmanager_token
-        if token is None:
-            return JSONResponse({"error": "the Alertmanager webhook is disabled (ALERTMANAGER_TOKEN unset)"},
-                                status_code=404)
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return JSONResponse({"error": "unauthorized"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "payload too large"}, status_code=413)
+        body = await authorized_body(request, deps.settings.alertmanager_token, max_body=MAX_BODY,
+                                     disabled="the Alertmanager webhook is disabled (ALERTMANAGER_TOKEN unset)")
+        if isinstance(body, Response):
+            return body
         try:
             payload = json.loads(body)
             if not isinstance(payload, dict):
