@@ -14,11 +14,9 @@ def _is_obj(value: Any) -> bool:
 
 def problem(body: bytes, content_type: str) -> str | None:
     """None when the body has the shape Slack sends, else a short reason (for a 400)."""
-    if "application/x-www-form-urlencoded" not in content_type:
-        return None
+    if "application/x-www-form-urlencoded" not in content_type or not body.startswith(b"payload="):
+        return None  # events are JSON; slash commands are plain form fields
     fields = parse_qs(body.decode("utf-8", "replace"))
-    if "payload" not in fields:
-        return None  # slash commands are plain form fields
     try:
         payload = json.loads(fields["payload"][0])
     except ValueError:
