@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,7 +45,7 @@ def render_blocks(blocks: list[dict[str, Any]], buttons: list[tuple[str, dict[st
             if block.get("text"):
                 lines += [indent + line for line in text_of(block["text"]).splitlines()]
             for field in block.get("fields") or []:
-                lines.append(f"{indent}  {text_of(field)}")
+                lines += [f"{indent}  {line}" for line in text_of(field).splitlines()]
             accessory = block.get("accessory")
             if isinstance(accessory, dict) and accessory.get("type") == "button":
                 buttons.append((block.get("block_id", ""), accessory))
@@ -100,7 +101,27 @@ class Shell:
             lines = [line.replace(f"[{i}]", f"[{offset + i}]") for line in lines]
         self.say(title)
         for line in lines:
-            self.say(line)
+            self.say(self.humanize(line))
+
+    def humanize(self, text: str) -> str:
+        """Slack markup as a person sees it: <@U…> → @alice, <#C…> → #channel, <!subteam^S…> → @handle."""
+
+        def user(match: re.Match[str]) -> str:
+            return "@" + str(self.state.users.get(match.group(1), {}).get("name", match.group(1)))
+
+        def channel(match: re.Match[str]) -> str:
+            found = self.state.channels.get(match.group(1))
+            return "#" + (found.name if found else match.group(2) or match.group(1))
+
+        def group(match: re.Match[str]) -> str:
+            found = self.state.usergroups.get(match.group(1))
+            return "@" + (found["handle"] if found else match.group(1))
+
+        text = re.sub(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>", user, text)
+        text = re.sub(r"<#([CDG][A-Z0-9]+)(?:\|([^>]*))?>", channel, text)
+        text = re.sub(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>", group, text)
+        text = re.sub(r"<!(here|channel|everyone)>", r"@\1", text)
+        return re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", text)
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind in ("message", "update"):
