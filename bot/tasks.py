@@ -88,20 +88,26 @@ class BackgroundTasks:
 
     # -- tasks ----------------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str = "task",
-              on_error: OnError | None = None) -> asyncio.Task[Any]:
-        """Run `coro` in the background; on failure log it, count it and call `on_error` (e.g. tell the user)."""
-        task = asyncio.create_task(self._run(coro, name, on_error), name=name)
+              on_error: OnError | None = None, urgent: bool = False) -> asyncio.Task[Any]:
+        """Run `coro` in the background; on failure log it, count it and call `on_error` (e.g. tell the user).
+
+        `urgent` work starts at once, burst or not: opening a modal must use its trigger_id within 3 s."""
+        task = asyncio.create_task(self._run(coro, name, on_error, urgent), name=name)
         self._tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._done)
         return task
 
-    async def _run(self, coro: Coroutine[Any, Any, Any], name: str, on_error: OnError | None) -> Any:
-        try:
-            await self._acquire()
-        except asyncio.CancelledError:
-            coro.close()
-            raise
+    async def _run(self, coro: Coroutine[Any, Any, Any], name: str, on_error: OnError | None,
+                   urgent: bool = False) -> Any:
+        if urgent:
+            self._running += 1
+        else:
+            try:
+                await self._acquire()
+            except asyncio.CancelledError:
+                coro.close()
+                raise
         try:
             return await coro
         except asyncio.CancelledError:

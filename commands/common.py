@@ -47,8 +47,11 @@ def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str
 
 def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
                   respond: Respond | None = None, user: str | None = None,
-                  channel: str | None = None) -> None:
-    """Hand slow work to the background; failures are told to the user (response_url, else ephemeral/DM)."""
+                  channel: str | None = None, urgent: bool = False) -> None:
+    """Hand slow work to the background; failures are told to the user (response_url, else ephemeral/DM).
+
+    `urgent=True` for work that opens a modal: it skips the queue that lets acks go first in a burst,
+    because a trigger_id expires 3 s after the click."""
 
     async def report(exc: BaseException) -> None:
         text = error_text(exc)
@@ -60,7 +63,7 @@ def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
     if not deps.tasks.accepting:
         work.close()
         raise DependencyDown("opsbot is restarting; please try again in a few seconds.")
-    deps.tasks.spawn(work, name=name, on_error=report)
+    deps.tasks.spawn(work, name=name, on_error=report, urgent=urgent)
 
 
 async def tell_user(deps: Deps, *, user: str, channel: str | None, text: str,

@@ -64,3 +64,24 @@ async def test_drain_finishes_in_flight_work_and_cancels_what_overruns() -> None
     tasks.spawn(stuck(), name="stuck")
     cancelled = await tasks.drain(timeout=0.5)
     assert done == ["quick"] and cancelled == 1 and not tasks.accepting
+
+
+async def test_urgent_work_starts_during_a_burst() -> None:
+    """Opening a modal cannot wait for the burst to pass: its trigger_id expires after 3 s."""
+    tasks = BackgroundTasks(max_running_under_load=1, quiet_after=10)
+    started: list[str] = []
+    hold = asyncio.Event()
+
+    async def work(name: str) -> None:
+        started.append(name)
+        await hold.wait()
+
+    tasks.foreground_started()
+    tasks.spawn(work("slow"), name="slow")
+    tasks.spawn(work("queued"), name="queued")
+    tasks.spawn(work("modal"), name="modal", urgent=True)
+    await asyncio.sleep(0.05)
+    assert started == ["slow", "modal"]
+    tasks.foreground_finished()
+    hold.set()
+    await tasks.drain(timeout=2)

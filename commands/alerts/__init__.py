@@ -24,7 +24,7 @@ from bot.models import AlertState, Silence
 from bot.webhooks import authorized_body
 from commands.alerts.notify import deliver, engine_for
 from commands.alerts.render import SILENCE_BUTTONS, Action, ListedAlert, format_value, render_list, when
-from commands.common import channel_of, ephemeral, run_after_ack, split_args, tell_user, user_of
+from commands.common import channel_of, ephemeral, run_after_ack, split_args, user_of
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +221,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         user = user_of(body)
         data = _incident_fields(action.get("value"))
-        try:
-            from commands.incident import open_declare_modal
-        except ImportError:
-            run_after_ack(deps, tell_user(deps, user=user, channel=channel_of(body),
-                                          text=":warning: Incidents are not enabled in this opsbot."),
-                          name="alerts.open_incident")
-            return
-        # views.open needs the trigger within 3 s, so this runs here and not in the background.
-        await open_declare_modal(deps, trigger_id=body["trigger_id"], user_id=user, title=data.get("t"),
-                                 description=data.get("d"), severity=data.get("s"), service=data.get("svc"),
-                                 environment=data.get("env"), source_link=permalink(body) or data.get("l"))
+        from commands.incident import open_declare_modal  # the incident family owns the modal
+
+        # views.open needs the trigger within 3 s: urgent work skips the queue that lets acks go first.
+        run_after_ack(deps, open_declare_modal(
+            deps, trigger_id=body["trigger_id"], user_id=user, title=data.get("t"), description=data.get("d"),
+            severity=data.get("s"), service=data.get("svc"), environment=data.get("env"),
+            source_link=permalink(body) or data.get("l")), name="alerts.open_incident", user=user,
+            channel=channel_of(body), urgent=True)
 
     @app.command("/alerts")
     async def alerts_command(ack: AsyncAck, respond: Any) -> None:

@@ -39,7 +39,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             opening = open_declare_modal(deps, trigger_id=command.get("trigger_id") or "", user_id=user,
                                          severity=cmd.severity)
-            run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond)
+            run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond, urgent=True)
             return
         if cmd.verb == "open":
             await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
@@ -56,7 +56,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def global_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         run_after_ack(deps, open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body)),
-                      name="incident.shortcut", user=user_of(body))
+                      name="incident.shortcut", user=user_of(body), urgent=True)
 
     @app.shortcut(Callback.MESSAGE_SHORTCUT)
     async def message_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -72,7 +72,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body),
                                      description=unescape(message.get("text")) or None, source_link=link)
 
-        run_after_ack(deps, work(), name="incident.shortcut", user=user_of(body), channel=channel)
+        run_after_ack(deps, work(), name="incident.shortcut", user=user_of(body), channel=channel, urgent=True)
 
     @app.view(Callback.DECLARE)
     async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -123,13 +123,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(Action.POST_UPDATE)
     async def update_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.update_modal), name="incident.update_modal",
+        run_after_ack(deps, _open_modal(deps, body, modals.update_modal), name="incident.update_modal", urgent=True,
                       respond=respond)
 
     @app.action(Action.RESOLVE)
     async def resolve_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal), name="incident.resolve_modal",
+        run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal), name="incident.resolve_modal", urgent=True,
                       respond=respond)
 
 

@@ -89,7 +89,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await deps.slack.views_open(trigger_id=command["trigger_id"],
                                         view=render.request_modal(plan, channel=channel))
 
-        run_after_ack(deps, open_modal(), name="rollback.modal", respond=respond)
+        run_after_ack(deps, open_modal(), name="rollback.modal", respond=respond, urgent=True)
 
     @app.view(Ids.REQUEST.value)
     async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
