@@ -304,6 +304,9 @@ def test_explicit_zero_approvals_in_production_is_respected(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("bad", [
     {"provider": "command", "argv": ["deploy", "{reason}"]},
+    {"provider": "command", "argv": ["deploy", "{reason} (rollback)"]},
+    {"provider": "command", "argv": ["deploy", " {reason}"]},
+    {"provider": "command", "argv": ["deploy", "{previous_version}{reason}"]},
     {"provider": "command", "argv": ["deploy", "{version.__class__}"]},
     {"provider": "command", "argv": ["deploy", "{token}"]},
     {"provider": "command", "argv": ["{service}", "x"]},
@@ -314,6 +317,12 @@ def test_explicit_zero_approvals_in_production_is_respected(tmp_path: Path) -> N
 def test_config_refuses_unsafe_templates(bad: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         rollback_config({"api": {"environments": {"staging": bad}}})
+
+
+@pytest.mark.parametrize("arg", ["--reason={reason}", "{service}: {reason}", "{version} {reason}"])
+def test_config_accepts_reason_after_fixed_text(arg: str) -> None:
+    config = rollback_config({"api": {"environments": {"staging": {"provider": "command", "argv": ["deploy", arg]}}}})
+    assert config.rollbacks["api"].environments["staging"].argv == ["deploy", arg]
 
 
 def test_request_values_fill_templates_and_revalidate_versions() -> None:

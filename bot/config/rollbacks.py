@@ -105,11 +105,27 @@ class CommandRunner(_Runner):
         if "{" in value[0]:
             raise ValueError("the program (argv[0]) cannot be a placeholder")
         for arg in value:
-            fields = template_fields(arg)
-            # A free-text reason alone in an argument could start with "-" and become an option.
-            if "reason" in fields and arg.strip() == "{reason}":
-                raise ValueError("pass the reason as part of an argument, e.g. --reason={reason}")
+            template_fields(arg)
+            # Free text at the start of an argument could begin with "-" and become an option.
+            if _reason_leads(arg):
+                raise ValueError("pass the reason after fixed text in its argument, e.g. --reason={reason}")
         return value
+
+
+# Placeholders that are never empty and never start with "-" (config names, validated versions, ids).
+_FIXED_START = ("service", "environment", "version", "rollback_id", "requested_by")
+
+
+def _reason_leads(template: str) -> bool:
+    """True when `{reason}` could be the first thing in the filled argument (nothing fixed before it)."""
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        if literal.strip():
+            return False
+        if field == "reason":
+            return True
+        if field in _FIXED_START:
+            return False
+    return False
 
 
 Runner = Annotated[GithubActionsRunner | WebhookRunner | CommandRunner, Field(discriminator="provider")]
