@@ -448,6 +448,9 @@ def silenced_until(row: Any, rule_silence: datetime | None, now: datetime) -> da
 def _parse_am_alert(alert: Any, group: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(alert, dict):
         raise ValueError("every alert must be an object")
+    for name in ("labels", "annotations"):
+        if not isinstance(alert.get(name) or {}, dict):
+            raise ValueError(f"`{name}` must be an object")
     labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
     annotations = {str(k): str(v) for k, v in (alert.get("annotations") or {}).items()}
     fingerprint = str(alert.get("fingerprint") or "")

@@ -109,6 +109,8 @@ async def test_token_is_required(make_bot: Any) -> None:
     assert (await send(bot, group("firing", alert("x")), token="wrong")).status_code == 401
     assert (await send(bot, {"alerts": "nope"})).status_code == 400
     assert (await send(bot, [1, 2])).status_code == 400
+    for broken in ({"labels": ["severity"]}, {"annotations": "down"}, {"status": 7}):
+        assert (await send(bot, group("firing", {**alert("y"), **broken}))).status_code == 400
     assert bot.messages("#alerts") == []
 
 
