@@ -133,6 +133,8 @@ def parse_silence(text: str | None) -> tuple[str, timedelta]:
         duration = parse_duration(raw)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    except OverflowError:  # beyond timedelta's range: certainly longer than the longest silence
+        duration = timedelta.max
     if duration > MAX_SILENCE:
         raise InvalidInput(f"A silence lasts at most {format_duration(MAX_SILENCE)}.")
     return name, duration
