@@ -289,8 +289,9 @@ async def apply(deps: Deps, *, actor: str, action: str, target: Target, change: 
     verified = read_back and change.satisfied_by(after)
     summary = describe_change(change)
     detail = None if verified else (
-        f"read-back shows {after.as_dict()}, expected {change.as_dict()}" if read_back
-        else "the admin API accepted the change; no state_url to read it back")
+        getattr(provider, "read_back_error", None)
+        or (f"read-back shows {after.as_dict()}, expected {change.as_dict()}" if read_back
+            else "the admin API accepted the change; no state_url to read it back"))
     incident_id = None
     async with deps.db.session() as session:
         await audit.record(session, clock=deps.clock, actor=actor, action=action, target=target.ref,

@@ -157,3 +157,28 @@ async def test_admin_api_timeout_is_a_clear_error(make_bot: Any, monkeypatch: py
     assert "(admin API): no answer within 0.3s" in last_text(bot)
     assert (await audits(bot))[-1].outcome == "failed"
     assert admin.flags["checkout"]["kill_switch"] is False and bot.messages("#ops") == []
+
+
+class BreaksAfterChange(AdminApi):
+    """Applies the change, then fails every later GET: the change is made but cannot be read back."""
+
+    async def change(self, request: Any) -> Any:
+        response = await super().change(request)
+        self.fail_get = 500
+        return response
+
+
+async def test_read_back_failure_after_the_change_is_not_reported_as_unchanged(
+        make_bot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = BreaksAfterChange(TOKEN)
+    async with LocalServer(admin.app) as server:
+        bot = await start(make_bot, monkeypatch, http_store(server.url))
+        await bot.command("/killswitch", "checkout on", user=ALICE)
+        await press(bot, Action.CONFIRM)
+    assert admin.flags["checkout"]["kill_switch"] is True
+    assert "Read-back does not show the requested state" in last_text(bot)
+    assert "Kill switch engaged (feature off)" in bot.messages("#ops")[-1].all_text()
+    entry = (await audits(bot))[-1]
+    assert entry.outcome == "failed"
+    assert "accepted the change but reading it back failed" in (entry.detail or "")
+    assert entry.after["requested"] == {"kill_switch": True}

@@ -108,6 +108,7 @@ class HttpFlags:
         self.timeout = store.timeout.total_seconds()
         # Without a state URL the change cannot be read back; the API's 2xx (and any echoed state) is all.
         self.can_read = store.state_url is not None
+        self.read_back_error: str | None = None  # set by `set` when the change was made but not read back
 
     @property
     def where(self) -> str:
@@ -163,7 +164,12 @@ class HttpFlags:
             raise ProviderError(f"{self.where}: the body template failed ({type(exc).__name__}).") from None
         response = await self._request(self.store.method, str(self.store.url), json=body)
         if self.store.state_url is not None:
-            return before, await self.read()
+            # The change is made: a failed read-back must not be reported as a failed (unmade) change.
+            try:
+                return before, await self.read()
+            except ProviderError as exc:
+                self.read_back_error = f"the admin API accepted the change but reading it back failed: {exc}"
+                return before, FlagState()
         return before, _answer_state(response, self.key) or target
 
 
