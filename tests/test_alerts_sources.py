@@ -55,11 +55,17 @@ async def test_postgres_source_errors_are_typed(target_pg_url: str, query: str, 
         await PostgresSource(timeout=1).read(pg_rule(target_pg_url, query))
 
 
-async def test_postgres_source_unreachable_hides_the_password() -> None:
-    rule = pg_rule("postgresql://app:hunter2@127.0.0.1:9/app", "SELECT 1")
+@pytest.mark.parametrize("dsn", [
+    "postgresql://app:hunter2@127.0.0.1:9/app",
+    "postgresql://app:hunter2%zz@127.0.0.1:9/app",  # malformed %-encoding: libpq quotes the token
+    "postgresql://app:hun@ter2@nohost.invalid:9/app",  # unescaped '@': the rest is read as the host
+    "host=127.0.0.1 port=9 password=hunter2 junk",
+])
+async def test_postgres_source_unreachable_hides_the_password(dsn: str) -> None:
+    rule = pg_rule(dsn, "SELECT 1")
     with pytest.raises(MetricSourceError) as caught:
         await PostgresSource(timeout=1).read(rule)
-    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "ter2" not in str(caught.value)
 
 
 async def test_postgres_rule_fires_end_to_end(make_bot: Any, target_pg_url: str) -> None:
