@@ -204,7 +204,7 @@ async def test_rollback_from_an_incident_channel_goes_on_its_timeline(bot: BotHa
         session.add(incident)
         await session.flush()
         incident_id = incident.id
-    await request_rollback(bot, "api staging to v1", channel="inc-7-checkout")
+    await request_rollback(bot, "api staging to v1", channel="inc-7-checkout", reason="<!channel> 5xx spike")
     async with bot.deps.db.session() as session:
         events = (await session.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
                                         .order_by(IncidentEvent.id))).all()
@@ -212,6 +212,10 @@ async def test_rollback_from_an_incident_channel_goes_on_its_timeline(bot: BotHa
     assert "requested" in events[0].text and "succeeded" in events[-1].text
     said = "\n".join(m.all_text() for m in bot.messages("inc-7-checkout"))
     assert "requested rollback #1" in said and "Rolled back `api` in *staging* to `v1`" in said
+    # The typed reason is shown, never turned into a channel-wide ping (in the incident channel or #ops).
+    ops = "\n".join(str(m.blocks) + m.text for m in bot.messages("#ops"))
+    assert "&lt;!channel&gt; 5xx spike" in said and "&lt;!channel&gt; 5xx spike" in ops
+    assert "<!channel>" not in said + ops
 
 
 async def test_ops_channel_failure_ends_the_request_instead_of_blocking_the_service(bot: BotHarness) -> None:

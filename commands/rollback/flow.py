@@ -102,7 +102,7 @@ async def submit(deps: Deps, *, user: str, service: str, environment: str, from_
     if channel and channel != posted["channel"]:
         await tell_user(deps, user=user, channel=channel, text=note)
     await _post_incident(deps, row, f":rewind: <@{user}> requested rollback #{row.id} of `{row.service}` in "
-                                    f"*{row.environment}* to `{row.to_version}`: {row.reason[:300]}")
+                                    f"*{row.environment}* to `{row.to_version}`: {render.esc(row.reason[:300])}")
     if row.status == "running":
         start(deps, row.id)
 

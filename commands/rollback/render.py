@@ -14,6 +14,12 @@ Blocks = list[dict[str, Any]]
 THREAD_OUTPUT = 2800
 
 
+def esc(text: str) -> str:
+    """Free text (the reason) as mrkdwn shows it literally: modal values arrive unescaped, so a typed
+    `<!channel>` or `<https://x|y>` would otherwise ping a channel or disguise a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def summary(row: Rollback, *, provider: str = "") -> dict[str, Any]:
     return {
         "id": row.id, "service": row.service, "environment": row.environment, "from": row.from_version,
@@ -65,7 +71,7 @@ def request_message(s: dict[str, Any]) -> tuple[str, Blocks]:
     blocks: Blocks = [
         bk.header(title(s)),
         bk.fields_section(fields),
-        bk.section(f"*Reason*\n{s['reason']}"),
+        bk.section(f"*Reason*\n{esc(s['reason'])}"),
         bk.section(status_line(s) + (f"\n<{s['run_url']}|View the run>" if s.get("run_url") else "")),
     ]
     if s["status"] == "pending_approval":
@@ -114,5 +120,5 @@ def result_text(s: dict[str, Any], detail: str, health: list[str]) -> str:
 def output_text(output: str) -> str:
     tail = output[-THREAD_OUTPUT:]
     cut = "…(earlier output cut)\n" if len(output) > THREAD_OUTPUT else ""
-    return f"Output:\n```{cut}{tail.replace('```', 'ˋˋˋ') or ' '}```"
+    return f"Output:\n```{cut}{esc(tail).replace('```', 'ˋˋˋ') or ' '}```"
 
