@@ -187,3 +187,19 @@ async def test_forged_button_values_are_ignored(make_bot: Any, metric: Metric, v
         assert response.status_code == 200
     assert bot.messages("#alerts")[0].all_text() == before
     assert all("Something went wrong" not in t for t in bot.ephemeral_texts())
+
+
+async def test_permission_uses_the_env_label_set_on_the_rule(make_bot: Any, metric: Metric) -> None:
+    # cpu_high carries `env: prod` in its config labels (http_json series have no labels of their own).
+    permissions = {"groups": {"oncall": ["@oncall"]},
+                   "rules": [{"actions": ["alert.*"], "environments": ["staging"], "allow": ["everyone"]},
+                             {"actions": ["alert.*"], "environments": ["prod"], "allow": ["oncall"]}]}
+    bot = await make_bot(config=cpu_config(metric.url, permissions))
+    message = await firing(bot, metric)
+    await bot.click("alerts.ack", button(message, "alerts.ack")["value"], message=message, user="U0BOB0001")
+    await bot.command("/silence", "cpu_high 1h", user="U0BOB0001")
+    refusals = [t for t in bot.ephemeral_texts() if "not allowed" in t]
+    assert len(refusals) == 2 and all(" in prod" in t for t in refusals)
+    assert "Acknowledged" not in bot.messages("#alerts")[0].all_text()
+    async with bot.deps.db.session() as session:
+        assert await session.scalar(select(Silence)) is None

@@ -54,6 +54,13 @@ def _environment(labels: dict[str, Any]) -> str | None:
     return str(env) if env else None
 
 
+def _alert_environment(deps: Deps, row: AlertState) -> str | None:
+    """The environment of an alert as its message shows it: the rule's config labels, then the series'."""
+    rule = next((r for r in deps.config.alerts.rules if r.name == row.rule), None)
+    configured = rule.labels if rule is not None and row.source != alerts.ALERTMANAGER else {}
+    return _environment({**configured, **(row.labels or {})})
+
+
 # -- button verbs -------------------------------------------------------------------------
 async def _load(deps: Deps, row_id: int) -> AlertState:
     async with deps.db.session() as session:
@@ -65,7 +72,7 @@ async def _load(deps: Deps, row_id: int) -> AlertState:
 
 async def acknowledge(deps: Deps, *, row_id: int, user: str) -> None:
     row = await _load(deps, row_id)
-    await deps.require(user=user, action="alert.ack", target=row.rule, environment=_environment(row.labels))
+    await deps.require(user=user, action="alert.ack", target=row.rule, environment=_alert_environment(deps, row))
     now = deps.clock()
     async with deps.db.session() as session:
         row = await session.get(AlertState, row_id)
@@ -78,7 +85,7 @@ async def acknowledge(deps: Deps, *, row_id: int, user: str) -> None:
 
 async def silence(deps: Deps, *, row_id: int, user: str, hours: int) -> None:
     row = await _load(deps, row_id)
-    await deps.require(user=user, action="alert.silence", target=row.rule, environment=_environment(row.labels))
+    await deps.require(user=user, action="alert.silence", target=row.rule, environment=_alert_environment(deps, row))
     now = deps.clock()
     async with deps.db.session() as session:
         row = await session.get(AlertState, row_id)
@@ -141,7 +148,8 @@ def parse_silence(text: str | None) -> tuple[str, timedelta]:
 
 
 async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str) -> str:
-    await deps.require(user=user, action="alert.silence", target=rule)
+    labels = next((r.labels for r in deps.config.alerts.rules if r.name == rule), {})
+    await deps.require(user=user, action="alert.silence", target=rule, environment=_environment(labels))
     now = deps.clock()
     configured = {r.name for r in deps.config.alerts.rules}
     async with deps.db.session() as session:
