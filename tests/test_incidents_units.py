@@ -55,6 +55,8 @@ def test_parse(text: str, expected: Command) -> None:
     ("frobnicate", InvalidInput),
     ("update", InvalidInput),
     ("assign bob", InvalidInput),
+    ("assign U" + "A" * 40, InvalidInput),  # longer than any Slack user id (and than commander_id holds)
+    ("assign <@U" + "A" * 40 + ">", InvalidInput),
     ("resolve", InvalidInput),
     ("show 42", InvalidInput),
 ])

@@ -11,8 +11,8 @@ from bot.errors import InvalidInput, NotFound
 from bot.incidents import STATUSES, parse_status
 
 # With should_escape (manifest.yml) Slack sends mentions as <@U123|name>; accept a bare id too.
-_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]{1,31})(?:\|[^>]*)?>$")  # ≤ 32 characters: what commander_id holds
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{6,31}$")
 _LEADING_REF = re.compile(r"^INC-\d{1,9}$", re.IGNORECASE)
 _BROADCAST = re.compile(r"<!(channel|here|everyone)(?:\|[^>]*)?>")
 
