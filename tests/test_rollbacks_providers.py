@@ -99,6 +99,18 @@ async def test_github_actions_wrong_token_fails_without_showing_it(make_bot: Any
     assert GITHUB_TOKEN not in said
 
 
+async def test_github_blip_while_following_the_run_is_retried_not_a_failure(make_bot: Any) -> None:
+    github = FakeGitHub()
+    github.failing_reads = 2
+    async with LocalServer(github.app()) as server:
+        bot = await staging_bot(make_bot, github_runner(server.url))
+        await request_rollback(bot, "api staging to v1.4.2")
+    [row] = await rollbacks_in_db(bot)
+    assert github.failing_reads == 0 and len(github.dispatches) == 1
+    assert row.status == "succeeded"
+    assert "succeeded" in thread(bot, request_message(bot))
+
+
 async def test_github_actions_unset_token_variable_is_named_not_guessed(make_bot: Any,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROLLBACK_TEST_GH_TOKEN")

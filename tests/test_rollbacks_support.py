@@ -152,6 +152,7 @@ class FakeGitHub:
         self.runs: list[dict[str, Any]] = [self._run(400, old, status="completed", conclusion="success")]
         self.hidden: list[dict[str, Any]] = []
         self.reads: dict[int, int] = {}
+        self.failing_reads = 0  # the next N reads of a run answer 502, as GitHub sometimes does
         self.url = ""
 
     def _run(self, run_id: int, created: datetime, *, status: str = "queued",
@@ -189,6 +190,9 @@ class FakeGitHub:
         async def get_run(request: Request) -> Response:
             if not self._authorized(request):
                 return JSONResponse({"message": "Bad credentials"}, status_code=401)
+            if self.failing_reads:
+                self.failing_reads -= 1
+                return JSONResponse({"message": "Server Error"}, status_code=502)
             run_id = int(request.path_params["run_id"])
             run = next((r for r in self.runs if r["id"] == run_id), None)
             if run is None:

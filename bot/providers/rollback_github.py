@@ -60,14 +60,23 @@ class GithubActionsProvider:
         run_url = str(run.get("html_url") or "") or None
         status = str(run.get("status"))
         await progress(f"Workflow run {_link(run)} is *{status}*.")
+        problem = ""
         while status != "completed":
             if loop.time() >= deadline:
                 raise ProviderError(f"The workflow run {_link(run)} did not complete within "
-                                    f"{format_duration(cfg.timeout)}; it may still be running.")
+                                    f"{format_duration(cfg.timeout)}; it may still be running."
+                                    + (f" Last error: {problem}" if problem else ""))
             await asyncio.sleep(interval)
-            response = await self._call("GET", f"{base}/repos/{cfg.repo}/actions/runs/{run['id']}", headers)
+            # The run is under way: a GitHub blip while following it is retried until the deadline,
+            # never reported as a failed rollback (which would also free the service for another one).
+            try:
+                response = await self._call("GET", f"{base}/repos/{cfg.repo}/actions/runs/{run['id']}", headers)
+            except ProviderError as exc:
+                problem = str(exc)
+                continue
             if response.status_code != 200:
-                raise ProviderError(f"Could not read the workflow run ({error_message(response)}).")
+                problem = f"Could not read the workflow run ({error_message(response)})."
+                continue
             run = response.json()
             if str(run.get("status")) != status:
                 status = str(run.get("status"))
@@ -81,14 +90,19 @@ class GithubActionsProvider:
     async def _find_run(self, workflow_url: str, headers: dict[str, str], known: set[Any],
                         dispatched_at: datetime, deadline: float, interval: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        problem = ""
         while True:
-            fresh = [run for run in await self._runs(workflow_url, headers)
-                     if run["id"] not in known and _created(run) >= dispatched_at - CLOCK_SKEW]
+            try:  # after the dispatch a listing error is retried until the deadline
+                listed = await self._runs(workflow_url, headers)
+            except ProviderError as exc:
+                listed, problem = [], str(exc)
+            fresh = [run for run in listed if run["id"] not in known and _created(run) >= dispatched_at - CLOCK_SKEW]
             if fresh:
                 # The earliest new run is the one closest to our dispatch.
                 return min(fresh, key=lambda run: (_created(run), run["id"]))
             if loop.time() >= deadline:
-                raise ProviderError("GitHub accepted the dispatch but no workflow run appeared in time.")
+                raise ProviderError("GitHub accepted the dispatch but no workflow run appeared in time; it may "
+                                    "still start." + (f" Last error: {problem}" if problem else ""))
             await asyncio.sleep(interval)
 
     async def _runs(self, workflow_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
