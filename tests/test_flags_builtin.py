@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
+from bot.errors import ProviderError
 from bot.models import BuiltinFlag
+from bot.providers.flags_builtin import BuiltinFlags
 from commands.flags.ids import Action
 from tests.test_flags_support import (
     ALICE,
@@ -140,3 +142,22 @@ async def test_help_lists_flag_commands(builtin_bot: BotHarness) -> None:
     help_text = str((await builtin_bot.command("/opsbot", "help")).json()["blocks"])
     for usage in ("/killswitch <flag> on|off [env]", "/flag <name> rollout <0-100> [env]", "/flags [env]"):
         assert usage in help_text
+
+
+async def test_saved_change_whose_read_back_fails_is_reported_as_made(builtin_bot: BotHarness,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    bot = builtin_bot
+    await bot.command("/killswitch", "recommendations on prod", user=ALICE)
+
+    async def read_fails(self: BuiltinFlags) -> Any:
+        raise ProviderError("`recommendations` in prod (builtin): opsbot's database failed (OperationalError).")
+
+    monkeypatch.setattr(BuiltinFlags, "read", read_fails)
+    await press(bot, Action.CONFIRM)
+    async with bot.deps.db.session() as session:
+        row = (await session.scalars(select(BuiltinFlag).where(BuiltinFlag.environment == "prod"))).one()
+    assert row.kill_switch is True
+    assert "Read-back does not show the requested state" in last_text(bot)
+    assert "Kill switch engaged (feature off)" in bot.messages("#ops")[-1].all_text()
+    entry = (await audits(bot))[-1]
+    assert entry.outcome == "failed" and "saved but reading it back failed" in (entry.detail or "")

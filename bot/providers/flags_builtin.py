@@ -36,6 +36,7 @@ async def load_rows(session: AsyncSession, names: list[str] | None = None,
 
 class BuiltinFlags:
     can_read = True
+    read_back_error: str | None = None  # set by `set` when the change was saved but not read back
 
     def __init__(self, store: BuiltinFlagStore, ctx: ProviderContext) -> None:
         self.store = store
@@ -82,4 +83,8 @@ class BuiltinFlags:
             row.updated_at = self.ctx.clock()
             row.updated_by = actor[:64]
             await session.flush()
-        return before, await self.read()
+        try:
+            return before, await self.read()
+        except ProviderError as exc:  # committed: report it as made but unverified, not as unmade
+            self.read_back_error = f"the change was saved but reading it back failed: {exc}"
+            return before, FlagState()
