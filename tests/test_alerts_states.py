@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from bot.alerts import (
 from bot.config.alerts import Threshold
 from bot.emulator.localserver import LocalServer
 from commands.alerts import eval_job_name
-from commands.alerts.render import format_value
+from commands.alerts.render import AlertCard, format_value, render_alert
 from tests.conftest import load_test_config
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -117,3 +118,18 @@ async def test_failed_post_is_retried_at_the_next_evaluation(make_bot: Any) -> N
         assert len(bot.messages("#alerts")) == 1
         await bot.run_job(job)
         assert len(bot.messages("#alerts")) == 1
+
+
+def test_open_incident_button_value_stays_valid_json_within_slack_limits() -> None:
+    # A long PromQL graph link and non-ASCII text (escaped by JSON) must not push the value past 2,000
+    # characters: Slack would refuse the message, and a cut value would no longer be JSON (an empty form).
+    link = "http://prometheus.local:9090/graph?g0.expr=" + "sum%28rate%28http_requests_total%5B5m%5D%29%29" * 40
+    card = AlertCard(id=7, rule="api_errors", state=FIRING, level=CRITICAL, title="Fehlerquote über 1 %",
+                     incident={"t": "api_errors: Fehlerquote über 1 %", "d": "ü" * 600, "s": "P2", "svc": "api",
+                               "l": link})
+    _, blocks = render_alert(card)
+    value = next(e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]
+                 if e["action_id"] == "alerts.open_incident")
+    data = json.loads(value)
+    assert len(value) <= 2000
+    assert data["t"] == "api_errors: Fehlerquote über 1 %" and data["s"] == "P2" and data["svc"] == "api"

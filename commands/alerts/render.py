@@ -120,12 +120,26 @@ def render_alert(card: AlertCard) -> tuple[str, list[dict[str, Any]]]:
             buttons.append(bk.button("Acknowledge", Action.ACK, str(card.id), style="primary"))
         buttons += [bk.button("Silence 1h", Action.SILENCE_1H, str(card.id)),
                     bk.button("Silence 4h", Action.SILENCE_4H, str(card.id)),
-                    bk.button("Open incident", Action.INCIDENT,
-                              json.dumps({"id": card.id, **card.incident}, separators=(",", ":")))]
+                    bk.button("Open incident", Action.INCIDENT, incident_value(card))]
         blocks.append(bk.actions(*buttons, block_id=Block.ACTIONS))
     state = "RESOLVED" if card.state == RESOLVED else f"{(card.level or 'warning').upper()}"
     text = f"[{state}] {card.rule}: {card.title}" + (f" ({card.value})" if card.value else "")
     return text, bk.fit(blocks)
+
+
+def incident_value(card: AlertCard) -> str:
+    """The Open incident button's pre-fill as JSON within Slack's 2,000 characters (a cut value would not
+    parse): the link goes first (the alert message's own link replaces it), then the description shrinks."""
+    data = {"id": card.id, **card.incident}
+    value = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    if len(value) > bk.BUTTON_VALUE:
+        data.pop("l", None)
+        value = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    if len(value) > bk.BUTTON_VALUE:
+        description = str(data.get("d", ""))
+        data["d"] = description[: max(len(description) - (len(value) - bk.BUTTON_VALUE) - 8, 0)]
+        value = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return value
 
 
 def digest(text: str, blocks: list[dict[str, Any]]) -> str:
