@@ -244,3 +244,14 @@ async def test_configured_invitees_join_every_incident_channel(make_bot: Any) ->
     await bot.command("/incident", "open P3 Docs search broken", user="U0ALICE01")
     members = bot.slack.channel("inc-1-docs-search-broken").members
     assert {"U0ALICE01", "U0BOB0001", "U0CAROL01"} <= members  # carol via the @eng-leads user group
+
+
+async def test_failing_group_lookup_still_invites_reporter_and_commander(make_bot: Any) -> None:
+    from tests.conftest import load_test_config
+
+    bot = await make_bot(config=load_test_config({"incidents": {"invite": ["@eng-leads", "U0BOB0001"]}}))
+    bot.slack.fail("usergroups.list", status=200, error="missing_scope", count=5)
+    await bot.command("/incident", "open P3 Docs search broken", user="U0ALICE01")
+    members = bot.slack.channel("inc-1-docs-search-broken").members
+    assert {"U0ALICE01", "U0BOB0001"} <= members
+    assert not any("Slack refused" in t for t in bot.ephemeral_texts())

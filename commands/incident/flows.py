@@ -140,7 +140,8 @@ async def _save_channel(deps: Deps, incident: Incident) -> None:
 async def invite(deps: Deps, channel_id: str, users: list[str]) -> None:
     extra: set[str] = set()
     for principal in deps.config.incidents.invite:
-        extra |= await deps.directory.members(principal)
+        # A failing group lookup (missing scope, Slack down) must not keep reporter and commander out.
+        extra |= await quietly("invite.lookup", deps.directory.members(principal)) or set()
     everyone = sorted(set(users) | extra)
     await quietly("invite", deps.slack.conversations_invite(channel=channel_id, users=",".join(everyone)))
 
