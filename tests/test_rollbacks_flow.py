@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from bot.config import Config
 from bot.emulator.harness import BotHarness
+from bot.emulator.localserver import LocalServer
 from bot.models import Incident, IncidentEvent
+from commands.rollback import flow
 from commands.rollback.ids import Ids
 from tests.test_rollbacks_support import (
     ALICE,
@@ -265,3 +272,21 @@ async def test_submission_with_foreign_metadata_does_nothing(bot: BotHarness) ->
         response = await submit(bot, {**view, "private_metadata": metadata}, version="v1")
         assert response.status_code == 200
     assert await rollbacks_in_db(bot) == []
+
+
+async def test_slack_timing_out_on_progress_and_updates_does_not_stop_the_rollback(
+        bot: BotHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Web API timeout raises TimeoutError, not SlackApiError: losing a progress line or a message
+    update must not end a rollback whose provider is running (or has succeeded) as failed."""
+    async def hang(_request: Any) -> JSONResponse:
+        await asyncio.sleep(1.5)
+        return JSONResponse({"ok": True})
+
+    await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    async with LocalServer(Starlette(routes=[Route("/api/{method}", hang, methods=["POST"])])) as slow:
+        monkeypatch.setattr(bot.deps, "slack", AsyncWebClient(token="xoxb-test", base_url=f"{slow.url}/api/",
+                                                              timeout=1))
+        await flow.refresh(bot.deps, row)  # both used to raise TimeoutError out of the rollback's run
+        await flow._thread(bot.deps, row, "progress")
+    assert row.channel and row.message_ts  # there was a message to update and a thread to post in

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 
 from bot import rollbacks, timeline
@@ -18,6 +19,8 @@ from commands.common import tell_user
 from commands.rollback import render
 
 log = logging.getLogger(__name__)
+# What a Web API call raises: Slack's refusal, or (after slack_sdk's retries) a timeout or connection error.
+SLACK_ERRORS = (SlackApiError, TimeoutError, ClientError)
 
 
 def _provider(deps: Deps, row: Rollback) -> str:
@@ -25,6 +28,10 @@ def _provider(deps: Deps, row: Rollback) -> str:
         return rollbacks.target(deps.config, row.service, row.environment).runner.provider
     except OpsbotError:
         return ""
+
+
+def _slack_error(exc: BaseException) -> str:
+    return str(exc.response.get("error")) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 async def _incident_channel(deps: Deps, row: Rollback) -> str | None:
@@ -40,9 +47,8 @@ async def _post_incident(deps: Deps, row: Rollback, text: str) -> None:
     if channel:
         try:
             await deps.slack.chat_postMessage(channel=channel, text=text)
-        except SlackApiError as exc:
-            log.warning("rollback #%s: posting to the incident channel failed (%s)", row.id,
-                        exc.response.get("error"))
+        except SLACK_ERRORS as exc:
+            log.warning("rollback #%s: posting to the incident channel failed (%s)", row.id, _slack_error(exc))
 
 
 async def _thread(deps: Deps, row: Rollback, text: str) -> None:
@@ -50,8 +56,8 @@ async def _thread(deps: Deps, row: Rollback, text: str) -> None:
     try:
         await deps.slack.chat_postMessage(channel=row.channel or deps.config.channels.ops_channel,
                                           thread_ts=row.message_ts, text=text)
-    except SlackApiError as exc:
-        log.warning("rollback #%s: progress message failed (%s)", row.id, exc.response.get("error"))
+    except SLACK_ERRORS as exc:
+        log.warning("rollback #%s: progress message failed (%s)", row.id, _slack_error(exc))
 
 
 async def refresh(deps: Deps, row: Rollback) -> None:
@@ -61,8 +67,8 @@ async def refresh(deps: Deps, row: Rollback) -> None:
     text, blocks = render.request_message(render.summary(row, provider=_provider(deps, row)))
     try:
         await deps.slack.chat_update(channel=row.channel, ts=row.message_ts, text=text, blocks=blocks)
-    except SlackApiError as exc:
-        log.warning("rollback #%s: updating the request message failed (%s)", row.id, exc.response.get("error"))
+    except SLACK_ERRORS as exc:
+        log.warning("rollback #%s: updating the request message failed (%s)", row.id, _slack_error(exc))
 
 
 # -- request ---------------------------------------------------------------------------------
@@ -81,9 +87,9 @@ async def submit(deps: Deps, *, user: str, service: str, environment: str, from_
     try:
         posted = await deps.slack.chat_postMessage(channel=deps.config.channels.ops_channel, text=text,
                                                    blocks=blocks)
-    except SlackApiError as exc:
+    except SLACK_ERRORS as exc:
         # Without its message nobody could approve or follow it: end it rather than block the service.
-        error = exc.response.get("error", "error")
+        error = _slack_error(exc)
         async with deps.db.session() as session:
             await rollbacks.finish(session, clock=deps.clock, rollback_id=row.id, status="failed",
                                    detail=f"could not post to {deps.config.channels.ops_channel} ({error})")
