@@ -3,10 +3,15 @@ and the live /flags table across providers."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
@@ -161,3 +166,21 @@ async def test_saved_change_whose_read_back_fails_is_reported_as_made(builtin_bo
     assert "Kill switch engaged (feature off)" in bot.messages("#ops")[-1].all_text()
     entry = (await audits(bot))[-1]
     assert entry.outcome == "failed" and "saved but reading it back failed" in (entry.detail or "")
+
+
+async def test_slack_timing_out_on_the_ops_post_still_reports_the_change(builtin_bot: BotHarness,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Web API timeout is a TimeoutError, not a SlackApiError: the flip happened and must be told as such."""
+    async def hang(_request: Any) -> JSONResponse:
+        await asyncio.sleep(1.5)
+        return JSONResponse({"ok": True})
+
+    bot = builtin_bot
+    await bot.command("/killswitch", "recommendations on prod", user=ALICE)
+    async with LocalServer(Starlette(routes=[Route("/api/{method}", hang, methods=["POST"])])) as slow:
+        monkeypatch.setattr(bot.deps, "slack", AsyncWebClient(token="xoxb-test", base_url=f"{slow.url}/api/",
+                                                              timeout=1))
+        await press(bot, Action.CONFIRM)
+    assert "Kill switch engaged (feature off)" in last_text(bot)
+    assert "Posting to" in last_text(bot) and "failed (TimeoutError)" in last_text(bot)
+    assert (await audits(bot))[-1].outcome == "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import ClientError
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from starlette.requests import Request
@@ -79,9 +80,10 @@ async def _post(deps: Deps, channel: str, outcome: Outcome) -> str | None:
         await deps.slack.chat_postMessage(channel=channel, text=render.outcome_text(outcome),
                                           blocks=render.outcome(outcome))
         return None
-    except SlackApiError as exc:
-        log.warning("posting a flag change to %s failed: %s", channel, exc.response.get("error"))
-        return f"Posting to {channel} failed ({exc.response.get('error', 'error')})."
+    except (SlackApiError, TimeoutError, ClientError) as exc:  # refused, or timed out / unreachable
+        error = exc.response.get("error", "error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        log.warning("posting a flag change to %s failed: %s", channel, error)
+        return f"Posting to {channel} failed ({error})."
 
 
 async def announce(deps: Deps, outcome: Outcome) -> list[str]:
