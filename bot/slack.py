@@ -85,7 +85,7 @@ class Directory:
         """Members of `@handle` or `S…`; a user id is its own single member."""
         if principal.startswith(("U", "W")) and not principal.startswith("@"):
             return frozenset({principal})
-        group = await self.group_id(principal) if principal.startswith("@") else principal
+        group = await self._safe_group_id(principal) if principal.startswith("@") else principal
         if group is None:
             return frozenset()
         now = time.monotonic()

@@ -99,3 +99,11 @@ async def test_url_verification_challenge(bot: BotHarness) -> None:
     response = await bot.http.post("/slack/events", content=body, headers={
         "Content-Type": "application/json", **sign("test-signing-secret", body)})
     assert response.status_code == 200 and response.json() == {"challenge": "c-123"}
+
+
+async def test_permission_check_survives_a_slack_outage_by_denying_group_members(bot: BotHarness) -> None:
+    """usergroups.list failing must not turn into an error: group membership is unknown, so prod is refused."""
+    bot.slack.fail("usergroups.list", status=200, error="missing_scope", count=5)
+    await bot.command("/opsbot", "whoami", user="U0ALICE01")
+    answer = bot.ephemeral_texts()[-1]
+    assert "🚫 `killswitch` in *prod*" in answer and "✅ `killswitch` in *staging*" in answer
