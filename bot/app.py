@@ -101,7 +101,10 @@ class OpsbotApp:
             return
         self._started = True
         deps = self.deps
-        deps.slack.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        # slack_sdk applies its own timeout only to sessions it creates, so the shared one carries it.
+        deps.slack.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100),
+            timeout=aiohttp.ClientTimeout(total=self.settings.slack_timeout))
         if self.migrate:
             try:
                 await deps.db.upgrade()

@@ -42,9 +42,13 @@ def build_app(state: SlackState) -> Starlette:
         if state.latency:
             await asyncio.sleep(state.latency)
         fault = state.take_fault(method)
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+        if fault is not None and fault.delay:
+            await request.body()  # read (and cache) it first: the disconnect check below consumes the stream
+            await asyncio.sleep(fault.delay)
+            if await request.is_disconnected():  # the client gave up waiting (a timeout on its side)
+                state.abandoned.append(method)
+                return JSONResponse({"ok": False, "error": "client_gone"})
+        if fault is not None and not (fault.status == 200 and fault.error is None):  # delay alone = slow success
             if fault.status == 429:
                 return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
                                     headers={"Retry-After": str(fault.retry_after)})

@@ -108,6 +108,7 @@ class SlackState:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.used_triggers: set[str] = set()
         self.faults: list[Fault] = []
+        self.abandoned: list[str] = []  # delayed calls whose client hung up before the answer
         self.latency = 0.0  # seconds added to every Web API call (benchmarks)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.bot_user = BOT_USER
@@ -152,7 +153,8 @@ class SlackState:
     def fail(self, method: str, *, status: int = 500, count: int = 1, retry_after: int = 1,
              error: str | None = None, delay: float = 0.0) -> None:
         """Make the next `count` calls of `method` ('*' = any) answer `status` (429 adds Retry-After),
-        or, with status 200 and `error`, an `ok: false` body; `delay` makes them hang first."""
+        or, with status 200 and `error`, an `ok: false` body; `delay` makes them hang first (with status 200
+        and no error, a delayed call then succeeds: a slow Slack)."""
         self.faults.append(Fault(method, status, count, retry_after, error, delay))
 
     def take_fault(self, method: str) -> Fault | None:
