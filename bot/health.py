@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
+from bot.childenv import child_env
 from bot.clock import Clock
 from bot.config.health import Check, Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
 from bot.models import MonitorState
@@ -216,7 +217,7 @@ async def run_command(argv: list[str], *, timeout: float) -> CommandOutcome:
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=child_env())
     except FileNotFoundError:
         return done(None, b"", f"command not found: {argv[0]}")
     except PermissionError:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import httpx
 
+from bot.childenv import child_env
 from bot.config.rollbacks import CommandRunner
 from bot.durations import format_duration
 from bot.errors import ProviderError
@@ -39,7 +40,7 @@ class CommandProvider:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, cwd=cfg.cwd,
-                env=dict(self.environ) if self.environ is not None else None,
+                env=child_env(self.environ),
                 start_new_session=True,  # its own process group, so a timeout kills its children too
             )
         except OSError as exc:
