@@ -57,6 +57,17 @@ class RollbackOutcome:
         return self.status == "succeeded"
 
 
+class Provider:
+    """What every provider is built from (`build_runner` calls this): its opsbot.yml entry, the shared
+    HTTP client and, in tests, an environment to resolve `${VAR}` secrets from."""
+
+    def __init__(self, config: Any, http: httpx.AsyncClient | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.http = http
+        self.environ = environ
+
+
 class RollbackRunner(Protocol):
     async def run(self, request: RollbackRequest, progress: Progress) -> RollbackOutcome:
         """Perform the rollback; ProviderError for a failure worth explaining to the requester."""

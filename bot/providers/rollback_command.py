@@ -10,25 +10,27 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping
-
-import httpx
 
 from bot.childenv import child_env
 from bot.config.rollbacks import CommandRunner
 from bot.durations import format_duration
 from bot.errors import ProviderError
-from bot.providers.rollback_base import OUTPUT_LIMIT, Progress, RollbackOutcome, RollbackRequest, cut_output, register
+from bot.providers.rollback_base import (
+    OUTPUT_LIMIT,
+    Progress,
+    Provider,
+    RollbackOutcome,
+    RollbackRequest,
+    cut_output,
+    register,
+)
 
 READ_CHUNK = 8192
 
 
 @register("command")
-class CommandProvider:
-    def __init__(self, config: CommandRunner, http: httpx.AsyncClient | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
-        self.config = config
-        self.environ = environ
+class CommandProvider(Provider):
+    config: CommandRunner
 
     def argv(self, request: RollbackRequest) -> list[str]:
         return [request.fill(arg) for arg in self.config.argv]

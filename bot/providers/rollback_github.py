@@ -10,7 +10,6 @@ remembered and the new one is the run that was not there before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,19 +18,15 @@ import httpx
 from bot.config.rollbacks import GithubActionsRunner
 from bot.durations import format_duration
 from bot.errors import ProviderError
-from bot.providers.rollback_base import Progress, RollbackOutcome, RollbackRequest, error_message, register
+from bot.providers.rollback_base import Progress, Provider, RollbackOutcome, RollbackRequest, error_message, register
 
 # GitHub's clock and ours may differ a little; a run created this long before the dispatch still counts.
 CLOCK_SKEW = timedelta(seconds=60)
 
 
 @register("github_actions")
-class GithubActionsProvider:
-    def __init__(self, config: GithubActionsRunner, http: httpx.AsyncClient,
-                 environ: Mapping[str, str] | None = None) -> None:
-        self.config = config
-        self.http = http
-        self.environ = environ
+class GithubActionsProvider(Provider):
+    config: GithubActionsRunner
 
     async def run(self, request: RollbackRequest, progress: Progress) -> RollbackOutcome:
         cfg = self.config

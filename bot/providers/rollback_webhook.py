@@ -22,7 +22,6 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ import httpx
 from bot.config.rollbacks import WebhookRunner, fill_template
 from bot.durations import format_duration
 from bot.errors import ProviderError
-from bot.providers.rollback_base import Progress, RollbackOutcome, RollbackRequest, error_message, register
+from bot.providers.rollback_base import Progress, Provider, RollbackOutcome, RollbackRequest, error_message, register
 
 SUCCEEDED = {"succeeded", "success", "completed", "done"}
 FAILED = {"failed", "failure", "error", "cancelled", "canceled"}
@@ -47,12 +46,8 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
 
 
 @register("webhook")
-class WebhookProvider:
-    def __init__(self, config: WebhookRunner, http: httpx.AsyncClient,
-                 environ: Mapping[str, str] | None = None) -> None:
-        self.config = config
-        self.http = http
-        self.environ = environ
+class WebhookProvider(Provider):
+    config: WebhookRunner
 
     async def run(self, request: RollbackRequest, progress: Progress) -> RollbackOutcome:
         cfg = self.config
