@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--levels", default="1,10,50")
+    parser.add_argument("--only", help="run one server only (opsbot, 'bolt default' or 'bolt process_before_response')")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -170,6 +171,8 @@ def main() -> None:
                 [python, "-m", "uvicorn", "bench._baseline_app:asgi", "--port", str(port), "--log-level", "warning",
                  "--no-access-log"], {**base_env, "BASELINE_PBR": "1"}),
         }
+        if args.only:
+            targets = {args.only: targets[args.only]}
         for name, (argv, env) in targets.items():
             proc = run_server(argv, env, port)
             try:
@@ -197,14 +200,16 @@ def main() -> None:
         for level, r in by_level.items():
             print(f"{name:32} {level:>4} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
                   f"{r['p99_ms']:>8.2f} {r['errors']:>6}")
-    ours, default, pbr = results["opsbot"], results["bolt default"], results["bolt process_before_response"]
-    low, high = levels[0], levels[-1]
-    print(f"\nc={low}: bolt-default p50 / opsbot p50 = {default[low]['p50_ms'] / ours[low]['p50_ms']:.1f}x "
-          "(target >= 5x)")
-    print(f"c={high}: opsbot rps / pbr rps = {ours[high]['rps'] / pbr[high]['rps']:.2f} (target >= 0.8); "
-          f"opsbot p99 / pbr p99 = {ours[high]['p99_ms'] / pbr[high]['p99_ms']:.2f} (target <= 1.5)")
-    print(f"opsbot RSS idle {memory['idle_rss_kib'] / 1024:.0f} MiB, after load "
-          f"{memory['after_load_rss_kib'] / 1024:.0f} MiB")
+    if len(results) == 3:
+        ours, default, pbr = results["opsbot"], results["bolt default"], results["bolt process_before_response"]
+        low, high = levels[0], levels[-1]
+        print(f"\nc={low}: bolt-default p50 / opsbot p50 = {default[low]['p50_ms'] / ours[low]['p50_ms']:.1f}x "
+              "(target >= 5x)")
+        print(f"c={high}: opsbot rps / pbr rps = {ours[high]['rps'] / pbr[high]['rps']:.2f} (target >= 0.8); "
+              f"opsbot p99 / pbr p99 = {ours[high]['p99_ms'] / pbr[high]['p99_ms']:.2f} (target <= 1.5)")
+    if memory:
+        print(f"opsbot RSS idle {memory['idle_rss_kib'] / 1024:.0f} MiB, after load "
+              f"{memory['after_load_rss_kib'] / 1024:.0f} MiB")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "ack_latency.json").write_text(json.dumps({"results": results, "memory": memory}, indent=2))

@@ -74,8 +74,7 @@ class OpsbotApp:
             process_before_response=True,
             request_verification_enabled=True,
         )
-        self.bolt.middleware(self._shared_respond)
-        commands.register_all(self.bolt, self.deps)
+        commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
         self.handler = AsyncSlackRequestHandler(self.bolt)
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
@@ -90,10 +89,10 @@ class OpsbotApp:
 
         return authorize
 
-    async def _shared_respond(self, context: Any, next: Any) -> Any:  # bolt injects by these names
+    def _shared_respond(self, context: Any) -> None:
+        """Before each listener: `respond()` over the app's keep-alive session instead of a new one per call."""
         if context.response_url and self.deps.slack.session is not None:
             context["respond"] = SharedSessionRespond(context.response_url, self.deps.slack)
-        return await next()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:

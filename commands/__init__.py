@@ -12,7 +12,9 @@ import importlib
 import pkgutil
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
+
+from commands.router import Prepare, Router
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
     from bot.deps import Deps
 
-_SKIP = {"common", "blocks", "ids"}
+_SKIP = {"common", "blocks", "ids", "router"}
 
 
 @cache
@@ -36,47 +38,14 @@ def families() -> list[ModuleType]:
     return sorted(found, key=lambda m: (m.__name__ != f"{__name__}.opsbot", m.__name__))
 
 
-class _CommandsFirst:
-    """Collects the families' registrations and replays slash commands before everything else.
-
-    bolt tries listeners in registration order on every request, so with ~50 listeners a slash command
-    registered late paid for dozens of action/view matchers before its own; commands are the hot path."""
-
-    def __init__(self, app: AsyncApp) -> None:
-        self._app = app
-        self._commands: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
-        self._others: list[tuple[str, tuple[Any, ...], dict[str, Any], Any]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._app, name)
-        if name not in _LISTENER_METHODS:
-            return target
-        bucket = self._commands if name == "command" else self._others
-
-        def register(*args: Any, **kwargs: Any) -> Any:
-            def decorator(func: Any) -> Any:
-                bucket.append((name, args, kwargs, func))
-                return func
-
-            return decorator
-
-        return register
-
-    def replay(self) -> None:
-        for name, args, kwargs, func in self._commands + self._others:
-            getattr(self._app, name)(*args, **kwargs)(func)
-
-
-_LISTENER_METHODS = {"command", "action", "block_action", "view", "view_submission", "view_closed", "shortcut",
-                     "global_shortcut", "message_shortcut", "event", "message", "options", "block_suggestion"}
-
-
-def register_all(app: AsyncApp, deps: Deps) -> None:
-    ordered = _CommandsFirst(app)
+def register_all(app: AsyncApp, deps: Deps, prepare: Prepare | None = None) -> Router:
+    """Every family's listeners, behind one routed bolt listener per kind (see commands.router)."""
+    router = Router(app, prepare)
     for module in families():
         if hasattr(module, "register"):
-            module.register(cast("AsyncApp", ordered), deps)
-    ordered.replay()
+            module.register(cast("AsyncApp", router), deps)
+    router.install()
+    return router
 
 
 def routes(deps: Deps) -> list[BaseRoute]:
