@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import commands
-from bot import __version__, metrics, payloads
+from bot import __version__, metrics, payloads, worker
 from bot.clock import Clock, utcnow
 from bot.config import Config, load_config
 from bot.db import Database
@@ -52,14 +51,18 @@ class BotIdentity:
 
 class OpsbotApp:
     def __init__(self, settings: Settings, config: Config, *, clock: Clock = utcnow,
-                 migrate: bool = True, scheduler_lock_interval: float = 5.0, freeze_gc: bool = False) -> None:
+                 migrate: bool = True, scheduler_lock_interval: float = 5.0, freeze_gc: bool = False,
+                 role: worker.Role = worker.Role.INLINE) -> None:
         self.settings = settings
+        self.role = role
         self.migrate = migrate
         self.freeze_gc = freeze_gc
         db = Database(settings.database_url.get_secret_value())
         self.deps = Deps(
             settings=settings, config=config, db=db, slack=make_client(settings), http=make_http_client(),
-            scheduler=Scheduler(db, enabled=settings.scheduler_enabled, lock_interval=scheduler_lock_interval),
+            # With a worker process the worker runs the scheduled jobs; the acking process only acks.
+            scheduler=Scheduler(db, enabled=settings.scheduler_enabled and role is not worker.Role.WEB,
+                                lock_interval=scheduler_lock_interval),
             clock=clock,
         )
         self.identity = BotIdentity()
@@ -72,10 +75,12 @@ class OpsbotApp:
             # Listeners ack at once and hand slow work to deps.tasks, so bolt can answer as soon as
             # the listener returns instead of polling for the ack in 10 ms steps.
             process_before_response=True,
-            request_verification_enabled=True,
+            # The worker replays requests the web process verified; only its parent can write to it.
+            request_verification_enabled=role is not worker.Role.WORKER,
         )
         commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
         self.handler = AsyncSlackRequestHandler(self.bolt)
+        self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
 
@@ -111,6 +116,8 @@ class OpsbotApp:
                 log.error("database migration failed at start: %s", type(exc).__name__)
         deps.tasks.spawn(self.identity.load(deps), name="auth.test")
         await deps.scheduler.start()
+        if self.worker is not None:
+            await self.worker.start()
         if self.freeze_gc:
             # Everything built at start-up lives as long as the process: moving it out of the collector's
             # view keeps full collections (and the ack latency spikes they cause under load) short.
@@ -126,6 +133,8 @@ class OpsbotApp:
         cancelled = await deps.tasks.drain(timeout=10)
         if cancelled:
             log.warning("shutdown cancelled %d unfinished background task(s)", cancelled)
+        if self.worker is not None:
+            await self.worker.stop()
         await deps.scheduler.shutdown()
         await deps.http.aclose()
         if deps.slack.session is not None:
@@ -153,7 +162,7 @@ class OpsbotApp:
         ]
 
     async def slack_events(self, request: Request) -> Response:
-        metrics.SLACK_REQUESTS.labels(kind=_kind(request)).inc()
+        metrics.count_slack_request(_kind(request))
         tasks = self.deps.tasks
         if not tasks.accepting:
             return JSONResponse({"error": "shutting down"}, status_code=503)
@@ -161,14 +170,23 @@ class OpsbotApp:
         if reason is not None:
             return JSONResponse({"error": f"malformed request: {reason}"}, status_code=400)
         tasks.foreground_started()
+        forward = token = None
+        if self.worker is not None:
+            forward = worker.Forward()
+            token = worker.CURRENT.set(forward)
         try:
-            return await self.handler.handle(request)
+            response = await self.handler.handle(request)
         except (ValueError, AttributeError, TypeError, KeyError):
             # bolt parses the body before it verifies the signature or reaches a listener (listener errors it
             # catches itself): these are payloads that are not JSON or not shaped like anything Slack sends.
             return JSONResponse({"error": "malformed request body"}, status_code=400)
         finally:
             tasks.foreground_finished()
+            if token is not None:
+                worker.CURRENT.reset(token)
+        if forward is not None and forward.wanted and self.worker is not None:
+            self.worker.forward(await request.body(), request.headers, forward.report)
+        return response
 
     async def live(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -184,17 +202,26 @@ class OpsbotApp:
 
     async def health(self, _request: Request) -> Response:
         reason = await self.deps.db.ping()
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if reason is None else "degraded",
             "version": __version__,
             "database": {"status": "ok" if reason is None else "down", "backend": self.deps.db.url.get_backend_name(),
                          **({"reason": reason} if reason else {})},
-            "scheduler": {"leader": self.deps.scheduler.is_leader},
+            "scheduler": {"leader": self._is_leader()},
         }
+        if self.worker is not None:
+            body["worker"] = {"running": self.worker.running, "pid": self.worker.pid,
+                              "pending": self.worker.pending, "restarts": self.worker.restarts}
         return JSONResponse(body, status_code=200 if reason is None else 503)
 
+    def _is_leader(self) -> bool:
+        if self.worker is not None:
+            return bool(self.worker.status.get("leader"))
+        return self.deps.scheduler.is_leader
+
     async def metrics(self, _request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
 
 
 class _IgnoredTokenWarning(logging.Filter):

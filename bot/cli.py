@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from bot import __version__
@@ -53,18 +56,41 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from bot import logs
-    from bot.app import build
     from bot.settings import Settings
 
     settings = Settings()
-    logs.configure(settings)
-    app = build(settings, freeze_gc=True)
-    uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port,
-                log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=15)
+    with _metrics_dir(settings.worker_process):  # before anything imports prometheus_client
+        import uvicorn
+
+        from bot import logs
+        from bot.app import build
+        from bot.worker import Role
+
+        logs.configure(settings)
+        app = build(settings, freeze_gc=True, role=Role.WEB if settings.worker_process else Role.INLINE)
+        uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port,
+                    log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=15)
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_dir(needed: bool) -> Iterator[None]:
+    """prometheus-client's multiprocess mode for the web and worker processes: a fresh directory per run."""
+    if not needed or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="opsbot-metrics-") as path:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.worker import main
+
+    return main(args.fd)
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
@@ -123,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker")  # started by `serve` with its end of a socket pair; not for hand use
+    worker.add_argument("--fd", type=int, required=True)
+    worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("socket", help="the same app over Socket Mode").set_defaults(func=cmd_socket)
 

@@ -42,7 +42,7 @@ def history_blocks(service: str, environment: str | None, rows: list[dict[str, A
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/deploys")
     async def deploys_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.COMMANDS.labels(command="deploys").inc()
+        metrics.count_command("deploys")
         words = split_args(command.get("text"))
         if not words or len(words) > 2:
             await ack(ephemeral("Usage: `/deploys <service> [env]`"))

@@ -217,7 +217,7 @@ async def smoke_once(deps: Deps, environment: str, suite: SmokeSuite) -> None:
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/health")
     async def health_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.COMMANDS.labels(command="health").inc()
+        metrics.count_command("health")
         try:
             targets = resolve_targets(deps.config, command.get("text"))
         except (NotFound, InvalidInput) as exc:

@@ -53,11 +53,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 await deps.slack.chat_postMessage(channel=event["channel"], text=MENTION_HELP,
                                                   thread_ts=event.get("thread_ts") or event.get("ts"))
 
-        deps.tasks.spawn(reply(), name="opsbot.mention")
+        run_after_ack(deps, reply(), name="opsbot.mention")
 
     @app.command("/opsbot")
     async def opsbot_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.COMMANDS.labels(command="opsbot").inc()
+        metrics.count_command("opsbot")
         words = split_args(command.get("text"))
         sub = words[0].lower() if words else "help"
         if sub == "help":

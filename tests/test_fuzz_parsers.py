@@ -3,6 +3,8 @@ one of opsbot's own errors (which become a clear ephemeral message); rendered bl
 
 from __future__ import annotations
 
+import shlex
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +13,7 @@ from bot.durations import parse_duration
 from bot.errors import OpsbotError
 from commands import blocks as bk
 from commands.alerts import parse_silence
+from commands.common import split_args
 from commands.flags import parse_flag, parse_killswitch
 from commands.health import resolve_targets
 from commands.incident.parse import parse as parse_incident
@@ -113,3 +116,14 @@ def test_config_errors_are_always_config_errors(data: dict[str, object]) -> None
         parse_config(data)
     except OpsbotError as exc:
         assert str(exc)
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\"'\\"), max_size=80))
+def test_split_args_fast_path_splits_like_shlex(text: str) -> None:
+    # Without quotes or escapes, split_args skips shlex (it runs on every ack) and must agree with it.
+    assert split_args(text) == shlex.split(text.strip())
+
+
+@given(st.text(max_size=80))
+def test_split_args_never_raises(text: str) -> None:
+    assert all(isinstance(word, str) and word for word in split_args(text))

@@ -242,7 +242,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @app.command("/alerts")
     async def alerts_command(ack: AsyncAck, respond: Any) -> None:
-        metrics.COMMANDS.labels(command="alerts").inc()
+        metrics.count_command("alerts")
         await ack()
 
         async def answer() -> None:
@@ -253,7 +253,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @app.command("/silence")
     async def silence_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.COMMANDS.labels(command="silence").inc()
+        metrics.count_command("silence")
         try:
             rule, duration = parse_silence(command.get("text"))
         except InvalidInput as exc:

@@ -111,7 +111,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                       response_type="ephemeral", replace_original=True)
 
     async def change_command(action: str, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.COMMANDS.labels(command=action).inc()
+        metrics.count_command(action)
         try:
             target, change = validate(deps, action, command.get("text"))
         except OpsbotError as exc:
@@ -131,7 +131,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
     @app.command("/flags")
     async def flags_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.COMMANDS.labels(command="flags").inc()
+        metrics.count_command("flags")
         words = split_args(command.get("text"))
         environment = words[0] if words else None
         valid = flags.environment_names(deps.config)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/incident")
     async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.COMMANDS.labels(command="incident").inc()
+        metrics.count_command("incident")
         user, channel = command["user_id"], command.get("channel_id")
         try:
             cmd = parse(command.get("text"), deps.config)

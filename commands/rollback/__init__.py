@@ -67,7 +67,7 @@ def _metadata(raw: Any) -> dict[str, Any] | None:
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command("/rollback")
     async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.COMMANDS.labels(command="rollback").inc()
+        metrics.count_command("rollback")
         try:
             service, environment, version = parse(split_args(command.get("text")))
             found = rollbacks.target(deps.config, service, environment)
