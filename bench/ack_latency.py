@@ -53,6 +53,12 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -158,10 +164,10 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per level, the servers taking turns")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per level, the servers taking turns")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--levels", default="1,10,50")
-    parser.add_argument("--only", help="run one server only (opsbot, 'bolt default' or 'bolt process_before_response')")
+    parser.add_argument("--only", help="comma-separated servers (opsbot, bolt default, bolt process_before_response)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -192,15 +198,18 @@ def main() -> None:
             return [python, "-m", "uvicorn", "bench._baseline_app:asgi", "--port", str(port), "--log-level",
                     "warning", "--no-access-log"]
 
+        # In this order, every round: opsbot's turn comes right after the process_before_response baseline's
+        # (each ratio compares two neighbouring slices of the machine's time), and its background work is
+        # drained before the next round starts.
         servers = {
-            "opsbot": ([python, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(ports["opsbot"])],
-                       opsbot_env),
             "bolt default": (uvicorn_argv(ports["bolt default"]), base_env),
             "bolt process_before_response": (uvicorn_argv(ports["bolt process_before_response"]),
                                              {**base_env, "BASELINE_PBR": "1"}),
+            "opsbot": ([python, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(ports["opsbot"])],
+                       opsbot_env),
         }
         if args.only:
-            servers = {args.only: servers[args.only]}
+            servers = {name: servers[name] for name in args.only.split(",")}
         # All servers run side by side and idle while another is loaded; they take turns, round after round,
         # so a slow minute of the machine costs every server alike instead of skewing one ratio.
         for name, (argv, env) in servers.items():
@@ -217,7 +226,10 @@ def main() -> None:
         for level in levels:
             for _ in range(args.rounds):
                 for name in procs:
-                    rounds[name][level].append(asyncio.run(load(ports[name], level, args.seconds, pool)))
+                    cpu0 = cpu_seconds(procs[name].pid)
+                    result = asyncio.run(load(ports[name], level, args.seconds, pool))
+                    result["cpu_us_per_request"] = (cpu_seconds(procs[name].pid) - cpu0) / result["requests"] * 1e6
+                    rounds[name][level].append(result)
                     if name == "opsbot":
                         memory["after_load_rss_kib"] = max(memory.get("after_load_rss_kib", 0),
                                                            rss_kib(procs[name].pid))
@@ -238,12 +250,12 @@ def main() -> None:
 
     results = {name: {level: median_round(runs) for level, runs in by_level.items()}
                for name, by_level in rounds.items()}
-    print(f"{'server':32} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}   "
-          "(the median round of each)")
+    print(f"{'server':32} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} "
+          f"{'CPU µs/req':>10}   (the median round of each)")
     for name, by_level in results.items():
         for level, r in by_level.items():
             print(f"{name:32} {level:>4} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
-                  f"{r['p99_ms']:>8.2f} {r['errors']:>6}")
+                  f"{r['p99_ms']:>8.2f} {r['errors']:>6} {r['cpu_us_per_request']:>10.0f}")
     if len(results) == 3:
         ours, default, pbr = rounds["opsbot"], rounds["bolt default"], rounds["bolt process_before_response"]
         low, high = levels[0], levels[-1]

@@ -89,8 +89,18 @@ def resolve(config: Config, name: str, environment: str | None = None) -> Target
     raise NotFound("environment", environment, envs)
 
 
-def supported_fields(store: FlagStore) -> set[str]:
-    """The FlagChange fields a store can set."""
+def supported_fields(store: FlagStore) -> frozenset[str]:
+    """The FlagChange fields a store can set (worked out once per configured store: this runs on the ack)."""
+    known = _SUPPORTED.get(id(store))
+    if known is None or known[0] is not store:
+        known = _SUPPORTED[id(store)] = (store, frozenset(_supported_fields(store)))
+    return known[1]
+
+
+_SUPPORTED: dict[int, tuple[FlagStore, frozenset[str]]] = {}  # the store is kept so its id is never reused
+
+
+def _supported_fields(store: FlagStore) -> set[str]:
     if isinstance(store, PostgresFlagStore):
         columns = {"enabled": store.enabled_column, "kill_switch": store.kill_switch_column,
                    "rollout": store.rollout_column}

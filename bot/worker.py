@@ -14,13 +14,14 @@ background work has none. If the worker dies, the web process tells the users wh
 meanwhile.
 
 Wire format: web -> worker, per request a line `<id> <length> <headers as JSON>` followed by `length` bytes
-of the request body as Slack sent it; worker -> web, JSON lines `{"ready": pid}`, `{"done": id}` and
+of the request body as Slack sent it; worker -> web, JSON lines `{"ready": pid}`, `{"done": [ids]}` and
 `{"status": {...}}` every few seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 2.0
+BATCH_DELAY = 0.005  # seconds forwarded requests (web) and finished ones (worker) are collected per write
 MAX_REPLAYS = 64  # forwarded requests the worker works on at once
 READY_TIMEOUT = 60.0
 Report = Callable[[BaseException], Awaitable[None]]
@@ -79,12 +81,18 @@ CURRENT: ContextVar[Forward | Replay | None] = ContextVar("opsbot_worker_current
 
 
 def _frame(job: int, body: bytes, headers: Mapping[str, str]) -> bytes:
-    kept = {name: headers[name] for name in _FORWARDED_HEADERS if name in headers}
-    return b"%d %d %s\n%s" % (job, len(body), json.dumps(kept).encode(), body)
+    kept = tuple(headers.get(name) for name in _FORWARDED_HEADERS)
+    return b"%d %d %s\n%s" % (job, len(body), _headers_json(kept), body)
 
 
 # What bolt reads from the headers once the signature is checked: how to parse the body, and redeliveries.
 _FORWARDED_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
+
+
+@functools.lru_cache(maxsize=64)
+def _headers_json(values: tuple[str | None, ...]) -> bytes:
+    return json.dumps({name: value for name, value in zip(_FORWARDED_HEADERS, values, strict=True)
+                       if value is not None}).encode()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -140,8 +148,8 @@ class WorkerLink:
         self._next_id += 1
         self._unsent.append((self._next_id, report, _frame(self._next_id, body, headers)))
         if self._writer is not None and len(self._unsent) == 1:
-            # One write per loop iteration, however many requests it answered.
-            asyncio.get_running_loop().call_soon(self._flush)
+            # One write per BATCH_DELAY, however many requests were answered meanwhile (a write is a syscall).
+            asyncio.get_running_loop().call_later(BATCH_DELAY, self._flush)
 
     def _flush(self) -> None:
         """Hand what is queued to the current worker (kept for the next one while there is none)."""
@@ -203,7 +211,8 @@ class WorkerLink:
             while line := await reader.readline():
                 message = json.loads(line)
                 if "done" in message:
-                    self._inflight.pop(message["done"], None)
+                    for job in message["done"]:
+                        self._inflight.pop(job, None)
                 elif "status" in message:
                     self.status = message["status"]
                 elif "ready" in message:
@@ -269,6 +278,12 @@ async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
         if not writer.is_closing():
             writer.write(json.dumps(message).encode() + b"\n")
 
+    finished: list[int] = []
+
+    def report_finished() -> None:
+        send({"done": finished[:]})
+        finished.clear()
+
     async def status() -> None:
         while True:
             send({"status": {"leader": app.deps.scheduler.is_leader, "pending": app.deps.tasks.pending}})
@@ -286,7 +301,9 @@ async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
             CURRENT.reset(token)
         if current.tasks:
             await asyncio.gather(*current.tasks, return_exceptions=True)
-        send({"done": job["id"]})
+        finished.append(job["id"])
+        if len(finished) == 1:
+            loop.call_later(BATCH_DELAY, report_finished)
 
     await app.start()
     send({"ready": os.getpid()})
@@ -301,6 +318,8 @@ async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
         await asyncio.wait(replays, timeout=10)
     await app.stop()
     reporter.cancel()
+    if finished:
+        report_finished()
     writer.close()
 
 
