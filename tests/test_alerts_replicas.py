@@ -40,10 +40,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = DEADLINE) -> Any:
+async def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Poll `check` (plain or async) until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
     while True:
-        result = await check()
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:

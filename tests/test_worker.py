@@ -9,8 +9,7 @@ import os
 import re
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,11 @@ import pytest
 from bot.emulator.harness import BOT_TOKEN, SIGNING_SECRET
 from bot.emulator.server import EmulatorServer
 from bot.emulator.signing import SlackRequests
-from tests.test_alerts_replicas import free_port
+from tests.test_alerts_replicas import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 DEADLINE = 30.0
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Served:
