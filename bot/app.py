@@ -10,16 +10,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import commands
-from bot import __version__, metrics, payloads, worker
+from bot import __version__, inbound, metrics, payloads, worker
 from bot.clock import Clock, utcnow
 from bot.config import Config, load_config
 from bot.db import Database
@@ -75,11 +75,11 @@ class OpsbotApp:
             # Listeners ack at once and hand slow work to deps.tasks, so bolt can answer as soon as
             # the listener returns instead of polling for the ack in 10 ms steps.
             process_before_response=True,
-            # The worker replays requests the web process verified; only its parent can write to it.
-            request_verification_enabled=role is not worker.Role.WORKER,
+            # bot/inbound.py checks the signature before it parses the body (and Socket Mode has none).
+            request_verification_enabled=False,
         )
         commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
-        self.handler = AsyncSlackRequestHandler(self.bolt)
+        self.inbound = inbound.Inbound(self.bolt, settings.slack_signing_secret.get_secret_value())
         self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
@@ -162,31 +162,36 @@ class OpsbotApp:
         ]
 
     async def slack_events(self, request: Request) -> Response:
-        metrics.count_slack_request(_kind(request))
+        headers = request.headers
+        content_type = headers.get("content-type", "")
+        metrics.count_slack_request("event" if "json" in content_type else "form")
         tasks = self.deps.tasks
         if not tasks.accepting:
             return JSONResponse({"error": "shutting down"}, status_code=503)
-        reason = payloads.problem(await request.body(), request.headers.get("content-type", ""))
-        if reason is not None:
-            return JSONResponse({"error": f"malformed request: {reason}"}, status_code=400)
+        body = await request.body()
+        if not self.inbound.verified(body, headers):
+            return _response(self.inbound.refusal(body, headers))
+        kept = inbound.bolt_headers(headers)
         tasks.foreground_started()
         forward = token = None
         if self.worker is not None:
             forward = worker.Forward()
             token = worker.CURRENT.set(forward)
         try:
-            response = await self.handler.handle(request)
+            answer = await self.inbound.dispatch(body, kept)
+        except payloads.Malformed as exc:
+            return JSONResponse({"error": f"malformed request: {exc}"}, status_code=400)
         except (ValueError, AttributeError, TypeError, KeyError):
-            # bolt parses the body before it verifies the signature or reaches a listener (listener errors it
-            # catches itself): these are payloads that are not JSON or not shaped like anything Slack sends.
+            # bolt's matchers index some fields directly (listener errors it catches itself): a payload of a
+            # shape no Slack client sends that payloads.parse did not foresee.
             return JSONResponse({"error": "malformed request body"}, status_code=400)
         finally:
             tasks.foreground_finished()
             if token is not None:
                 worker.CURRENT.reset(token)
         if forward is not None and forward.wanted and self.worker is not None:
-            self.worker.forward(await request.body(), request.headers, forward.report)
-        return response
+            self.worker.forward(body, kept, forward.report)
+        return _response(answer)
 
     async def live(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -233,9 +238,8 @@ class _IgnoredTokenWarning(logging.Filter):
 _IGNORED_TOKEN_WARNING = _IgnoredTokenWarning()
 
 
-def _kind(request: Request) -> str:
-    content_type = request.headers.get("content-type", "")
-    return "event" if "json" in content_type else "form"
+def _response(answer: BoltResponse) -> Response:
+    return Response(answer.body, status_code=answer.status, headers=answer.first_headers_without_set_cookie())
 
 
 def build(settings: Settings | None = None, config: Config | None = None, **kwargs: Any) -> OpsbotApp:

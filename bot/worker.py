@@ -81,18 +81,13 @@ CURRENT: ContextVar[Forward | Replay | None] = ContextVar("opsbot_worker_current
 
 
 def _frame(job: int, body: bytes, headers: Mapping[str, str]) -> bytes:
-    kept = tuple(headers.get(name) for name in _FORWARDED_HEADERS)
-    return b"%d %d %s\n%s" % (job, len(body), _headers_json(kept), body)
-
-
-# What bolt reads from the headers once the signature is checked: how to parse the body, and redeliveries.
-_FORWARDED_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
+    return b"%d %d %s\n%s" % (job, len(body), _headers_json(tuple(headers.items())), body)
 
 
 @functools.lru_cache(maxsize=64)
-def _headers_json(values: tuple[str | None, ...]) -> bytes:
-    return json.dumps({name: value for name, value in zip(_FORWARDED_HEADERS, values, strict=True)
-                       if value is not None}).encode()
+def _headers_json(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """The few headers bolt reads (bot.inbound.bolt_headers) take a handful of distinct values."""
+    return json.dumps(dict(headers)).encode()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -144,7 +139,7 @@ class WorkerLink:
             raise RuntimeError("opsbot's worker process did not start (see its log above)")
 
     def forward(self, body: bytes, headers: Mapping[str, str], report: Report | None) -> None:
-        """Queue one verified Slack request for the worker; never waits (this runs on the ack path)."""
+        """Queue one verified Slack request (with its `inbound.bolt_headers`) for the worker; never waits."""
         self._next_id += 1
         self._unsent.append((self._next_id, report, _frame(self._next_id, body, headers)))
         if self._writer is not None and len(self._unsent) == 1:
@@ -259,8 +254,6 @@ def main(fd: int) -> int:
 
 
 async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
-    from slack_bolt.request.async_request import AsyncBoltRequest
-
     loop = asyncio.get_running_loop()
     # SIGTERM/SIGINT reach the whole process group; the web process closes our input once its own requests
     # are done, and that is when we stop (with a deadline in case it never does).
@@ -293,8 +286,7 @@ async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
         current = Replay()
         token = CURRENT.set(current)
         try:
-            request = AsyncBoltRequest(body=job["body"], headers=job["headers"], mode="http")
-            await app.bolt.async_dispatch(request)
+            await app.inbound.dispatch(job["body"], job["headers"])
         except Exception:
             log.exception("replaying a forwarded request failed")
         finally:
@@ -335,7 +327,7 @@ async def _read_jobs(reader: asyncio.StreamReader, replay: Callable[[dict[str, A
             return
         job, length, headers = line.split(b" ", 2)
         body = await reader.readexactly(int(length))
-        task = asyncio.create_task(replay({"id": int(job), "headers": json.loads(headers), "body": body.decode()}))
+        task = asyncio.create_task(replay({"id": int(job), "headers": json.loads(headers), "body": body}))
         replays.add(task)
         task.add_done_callback(replays.discard)
         task.add_done_callback(lambda _task: slots.release())

@@ -104,21 +104,3 @@ async def test_view_submissions_with_empty_or_junk_state_answer_inline(bot: BotH
             response = await bot.submit(view, values, settle=False)
             assert response.status_code in (200, 404), (callback, response.status_code, response.text[:200])
     await bot.settle(timeout=60)
-
-
-def test_payload_shape_guard() -> None:
-    from bot.payloads import problem
-
-    form = "application/x-www-form-urlencoded"
-
-    def body(payload: str) -> bytes:
-        return urlencode({"payload": payload}).encode()
-
-    assert problem(b"command=%2Fhealth&text=prod", form) is None
-    assert problem(body('{"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "a"}]}'),
-                   form) is None
-    assert problem(body("not json"), form) == "payload is not JSON"
-    assert problem(body('{"type": "block_actions", "actions": [{}]}'), form) == "block_actions without valid actions"
-    assert problem(body('{"type": "view_submission", "view": {}}'), form) == "view_submission without a valid view"
-    assert problem(body('{"type": "shortcut"}'), form) == "shortcut without callback_id"
-    assert problem(b'{"type": "event_callback"}', "application/json") is None
