@@ -1,0 +1,166 @@
+"""CPU per ack inside the ASGI app, without sockets or other processes: opsbot's web process vs the bare
+bolt baseline (process_before_response=True), the same signed `/incident`, `/health` and `/killswitch`
+requests, called straight through each app's ASGI interface in one process.
+
+bench/ack_latency.py measures what Slack sees, but on a 2-core machine its per-request CPU figures move by
+±25 % with everything else the machine runs. This script isolates the part opsbot adds on top of bolt, so a
+change to the ack path can be judged in a minute. opsbot runs as its web process does under `opsbot serve`
+(role WEB): background work is forwarded over a socket pair whose far end a thread reads and discards.
+
+    .venv/bin/python bench/ack_cost.py [--requests 2000] [--repeats 15] [--profile opsbot|baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-signing-secret"
+os.environ.setdefault("SLACK_SIGNING_SECRET", SECRET)
+
+from bench.ack_latency import COMMANDS  # noqa: E402
+from bot.emulator.signing import SlackRequests  # noqa: E402
+
+Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def signed_requests(n: int) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+    signer = SlackRequests(SECRET)
+    out = []
+    for i in range(n):
+        command, text = COMMANDS[i % len(COMMANDS)]
+        body, headers = signer.command(command, text, channel="C000000001")
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw += [(b"host", b"bench"), (b"content-length", str(len(body)).encode())]
+        out.append((body, raw))
+    return out
+
+
+async def call(app: Asgi, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/slack/events", "raw_path": b"/slack/events", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 3000)}
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def opsbot_app(tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
+    from bot import worker
+    from bot.app import build
+    from bot.settings import Settings
+
+    config = tmp / "opsbot.yml"
+    config.write_text((ROOT / "bench" / "opsbot.bench.yml").read_text().replace("TARGET", "http://127.0.0.1:9"))
+    settings = Settings(slack_signing_secret=SECRET, slack_api_url="http://127.0.0.1:9/api/",
+                        database_url=f"sqlite:///{tmp / 'opsbot.db'}", opsbot_config=config, log_level="ERROR")
+    app = build(settings, role=worker.Role.WEB, freeze_gc=True)
+    link = app.worker
+    assert link is not None
+    ours, theirs = socket.socketpair()
+    threading.Thread(target=lambda: [None for _ in iter(lambda: theirs.recv(1 << 20), b"")], daemon=True).start()
+
+    async def connect_instead_of_spawning() -> None:  # the far end is the draining thread, not a worker
+        _reader, link._writer = await asyncio.open_unix_connection(sock=ours)
+
+    link.start = connect_instead_of_spawning  # type: ignore[method-assign]
+    await app.start()
+    return app.asgi, app.stop
+
+
+async def baseline_app(_tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
+    os.environ["BASELINE_PBR"] = "1"
+    from bench import _baseline_app
+
+    async def nothing() -> None:
+        return None
+
+    return _baseline_app.asgi, nothing
+
+
+async def timed(app: Asgi, pool: list[tuple[bytes, list[tuple[bytes, bytes]]]], n: int) -> float:
+    """CPU µs per request over n requests."""
+    began = time.process_time()
+    for i in range(n):
+        body, headers = pool[i % len(pool)]
+        await call(app, body, headers)
+    return (time.process_time() - began) / n * 1e6
+
+
+async def measure(n: int, repeats: int, profile: str | None) -> dict[str, list[float]]:
+    """Both apps in one process, taking turns repeat after repeat: the machine's drift costs both alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        apps = {"baseline": await baseline_app(Path(tmp)), "opsbot": await opsbot_app(Path(tmp))}
+        if profile:
+            apps = {profile: apps[profile]}
+        try:
+            pool = signed_requests(300)
+            for app, _stop in apps.values():
+                for body, headers in pool:  # warm-up, and every request answered 200
+                    assert await call(app, body, headers) == 200
+            results: dict[str, list[float]] = {name: [] for name in apps}
+            profiler = cProfile.Profile() if profile else None
+            for _ in range(repeats):
+                for name, (app, _stop) in apps.items():
+                    if profiler:
+                        profiler.enable()
+                    results[name].append(await timed(app, pool, n))
+                    if profiler:
+                        profiler.disable()
+                    await asyncio.sleep(0.02)  # let batched forwards go out between turns
+            if profiler:
+                stats = pstats.Stats(profiler)
+                stats.sort_stats("tottime").print_stats(30)
+                stats.print_callees("slack_events|dispatch")
+            return results
+        finally:
+            for _app, stop in apps.values():
+                await stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--profile", choices=["opsbot", "baseline"])
+    args = parser.parse_args()
+    results = asyncio.run(measure(args.requests, args.repeats, args.profile))
+    for name, values in results.items():
+        print(f"{name:9} CPU µs per ack: best {min(values):6.1f}, median {statistics.median(values):6.1f}")
+    if len(results) == 2:
+        ratios = [ours / theirs for ours, theirs in zip(results["opsbot"], results["baseline"], strict=True)]
+        print(f"opsbot / baseline: best-of-each {min(results['opsbot']) / min(results['baseline']):.2f}, "
+              f"median of paired turns {statistics.median(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
