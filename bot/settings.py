@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     scheduler_lock_interval: float = Field(default=5.0, gt=0)
     # `opsbot serve`: run background work and the scheduler in a worker process beside the acking one.
     worker_process: bool = True
-    # CPU priority of that worker relative to the acking process (0 = the same; 19 = the lowest).
-    worker_nice: int = Field(default=10, ge=0, le=19)
+    # CPU priority of that worker below the acking process (0 = the same; 19 = the lowest: it yields to acks).
+    worker_nice: int = Field(default=19, ge=0, le=19)
 
     @field_validator("slack_api_url")
     @classmethod

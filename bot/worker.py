@@ -8,8 +8,9 @@ The worker runs the same bolt app and replays the request: its acks go nowhere, 
 which the web process did while the trigger_id was fresh) is skipped, and the rest runs there. The worker
 also runs the scheduler (alert rules, reminders), so a rules cycle no longer delays acks either.
 
-The worker runs at a lower CPU priority (`WORKER_NICE`, default 10): acks have Slack's 3-second deadline,
-background work has none. If the worker dies, the web process tells the users whose work was in flight
+The worker runs at the lowest CPU priority (`WORKER_NICE`, default 19): acks have Slack's 3-second deadline
+and a missed one loses the command, while background work that a burst of acks delays is only late (on a core
+shared with a busy web process it still gets ~1.5 % of the core, and all of it once the burst is over). If the worker dies, the web process tells the users whose work was in flight
 (through their response_url or an ephemeral message), starts a new worker, and sends it what was forwarded
 meanwhile.
 
