@@ -140,7 +140,7 @@ async def measure(n: int, repeats: int, profile: str | None) -> dict[str, list[f
             if profiler:
                 stats = pstats.Stats(profiler)
                 stats.sort_stats("tottime").print_stats(30)
-                stats.print_callees("slack_events|dispatch")
+                stats.print_callees(os.environ.get("CALLEES", "slack_events|dispatch"))
             return results
         finally:
             for _app, stop in apps.values():

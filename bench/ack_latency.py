@@ -6,9 +6,16 @@ bench/opsbot.bench.yml), a minimal slack-bolt app with bolt's defaults, and the 
 process_before_response=True. A small keep-alive HTTP/1.1 load generator sends signed `/incident`, `/health`
 and `/killswitch` requests at concurrency 1, 10 and 50 for a bounded time, the servers taking turns for
 several rounds (opsbot's background work finishes before the next server's turn), and reports requests/s and
-p50/p95/p99 of the ack: per server the median round, and the target ratios per round and their median.
+p50/p95/p99 of the ack: per server the median round, and the target ratios per round and their median. It
+also reports where the machine's CPU went during each c=50 slice.
 
-    .venv/bin/python bench/ack_latency.py [--seconds 5] [--rounds 3] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+Each server under test runs on the same core, the machine's last, with its child processes (opsbot's worker
+shares opsbot's core); the load generator and the stand-ins run on the other cores (`--no-pin`: anywhere).
+The emulator and the target services stand for other machines (Slack, the monitored services): they also run
+at the lowest CPU priority (`--standins-nice 19`; 0 runs them at normal priority).
+
+    .venv/bin/python bench/ack_latency.py [--seconds 5] [--rounds 5] [--levels 1,10,50] [--standins-nice 19]
+        [--only opsbot,...] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -57,6 +64,32 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy so far (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_seconds() -> float:
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if "(postgres)" in text:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process, of PostgreSQL, of this process and of the whole machine."""
+    own = os.times()
+    snap = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    snap.update({"postgres": postgres_seconds(), "load generator": own.user + own.system,
+                 "machine": machine_busy_seconds()})
+    return snap
 
 
 def rss_kib(pid: int) -> int:
@@ -119,7 +152,7 @@ async def load(port: int, concurrency: int, seconds: float, pool: list[bytes]) -
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
+    return {"requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed, "p50_ms": pct(0.50),
             "p95_ms": pct(0.95), "p99_ms": pct(0.99), "mean_ms": statistics.fmean(latencies) * 1000,
             "errors": errors}
 
@@ -139,11 +172,20 @@ def wait_drained(port: int, timeout: float = 300) -> dict[str, int]:
 LOG = ROOT / "bench" / "results" / "ack_latency.log"
 
 
-def run_server(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def run_server(argv: list[str], env: dict[str, str], port: int, *, nice: int = 0,
+               cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    """A server in its own process (and its children with it): at CPU priority `nice`, on `cpus` if given."""
     env = {**env, "PORT": str(port)}
     LOG.parent.mkdir(exist_ok=True)
+
+    def placed() -> None:
+        if nice:
+            os.nice(nice)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     with LOG.open("ab") as log:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=log, preexec_fn=placed)
     wait_port(port)
     return proc
 
@@ -167,9 +209,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per level, the servers taking turns")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--levels", default="1,10,50")
+    # The emulator (Slack) and the target services stand for other machines; at normal priority on a 2-core
+    # machine they would compete with the load generator and the acking process for the cores.
+    parser.add_argument("--standins-nice", type=int, default=19,
+                        help="CPU priority of the Slack emulator and the target services (0 = normal)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let every process run on any core (default: servers on the last, the rest elsewhere)")
     parser.add_argument("--only", help="comma-separated servers (opsbot, bolt default, bolt process_before_response)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    cores = sorted(os.sched_getaffinity(0))
+    # Each server under test gets the same core to itself (with its child processes: opsbot's worker shares
+    # opsbot's core); the load generator and the stand-ins run on the others, as they would elsewhere.
+    server_cpus = others = None
+    if not args.no_pin and len(cores) >= 2:
+        server_cpus, others = {cores[-1]}, set(cores[:-1])
+        os.sched_setaffinity(0, others)
 
     dbname = f"opsbot_bench_{os.getpid()}"
     with psycopg.connect(args.pg, autocommit=True) as conn:
@@ -180,11 +235,13 @@ def main() -> None:
     ports = {"opsbot": free_port(), "bolt default": free_port(), "bolt process_before_response": free_port()}
     base_env = {**os.environ, "SLACK_SIGNING_SECRET": SECRET, "SLACK_BOT_TOKEN": "xoxb-bench",
                 "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-    emulator = run_server([python, "-m", "bot", "emulator", "--port", str(emulator_port)], base_env, emulator_port)
+    emulator = run_server([python, "-m", "bot", "emulator", "--port", str(emulator_port)], base_env, emulator_port,
+                          nice=args.standins_nice, cpus=others)
     response_base = f"http://127.0.0.1:{emulator_port}/response"
     pool = requests_pool(300, response_base)
     target = run_server([python, "-m", "uvicorn", "bench._target_app:asgi", "--port", str(target_port),
-                         "--log-level", "warning", "--no-access-log"], base_env, target_port)
+                         "--log-level", "warning", "--no-access-log"], base_env, target_port,
+                        nice=args.standins_nice, cpus=others)
     config = ROOT / "bench" / "results" / "opsbot.bench.yml"
     config.write_text((ROOT / "bench" / "opsbot.bench.yml").read_text().replace(
         "TARGET", f"http://127.0.0.1:{target_port}"))
@@ -214,29 +271,41 @@ def main() -> None:
         # All servers run side by side and idle while another is loaded; they take turns, round after round,
         # so a slow minute of the machine costs every server alike instead of skewing one ratio.
         for name, (argv, env) in servers.items():
-            procs[name] = run_server(argv, env, ports[name])
+            procs[name] = run_server(argv, env, ports[name], cpus=server_cpus)
         time.sleep(1.0)
         if "opsbot" in procs:
             memory["idle_rss_kib"] = rss_kib(procs["opsbot"].pid)
             worker_pid = wait_drained(ports["opsbot"]).get("pid")
             memory["worker_idle_rss_kib"] = rss_kib(worker_pid) if worker_pid else 0
+        else:
+            worker_pid = None
         for name in procs:
             asyncio.run(load(ports[name], 1, 1.0, pool))  # warm-up
             rounds[name] = {level: [] for level in levels}
+        if "opsbot" in procs:
+            wait_drained(ports["opsbot"])  # the warm-up's background work, before the first slice
         drains = []
         for level in levels:
             for _ in range(args.rounds):
                 for name in procs:
                     pool = requests_pool(300, response_base)  # signed afresh: Slack signatures go stale in 5 min
-                    cpu0 = cpu_seconds(procs[name].pid)
+                    watched = {"server": procs[name].pid, "emulator": emulator.pid, "targets": target.pid}
+                    if name == "opsbot" and worker_pid:
+                        watched["worker"] = worker_pid
+                    cpu0 = cpu_snapshot(watched)
                     result = asyncio.run(load(ports[name], level, args.seconds, pool))
-                    result["cpu_us_per_request"] = (cpu_seconds(procs[name].pid) - cpu0) / result["requests"] * 1e6
+                    cpu1 = cpu_snapshot(watched)
+                    result["cpu_us_per_request"] = (cpu1["server"] - cpu0["server"]) / result["requests"] * 1e6
+                    # (PostgreSQL backends that exit during a slice take their CPU time with them: hence max)
+                    result["cpu_cores"] = {key: round(max(0.0, cpu1[key] - cpu0[key]) / result["seconds"], 2)
+                                           for key in cpu1}
                     rounds[name][level].append(result)
                     if name == "opsbot":
                         memory["after_load_rss_kib"] = max(memory.get("after_load_rss_kib", 0),
                                                            rss_kib(procs[name].pid))
                         began = time.monotonic()
                         status = wait_drained(ports[name])  # its background work must not load the next server
+                        worker_pid = status.get("pid")
                         drains.append(time.monotonic() - began)
                         memory["worker_rss_kib"] = max(memory.get("worker_rss_kib", 0), rss_kib(status["pid"]))
                     time.sleep(0.5)
@@ -258,6 +327,10 @@ def main() -> None:
         for level, r in by_level.items():
             print(f"{name:32} {level:>4} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} "
                   f"{r['p99_ms']:>8.2f} {r['errors']:>6} {r['cpu_us_per_request']:>10.0f}")
+    high = levels[-1]
+    print(f"\nwhere the machine's CPU went during the c={high} slices (cores busy, the median round of each):")
+    for name, by_level in results.items():
+        print(f"  {name:30} " + ", ".join(f"{key} {value:.2f}" for key, value in by_level[high]["cpu_cores"].items()))
     failed = sum(r["errors"] for by_level in rounds.values() for runs in by_level.values() for r in runs)
     if failed:
         print(f"\nWARNING: {failed} answers were not HTTP 200; the figures above do not measure acks")
