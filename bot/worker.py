@@ -10,9 +10,10 @@ also runs the scheduler (alert rules, reminders), so a rules cycle no longer del
 
 The worker runs at the lowest CPU priority (`WORKER_NICE`, default 19): acks have Slack's 3-second deadline
 and a missed one loses the command, while background work that a burst of acks delays is only late (on a core
-shared with a busy web process it still gets ~1.5 % of the core, and all of it once the burst is over). If the worker dies, the web process tells the users whose work was in flight
-(through their response_url or an ephemeral message), starts a new worker, and sends it what was forwarded
-meanwhile.
+shared with a busy web process it still gets ~1.5 % of the core, and all of it once the burst is over).
+
+If the worker dies, the web process tells the users whose work was in flight (through their response_url or
+an ephemeral message), starts a new worker, and sends it what was forwarded meanwhile.
 
 Wire format: web -> worker, per request a line `<id> <length> <headers as JSON>` followed by `length` bytes
 of the request body as Slack sent it; worker -> web, JSON lines `{"ready": pid}`, `{"done": [ids]}` and
