@@ -39,26 +39,25 @@ def parse(body: bytes, content_type: str) -> dict[str, Any]:
     if not text:
         return {}
     if "json" in content_type or text.startswith("{"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise Malformed("body is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise Malformed("body is not a JSON object")
-        return parsed
+        return _json_object(text, "body")
     fields = parse_form(text)
     if "payload" not in fields:
         return fields  # a slash command (or ssl_check)
-    try:
-        payload = json.loads(fields["payload"])
-    except ValueError:
-        raise Malformed("payload is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Malformed("payload is not a JSON object")
+    payload = _json_object(fields["payload"], "payload")
     reason = problem(payload)
     if reason is not None:
         raise Malformed(reason)
     return payload
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise Malformed(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise Malformed(f"{what} is not a JSON object")
+    return value
 
 
 def _is_obj(value: Any) -> bool:
