@@ -8,8 +8,9 @@ This replaces bolt's Starlette adapter, for three reasons:
 - The worker process (bot/worker.py) replays a forwarded request through the very same path, from the same
   bytes and the same headers, so a listener sees the same request twice.
 
-bolt takes an already parsed body only as a Socket Mode request. In bolt the mode decides nothing else but
-whether bolt checks the signature itself, which is done here, before (tests/test_inbound.py holds bolt to it)."""
+bolt takes an already parsed body only as a Socket Mode request. In bolt 1.30 the mode decides nothing else but
+whether bolt checks the signature itself (done here, before) and how lazy listeners copy the request (opsbot
+has none); tests/test_inbound.py holds bolt to answering such a request as it answers its own HTTP one."""
 
 from __future__ import annotations
 

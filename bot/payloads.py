@@ -44,7 +44,7 @@ def parse(body: bytes, content_type: str) -> dict[str, Any]:
     if "payload" not in fields:
         return fields  # a slash command (or ssl_check)
     payload = _json_object(fields["payload"], "payload")
-    reason = problem(payload)
+    reason = _problem(payload)
     if reason is not None:
         raise Malformed(reason)
     return payload
@@ -64,7 +64,7 @@ def _is_obj(value: Any) -> bool:
     return isinstance(value, dict)
 
 
-def problem(payload: dict[str, Any]) -> str | None:
+def _problem(payload: dict[str, Any]) -> str | None:
     """None when an interactivity payload has the shape Slack sends, else a short reason."""
     if not isinstance(payload.get("type"), str):
         return "payload has no type"
