@@ -30,24 +30,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SECRET = "bench-signing-secret"
-os.environ.setdefault("SLACK_SIGNING_SECRET", SECRET)
+from bench.ack_latency import SECRET, signed_commands  # noqa: E402
 
-from bench.ack_latency import COMMANDS  # noqa: E402
-from bot.emulator.signing import SlackRequests  # noqa: E402
+os.environ.setdefault("SLACK_SIGNING_SECRET", SECRET)  # read by bench/_baseline_app.py when it is imported
 
 Asgi = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def signed_requests(n: int) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
-    signer = SlackRequests(SECRET)
+    """The ack bench's signed command mix, with headers as an ASGI scope carries them."""
     out = []
-    for i in range(n):
-        command, text = COMMANDS[i % len(COMMANDS)]
-        body, headers = signer.command(command, text, channel="C000000001")
+    for body, headers in signed_commands(n, "http://127.0.0.1:9/response"):
         raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        raw += [(b"host", b"bench"), (b"content-length", str(len(body)).encode())]
-        out.append((body, raw))
+        out.append((body, [*raw, (b"host", b"bench"), (b"content-length", str(len(body)).encode())]))
     return out
 
 

@@ -99,13 +99,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def signed_commands(n: int, response_base: str) -> list[tuple[bytes, dict[str, str]]]:
+    """n signed slash commands (body, headers), cycling through COMMANDS."""
+    signer = SlackRequests(SECRET, response_base=response_base)
+    return [signer.command(*COMMANDS[i % len(COMMANDS)], channel="C000000001") for i in range(n)]
+
+
 def requests_pool(n: int, response_base: str) -> list[bytes]:
     """Signed raw HTTP requests, cycled by the load generator (signatures stay valid for 5 minutes)."""
-    signer = SlackRequests(SECRET, response_base=response_base)
     out = []
-    for i in range(n):
-        command, text = COMMANDS[i % len(COMMANDS)]
-        body, headers = signer.command(command, text, channel="C000000001")
+    for body, headers in signed_commands(n, response_base):
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         out.append((f"POST /slack/events HTTP/1.1\r\nHost: bench\r\n{head}Content-Length: {len(body)}\r\n\r\n")
                    .encode() + body)

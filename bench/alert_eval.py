@@ -142,12 +142,17 @@ async def one_cycle(bot, job: str, cycle: int) -> None:  # type: ignore[no-untyp
     await bot.settle()
     calls = [c[0] for c in bot.slack.calls[calls_before:]]
     slack = len([c for c in calls if c.startswith(("chat.", "views."))])
-    acks.sort()
-    p50 = statistics.median(acks) if acks else float("nan")
-    p99 = acks[min(len(acks) - 1, int(len(acks) * 0.99))] if acks else float("nan")
     print(f"cycle {cycle}: {wall:.2f} s wall, {cpu:.2f} s CPU, {slack} Slack calls; "
-          f"/opsbot help acks during the cycle: n={len(acks)} p50={p50:.1f} ms p99={p99:.1f} ms "
-          f"max={max(acks) if acks else float('nan'):.1f} ms")
+          f"/opsbot help acks during the cycle: {ack_summary(acks)}")
+
+
+def ack_summary(acks: list[float]) -> str:
+    """n, p50, p99 and max of ack latencies in ms."""
+    if not acks:
+        return "n=0"
+    acks = sorted(acks)
+    return (f"n={len(acks)} p50={statistics.median(acks):.1f} ms "
+            f"p99={acks[min(len(acks) - 1, int(len(acks) * 0.99))]:.1f} ms max={acks[-1]:.1f} ms")
 
 
 async def run_served(args: argparse.Namespace) -> None:
@@ -212,10 +217,7 @@ async def run_served(args: argparse.Namespace) -> None:
 
     for label, acks in (("during a cycle", [ms for at, ms in sent if during(at)]),
                         ("between cycles", [ms for at, ms in sent if not during(at)])):
-        acks.sort()
-        if acks:
-            print(f"/opsbot help acks {label}: n={len(acks)} p50={statistics.median(acks):.1f} ms "
-                  f"p99={acks[min(len(acks) - 1, int(len(acks) * 0.99))]:.1f} ms max={acks[-1]:.1f} ms")
+        print(f"/opsbot help acks {label}: {ack_summary(acks)}")
     print("cycles (wall, from the endpoint's first request to its last answer): "
           + ", ".join(f"{last - first:.2f} s" for first, last in bursts))
 
