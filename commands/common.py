@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import worker
 from bot.deps import Deps
 from bot.errors import DependencyDown, OpsbotError
+from bot.idempotency import first_time
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
@@ -51,13 +52,30 @@ def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str
     return body
 
 
+def request_key(body: dict[str, Any]) -> str | None:
+    """What identifies one user interaction across Slack redeliveries and double submissions: the view's id
+    (and hash) for a form submission, the event id for an event, else the trigger id (commands, buttons,
+    shortcuts). None when the request carries none of them."""
+    view = body.get("view")
+    if body.get("type") == "view_submission" and isinstance(view, dict) and view.get("id"):
+        return f"view:{view['id']}:{view.get('hash') or ''}"
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    trigger = body.get("trigger_id")
+    return f"trigger:{trigger}" if trigger else None
+
+
 def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
                   respond: Respond | None = None, user: str | None = None,
-                  channel: str | None = None, urgent: bool = False) -> None:
+                  channel: str | None = None, urgent: bool = False, once: str | None = None) -> None:
     """Hand slow work to the background; failures are told to the user (response_url, else ephemeral/DM).
 
     `urgent=True` for work that opens a modal: it skips the queue that lets acks go first in a burst,
-    because a trigger_id expires 3 s after the click."""
+    because a trigger_id expires 3 s after the click.
+
+    `once` (usually `request_key(body)`) makes the work idempotent under redelivery: the first request with
+    that key runs it, across processes and replicas (a primary key in `processed_requests` decides); a
+    redelivered or double-submitted copy is acknowledged and does nothing."""
 
     async def report(exc: BaseException) -> None:
         text = error_text(exc)
@@ -78,9 +96,24 @@ def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
     if isinstance(current, worker.Replay) and urgent:
         work.close()  # the web process already did it, while the trigger_id was fresh
         return
+    if once is not None:
+        work = _once(deps, f"{name}:{once}", work)
     task = deps.tasks.spawn(work, name=name, on_error=report, urgent=urgent)
     if isinstance(current, worker.Replay):
         current.tasks.append(task)
+
+
+async def _once(deps: Deps, key: str, work: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        fresh = await first_time(deps.db, key, clock=deps.clock)
+    except BaseException:
+        work.close()
+        raise
+    if not fresh:
+        work.close()
+        log.info("redelivered request %s ignored", key)
+        return None
+    return await work
 
 
 async def tell_user(deps: Deps, *, user: str, channel: str | None, text: str,
