@@ -15,6 +15,7 @@ from bot.errors import PermissionDenied
 from bot.permissions import Authorizer
 from bot.ratelimit import RateLimiter
 from bot.scheduler import Scheduler
+from bot.secrets import Scrubber
 from bot.settings import Settings
 from bot.slack import Directory
 from bot.tasks import BackgroundTasks
@@ -37,15 +38,22 @@ class Deps:
     directory: Directory = field(init=False)
     authorizer: Authorizer = field(init=False)
     ratelimit: RateLimiter = field(init=False)
+    # Masks every secret opsbot knows (settings, values of the config's ${VAR}s) in command output and logs.
+    scrubber: Scrubber = field(init=False)
 
     def __post_init__(self) -> None:
         self.directory = Directory(self.slack)
         self.authorizer = Authorizer(self.config, self.directory)
         self.ratelimit = RateLimiter(self.clock)
+        self.scrubber = Scrubber.of(settings=self.settings, config=self.config)
 
-    async def require(self, *, user: str, action: str, target: str, environment: str | None = None) -> None:
-        """Raise PermissionDenied (and audit the denial) unless `user` may `action` in `environment`."""
-        decision = await self.authorizer.decide(user, action, environment)
+    async def require(self, *, user: str, action: str, target: str, environment: str | None = None,
+                      fresh: bool = False) -> None:
+        """Raise PermissionDenied (and audit the denial) unless `user` may `action` in `environment`.
+
+        `fresh=True` for the re-check right before a destructive effect (a confirm or approve press): group
+        membership is read from Slack now, not from the minute-long cache, and an unanswered lookup denies."""
+        decision = await self.authorizer.decide(user, action, environment, fresh=fresh)
         if decision.allowed:
             return
         async with self.db.session() as session:

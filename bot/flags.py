@@ -280,7 +280,8 @@ async def confirm(deps: Deps, *, token: str, user: str) -> Outcome:
     pending = await _pending(deps, token, user)
     payload = pending.payload
     target = _target_of(deps, payload)
-    await deps.require(user=user, action=payload["action"], target=target.ref, environment=target.environment)
+    await deps.require(user=user, action=payload["action"], target=target.ref, environment=target.environment,
+                       fresh=True)
     await _claim(deps, pending, "done")
     return await apply(deps, actor=user, action=payload["action"], target=target,
                        change=FlagChange.from_dict(payload["change"]), channel=payload.get("channel"))

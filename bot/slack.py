@@ -17,6 +17,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.permissions import MembershipUnknown
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ def make_client(settings: Settings) -> AsyncWebClient:
 class Directory:
     """Resolves user group handles and ids to members, cached for a minute.
 
-    Used by permissions and escalations; a Slack outage degrades to "no members" for groups, logged."""
+    Used by permissions and escalations; a Slack outage degrades to "no members" for groups, logged.
+    A `fresh` lookup (the permission re-check before a destructive action) asks Slack again, refreshes
+    the cache, and raises MembershipUnknown instead of guessing when Slack does not answer."""
 
     def __init__(self, client: AsyncWebClient, *, ttl: float = 60.0) -> None:
         self.client = client
@@ -72,19 +75,21 @@ class Directory:
         self._handles: tuple[float, dict[str, str]] | None = None
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
 
-    async def group_id(self, handle: str) -> str | None:
+    async def group_id(self, handle: str, *, fresh: bool = False) -> str | None:
         handle = handle.lstrip("@").lower()
         now = time.monotonic()
-        if self._handles is None or now - self._handles[0] > self.ttl:
+        if fresh or self._handles is None or now - self._handles[0] > self.ttl:
             response = await self.client.usergroups_list()
             groups = response.get("usergroups") or []
             self._handles = (now, {str(g.get("handle", "")).lower(): g["id"] for g in groups})
         return self._handles[1].get(handle)
 
-    async def members(self, principal: str) -> frozenset[str]:
+    async def members(self, principal: str, *, fresh: bool = False) -> frozenset[str]:
         """Members of `@handle` or `S…`; a user id is its own single member."""
         if principal.startswith(("U", "W")) and not principal.startswith("@"):
             return frozenset({principal})
+        if fresh:
+            return await self._fresh_members(principal)
         group = await self._safe_group_id(principal) if principal.startswith("@") else principal
         if group is None:
             return frozenset()
@@ -99,6 +104,19 @@ class Directory:
             return cached[1] if cached else frozenset()
         users = frozenset(response.get("users") or [])
         self._members[group] = (now, users)
+        return users
+
+    async def _fresh_members(self, principal: str) -> frozenset[str]:
+        try:
+            group = await self.group_id(principal, fresh=True) if principal.startswith("@") else principal
+            if group is None:  # Slack answered: no such (enabled) group
+                return frozenset()
+            response = await self.client.usergroups_users_list(usergroup=group)
+        except Exception as exc:
+            log.warning("fresh membership lookup of %s failed: %s", principal, type(exc).__name__)
+            raise MembershipUnknown(principal) from exc
+        users = frozenset(response.get("users") or [])
+        self._members[group] = (time.monotonic(), users)
         return users
 
     async def mention(self, principal: str) -> str:

@@ -76,7 +76,7 @@ async def submit(deps: Deps, *, user: str, service: str, environment: str, from_
                  to_version: str, reason: str, channel: str | None) -> None:
     found = rollbacks.target(deps.config, service, environment)
     await deps.require(user=user, action="rollback", target=rollbacks.key(found.service, found.environment),
-                       environment=found.environment)
+                       environment=found.environment, fresh=True)
     async with deps.db.session() as session:
         incident = await timeline.open_incident_in_channel(session, channel)
         row = await rollbacks.request(session, clock=deps.clock, config=deps.config, service=found.service,
@@ -120,7 +120,7 @@ async def approve(deps: Deps, *, rollback_id: str, user: str) -> None:
         row = await rollbacks.get(session, rollback_id)
     if row.status == "pending_approval" and user != row.requested_by:
         await deps.require(user=user, action="rollback.approve", target=rollbacks.key(row.service, row.environment),
-                           environment=row.environment)
+                           environment=row.environment, fresh=True)
     async with deps.db.session() as session:
         row = await rollbacks.approve(session, clock=deps.clock, rollback_id=rollback_id, user=user)
     await refresh(deps, row)
@@ -211,7 +211,7 @@ async def _run_provider(deps: Deps, row: Rollback, runner: Any, progress: Any) -
                               version=row.to_version or "", previous_version=row.from_version,
                               reason=row.reason, requested_by=row.requested_by)
     try:
-        return await build_runner(runner, http=deps.http).run(request, progress)
+        return await build_runner(runner, http=deps.http, scrub=deps.scrubber).run(request, progress)
     except OpsbotError as exc:  # ProviderError, an invalid version, an unset token variable…
         return RollbackOutcome("failed", str(exc))
 
