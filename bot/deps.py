@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import audit
+from bot import audit, housekeeping
 from bot.clock import Clock, utcnow
 from bot.config import Config
 from bot.db import Database
@@ -44,7 +44,12 @@ class Deps:
     def __post_init__(self) -> None:
         self.directory = Directory(self.slack)
         self.authorizer = Authorizer(self.config, self.directory)
-        self.ratelimit = RateLimiter(self.clock)
+        self.ratelimit = RateLimiter(self.db, self.clock)
+        self.scheduler.every(housekeeping.JOB, housekeeping.INTERVAL, self.housekeeping)
+
+    async def housekeeping(self) -> None:
+        """The scheduled prune of seen-request keys and rate limit buckets (bot/housekeeping.py)."""
+        await housekeeping.run(self.db, clock=self.clock, ratelimit=self.ratelimit)
         self.scrubber = Scrubber.of(settings=self.settings, config=self.config)
 
     async def require(self, *, user: str, action: str, target: str, environment: str | None = None,

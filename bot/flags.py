@@ -216,7 +216,7 @@ async def request_change(deps: Deps, *, actor: str, action: str, target: Target,
     """Check permission and rate, read the current state live, and store a single-use confirmation."""
     check_change(target, change, action)
     await deps.require(user=actor, action=action, target=target.ref, environment=target.environment)
-    deps.ratelimit.check(actor, action)
+    await deps.ratelimit.check(actor, action)
     try:
         before = await read(deps, target)
     except OpsbotError as exc:  # the store (or its secret) failed: nothing was stored, nothing will change

@@ -75,6 +75,9 @@ class Incident(Base):
     last_reminder_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
     resolution: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Bumped by every change (bot.incidents.lock, migration 0003): the bump is the change's first write, so
+    # changes of one incident take turns, and a newer version tells an edit of its messages it is stale.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     __table_args__ = (Index("ix_incidents_status", "status"), Index("ix_incidents_channel_id", "channel_id"))
 
     @property
@@ -122,6 +125,11 @@ class PendingAction(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|cancelled|expired
+    # Who moved it out of `pending`, and when: the later presses are told. `version` is bumped by every
+    # state change (compare-and-set, migration 0004).
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Deploy(Base):
@@ -135,7 +143,14 @@ class Deploy(Base):
     deployed_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), default="succeeded")
     source: Mapped[str] = mapped_column(String(16), default="ci")  # ci | rollback
-    __table_args__ = (Index("ix_deploys_service_env_at", "service", "environment", "deployed_at"),)
+    # POST /deploys retries: the caller's Idempotency-Key, the hash of the request it came with, and the
+    # deploy's natural key (what makes two bodies the same deploy); both unique, so a racing retry loses.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    natural_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("ix_deploys_service_env_at", "service", "environment", "deployed_at"),
+                      Index("uq_deploys_idempotency_key", "idempotency_key", unique=True),
+                      Index("uq_deploys_natural_key", "natural_key", unique=True))
 
 
 class Rollback(Base):
@@ -164,6 +179,8 @@ class Rollback(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Bumped by every approval, rejection, expiry and finish: approvals are compare-and-set on it (0004).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AlertState(Base):
@@ -194,6 +211,10 @@ class AlertState(Base):
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Hash of what the Slack message shows: a re-evaluation edits it only when this changes.
     digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Who silenced the alert from its message and when (0004); `version` is bumped by every ack and silence.
+    silenced_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    silenced_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Silence(Base):
@@ -223,3 +244,15 @@ class ProcessedRequest(Base):
     __tablename__ = "processed_requests"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     at: Mapped[datetime]
+    __table_args__ = (Index("ix_processed_requests_at", "at"),)  # pruned by age (bot/housekeeping.py)
+
+
+class RateLimitBucket(Base):
+    """The shared per-user rate limit: the times of the last allowed attempts of one user and action."""
+
+    __tablename__ = "rate_limits"
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hits: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ISO times, oldest first, at most `limit`
+    updated_at: Mapped[datetime]  # the newest hit: a bucket older than the window is empty (pruned)
+    __table_args__ = (Index("ix_rate_limits_updated_at", "updated_at"),)

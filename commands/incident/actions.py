@@ -118,7 +118,7 @@ async def assign(r: Request) -> None:
 
 
 async def resolve(r: Request) -> None:
-    r.deps.ratelimit.check(r.user, "incident.resolve")
+    await r.deps.ratelimit.check(r.user, "incident.resolve")
     incident, events, _ = await r.change("incident.resolve", lambda s, i: incidents.resolve(
         s, clock=r.deps.clock, incident=i, actor=r.user, summary=r.cmd.text))
     await flows.resolved(r.deps, incident, events)

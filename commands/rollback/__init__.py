@@ -82,7 +82,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def open_modal() -> None:
             await deps.require(user=user, action="rollback", target=rollbacks.key(found.service, found.environment),
                                environment=found.environment)
-            deps.ratelimit.check(user, "rollback")
+            await deps.ratelimit.check(user, "rollback")
             async with deps.db.session() as session:
                 plan = await rollbacks.plan(session, config=deps.config, service=found.service,
                                             environment=found.environment, version=version)
