@@ -45,12 +45,12 @@ class Deps:
         self.directory = Directory(self.slack)
         self.authorizer = Authorizer(self.config, self.directory)
         self.ratelimit = RateLimiter(self.db, self.clock)
+        self.scrubber = Scrubber.of(settings=self.settings, config=self.config)
         self.scheduler.every(housekeeping.JOB, housekeeping.INTERVAL, self.housekeeping)
 
     async def housekeeping(self) -> None:
         """The scheduled prune of seen-request keys and rate limit buckets (bot/housekeeping.py)."""
         await housekeeping.run(self.db, clock=self.clock, ratelimit=self.ratelimit)
-        self.scrubber = Scrubber.of(settings=self.settings, config=self.config)
 
     async def require(self, *, user: str, action: str, target: str, environment: str | None = None,
                       fresh: bool = False) -> None:
