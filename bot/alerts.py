@@ -21,14 +21,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import metrics
+from bot import audit, metrics
 from bot.clock import Clock, as_utc
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.db import Database
-from bot.errors import ConfigError
+from bot.errors import ConfigError, Conflict, InvalidInput, NotFound
 from bot.models import AlertState, Silence
 from bot.providers.metrics_base import Fetcher, MetricSource, MetricSourceError, Sample, fetcher
 from bot.providers.metrics_http_json import HttpJsonSource
@@ -506,3 +506,122 @@ async def add_silence(session: AsyncSession, *, rule: str, until: datetime, user
     session.add(silence)
     await session.flush()
     return silence
+
+
+# -- people acting on an alert: acknowledge, silence ------------------------------------------
+# Two people pressing at once make one change; the others are told who was first (Conflict). Every verb
+# starts its writing transaction with the write itself, so SQLite never upgrades a read to a write (which
+# fails with "database is locked" once another writer committed) and PostgreSQL re-checks the condition
+# on the row the other transaction committed.
+SAME_SILENCE = timedelta(minutes=1)  # silences are shown to the minute: ending within one is the same silence
+CAS_ATTEMPTS = 8
+
+
+def who(actor: str | None) -> str:
+    """A Slack mention for user ids, the name otherwise (`opsbot (auto)`)."""
+    if not actor:
+        return "someone"
+    return f"<@{actor}>" if actor[:1] in "UW" and actor.isalnum() else actor
+
+
+def ago(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "earlier"
+    minutes = int((now - at).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    return f"{minutes}m ago" if minutes < 120 else f"{minutes // 60}h ago"
+
+
+def _clock_time(at: datetime) -> str:
+    return as_utc(at).strftime("%H:%M UTC")  # type: ignore[union-attr]
+
+
+async def _fresh(session: AsyncSession, row_id: int) -> Any:
+    row = (await session.scalars(select(AlertState).where(AlertState.id == row_id)
+                                 .execution_options(populate_existing=True))).first()
+    if row is None:
+        raise InvalidInput("That alert no longer exists.")
+    return row
+
+
+async def acknowledge(db: Database, *, clock: Clock, row_id: int, user: str) -> Any:
+    """`user` acknowledges a firing alert; Conflict names whoever did first (or says it stopped firing)."""
+    now = clock()
+    async with db.session() as session:
+        won = await session.execute(
+            update(AlertState).where(AlertState.id == row_id, AlertState.state == FIRING,
+                                     AlertState.acked_at.is_(None))
+            .values(acked_by=user, acked_at=now, version=AlertState.version + 1)
+            .execution_options(synchronize_session=False))
+        row = await _fresh(session, row_id)
+        if won.rowcount != 1:  # type: ignore[attr-defined]
+            if row.acked_at is not None:
+                raise Conflict(f"Already acknowledged by {who(row.acked_by)} {ago(row.acked_at, now)}.")
+            raise Conflict(f"`{row.rule}` is {row.state} now: there is nothing to acknowledge.")
+        await audit.record(session, clock=clock, actor=user, action="alert.ack", target=row.key)
+    return row
+
+
+async def silence(db: Database, *, clock: Clock, row_id: int, user: str, duration: timedelta) -> Any:
+    """Silence one alert for `duration`, or longer if it already is. Compare-and-set on `version`: a
+    concurrent ack only makes it try again; a concurrent silence as long as this one is reported."""
+    for _ in range(CAS_ATTEMPTS):
+        now = clock()
+        async with db.session() as session:
+            row = await _fresh(session, row_id)
+        until = now + duration
+        current = row.silenced_until if row.silenced_until and row.silenced_until > now else None
+        if current is not None and current >= until - SAME_SILENCE:
+            raise Conflict(f"Already silenced by {who(row.silenced_by)} {ago(row.silenced_at, now)} "
+                           f"(until {_clock_time(current)}).")
+        async with db.session() as session:
+            won = await session.execute(
+                update(AlertState).where(AlertState.id == row_id, AlertState.version == row.version)
+                .values(silenced_until=until, silenced_by=user, silenced_at=now, version=row.version + 1)
+                .execution_options(synchronize_session=False))
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # changed since we read it: decide again on what it is now
+            await audit.record(session, clock=clock, actor=user, action="alert.silence", target=row.key,
+                               before={"silenced_until": current.isoformat() if current else None},
+                               after={"silenced_until": until.isoformat()})
+            return await _fresh(session, row_id)
+    raise Conflict("That alert is being changed by several people at once; try again.")
+
+
+async def _serialise(session: AsyncSession, name: str) -> None:
+    """Hold a lock named `name` until the transaction ends: an advisory lock on PostgreSQL, the write lock
+    on SQLite (a write that changes nothing takes it; it must be the transaction's first statement)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    else:
+        await session.execute(update(Silence).where(text("0 = 1")).values(rule=Silence.rule)
+                              .execution_options(synchronize_session=False))
+
+
+async def silence_rule(db: Database, *, clock: Clock, rule: str, duration: timedelta, user: str,
+                       configured: Iterable[str]) -> datetime | None:
+    """`/silence <rule> <duration>`: the rule's alerts stay quiet until the returned time (None: `0` ended
+    the silence). One at a time per rule; a silence that already lasts as long is reported, not repeated."""
+    configured = sorted(configured)
+    async with db.session() as session:
+        await _serialise(session, f"silence:{rule}")
+        if rule not in configured and not await known_rule(session, rule):
+            raise NotFound("alert rule", rule, configured)
+        now = clock()
+        if duration <= timedelta(0):
+            await session.execute(update(Silence).where(Silence.rule == rule, Silence.until > now).values(until=now))
+            await audit.record(session, clock=clock, actor=user, action="alert.unsilence", target=rule)
+            return None
+        until = now + duration
+        longest = (await session.scalars(select(Silence).where(Silence.rule == rule, Silence.until > now)
+                                         .order_by(Silence.until.desc()).limit(1))).first()
+        if longest is not None and longest.until >= until - SAME_SILENCE:
+            raise Conflict(f"`{rule}` is already silenced by {who(longest.created_by)} "
+                           f"{ago(longest.created_at, now)}, until {_clock_time(longest.until)}.")
+        await add_silence(session, rule=rule, until=until, user=user, now=now)
+        await audit.record(session, clock=clock, actor=user, action="alert.silence", target=rule,
+                           after={"until": until.isoformat()})
+    return until

@@ -10,21 +10,20 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from sqlalchemy import update
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot import alerts, audit, metrics
+from bot import alerts, metrics
 from bot.config.alerts import AlertRule
 from bot.deps import Deps
 from bot.durations import format_duration, parse_duration
-from bot.errors import InvalidInput, NotFound
-from bot.models import AlertState, Silence
+from bot.errors import InvalidInput
+from bot.models import AlertState
 from bot.webhooks import authorized_body
 from commands.alerts.notify import deliver, engine_for
 from commands.alerts.render import SILENCE_BUTTONS, Action, ListedAlert, format_value, render_list, when
-from commands.common import channel_of, ephemeral, run_after_ack, split_args, user_of
+from commands.common import channel_of, ephemeral, request_key, run_after_ack, split_args, user_of
 
 log = logging.getLogger(__name__)
 
@@ -73,29 +72,14 @@ async def _load(deps: Deps, row_id: int) -> AlertState:
 async def acknowledge(deps: Deps, *, row_id: int, user: str) -> None:
     row = await _load(deps, row_id)
     await deps.require(user=user, action="alert.ack", target=row.rule, environment=_alert_environment(deps, row))
-    now = deps.clock()
-    async with deps.db.session() as session:
-        row = await session.get(AlertState, row_id)
-        if row is None or row.state != alerts.FIRING or row.acked_at is not None:
-            return  # resolved meanwhile, or someone was quicker: the message already says so
-        row.acked_by, row.acked_at = user, now
-        await audit.record(session, clock=deps.clock, actor=user, action="alert.ack", target=row.key)
+    row = await alerts.acknowledge(deps.db, clock=deps.clock, row_id=row_id, user=user)
     await _resync(deps, row)
 
 
 async def silence(deps: Deps, *, row_id: int, user: str, hours: int) -> None:
     row = await _load(deps, row_id)
     await deps.require(user=user, action="alert.silence", target=row.rule, environment=_alert_environment(deps, row))
-    now = deps.clock()
-    async with deps.db.session() as session:
-        row = await session.get(AlertState, row_id)
-        if row is None:
-            return
-        before = row.silenced_until
-        row.silenced_until = max(now + timedelta(hours=hours), before or now)
-        await audit.record(session, clock=deps.clock, actor=user, action="alert.silence", target=row.key,
-                           before={"silenced_until": before.isoformat() if before else None},
-                           after={"silenced_until": row.silenced_until.isoformat()})
+    row = await alerts.silence(deps.db, clock=deps.clock, row_id=row_id, user=user, duration=timedelta(hours=hours))
     await _resync(deps, row)
     if row.message_ts and row.channel:
         await deps.slack.chat_postMessage(channel=row.channel, thread_ts=row.message_ts,
@@ -150,19 +134,10 @@ def parse_silence(text: str | None) -> tuple[str, timedelta]:
 async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str) -> str:
     labels = next((r.labels for r in deps.config.alerts.rules if r.name == rule), {})
     await deps.require(user=user, action="alert.silence", target=rule, environment=_environment(labels))
-    now = deps.clock()
-    configured = {r.name for r in deps.config.alerts.rules}
-    async with deps.db.session() as session:
-        if rule not in configured and not await alerts.known_rule(session, rule):
-            raise NotFound("alert rule", rule, sorted(configured))
-        if duration <= timedelta(0):
-            await session.execute(update(Silence).where(Silence.rule == rule, Silence.until > now).values(until=now))
-            await audit.record(session, clock=deps.clock, actor=user, action="alert.unsilence", target=rule)
-            return f"🔔 `{rule}` is no longer silenced."
-        until = now + duration
-        await alerts.add_silence(session, rule=rule, until=until, user=user, now=now)
-        await audit.record(session, clock=deps.clock, actor=user, action="alert.silence", target=rule,
-                           after={"until": until.isoformat()})
+    until = await alerts.silence_rule(deps.db, clock=deps.clock, rule=rule, duration=duration, user=user,
+                                      configured=(r.name for r in deps.config.alerts.rules))
+    if until is None:
+        return f"🔔 `{rule}` is no longer silenced."
     return f"🔕 `{rule}` silenced for {format_duration(duration)} (until {when(until)})."
 
 
@@ -218,7 +193,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if row_id is None:
                 return
             run_after_ack(deps, verb(deps, row_id=row_id, user=user, **extra), name=f"alerts.{verb.__name__}",
-                          user=user, channel=channel_of(body))
+                          user=user, channel=channel_of(body), once=request_key(body))
 
         return handler
 
@@ -252,7 +227,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         run_after_ack(deps, answer(), name="alerts.list", respond=respond)
 
     @app.command("/silence")
-    async def silence_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
+    async def silence_command(ack: AsyncAck, body: dict[str, Any], command: dict[str, Any], respond: Any) -> None:
         metrics.count_command("silence")
         try:
             rule, duration = parse_silence(command.get("text"))
@@ -265,7 +240,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text = await silence_rule(deps, rule=rule, duration=duration, user=command["user_id"])
             await respond(text=text, response_type="ephemeral")
 
-        run_after_ack(deps, work(), name="alerts.silence", respond=respond)
+        run_after_ack(deps, work(), name="alerts.silence", respond=respond, once=request_key(body))
 
 
 def routes(deps: Deps) -> list[BaseRoute]:
