@@ -8,10 +8,10 @@ audited and, for rollbacks requested from an incident channel, added to the inci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from bot import audit, deploys, timeline
 from bot.clock import Clock
 from bot.config import Config
 from bot.config.rollbacks import VERSION_RE, Runner
+from bot.db import Database
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Rollback
 
@@ -26,6 +27,7 @@ ACTIVE = ("pending_approval", "running")
 FINISHED = ("rejected", "expired", "succeeded", "failed")
 # A run with no result this long after its provider timeout was lost (opsbot restarted mid-run).
 LOST_AFTER = timedelta(minutes=10)
+CAS_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -170,41 +172,90 @@ async def request(session: AsyncSession, *, clock: Clock, config: Config, servic
     return row
 
 
-async def approve(session: AsyncSession, *, clock: Clock, rollback_id: int | str, user: str) -> Rollback:
+def _mentions(users: list[Any]) -> str:
+    names = [f"<@{u}>" for u in users]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def decided(row: Rollback, now: datetime) -> Conflict:
+    """Why a rollback no longer takes approvals or rejections, naming who decided it."""
+    when = row.finished_at if row.status == "rejected" else row.started_at
+    since = "" if when is None else (" just now" if now - when < timedelta(minutes=1)
+                                     else f" {int((now - when).total_seconds() // 60)}m ago")
+    if row.status == "rejected":
+        return Conflict(f"Already rejected by <@{row.rejected_by}>{since}: rollback #{row.id} will not run.")
+    if row.status == "expired":
+        return Conflict(f"Rollback #{row.id} already expired; request it again if it is still needed.")
+    if row.approved_by:
+        return Conflict(f"Already approved by {_mentions(list(row.approved_by))}{since} "
+                        f"({len(row.approved_by)}/{row.approvals_required}): rollback #{row.id} is "
+                        f"{_state(row.status)}.")
+    return Conflict(f"Rollback #{row.id} is already {_state(row.status)}.")
+
+
+async def _decide(db: Database, *, rollback_id: int | str, change: Any, record: Any) -> Rollback:
+    """Compare-and-set: read the row, let `change(row)` check it and return the new values (raising to
+    refuse), write them only if nobody changed the row meanwhile (`version`), else decide again on what
+    it is now, so a later press is told who was first. The write is its transaction's first statement:
+    SQLite never upgrades a read to a write, PostgreSQL re-checks the condition on the committed row.
+    `record(session, row)` audits the change in the same transaction."""
+    for _ in range(CAS_ATTEMPTS):
+        async with db.session() as session:
+            row = await get(session, rollback_id)
+        values = change(row)
+        async with db.session() as session:
+            won = await session.execute(
+                update(Rollback).where(Rollback.id == row.id, Rollback.version == row.version)
+                .values(**values, version=row.version + 1).execution_options(synchronize_session=False))
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            row = await get(session, row.id)
+            await record(session, row)
+            return row
+    raise Conflict(f"Rollback #{rollback_id} is being decided by several people at once; try again.")
+
+
+async def approve(db: Database, *, clock: Clock, rollback_id: int | str, user: str) -> Rollback:
     """Add `user`'s approval (permission is checked by the caller). The row is `running` once enough
-    approvals are in. Refusals raise and change nothing."""
-    row = await get(session, rollback_id, lock=True)
-    if row.status != "pending_approval":
-        raise Conflict(f"Rollback #{row.id} is already {_state(row.status)}.")
-    if row.expires_at is not None and clock() >= row.expires_at:
-        raise Conflict(f"Rollback #{row.id} expired; request it again if it is still needed.")
-    if user == row.requested_by:
-        raise InvalidInput("You requested this rollback, so you cannot approve it; another approver has to.")
-    approved = list(row.approved_by or [])
-    if user in approved:
-        raise InvalidInput(f"You already approved rollback #{row.id}.")
-    approved.append(user)
-    row.approved_by = approved
-    if len(approved) >= row.approvals_required:
-        row.status = "running"
-        row.started_at = clock()
-    await session.flush()
-    await _log(session, clock=clock, row=row, actor=user, action="approve",
-               text=f"Rollback of {row.service} in {row.environment} approved "
-                    f"({len(approved)}/{row.approvals_required})",
-               after={"approved_by": approved})
-    return row
+    approvals are in; two approvers at once are two approvals, and only the one that completes them
+    sees `running` (so the rollback starts once). Refusals raise and change nothing."""
+
+    def change(row: Rollback) -> dict[str, Any]:
+        now = clock()
+        if row.status != "pending_approval":
+            raise decided(row, now)
+        if row.expires_at is not None and now >= row.expires_at:
+            raise Conflict(f"Rollback #{row.id} expired; request it again if it is still needed.")
+        if user == row.requested_by:
+            raise InvalidInput("You requested this rollback, so you cannot approve it; another approver has to.")
+        approved = list(row.approved_by or [])
+        if user in approved:
+            raise InvalidInput(f"You already approved rollback #{row.id}.")
+        approved.append(user)
+        if len(approved) >= row.approvals_required:
+            return {"approved_by": approved, "status": "running", "started_at": now}
+        return {"approved_by": approved}
+
+    async def record(session: AsyncSession, row: Rollback) -> None:
+        await _log(session, clock=clock, row=row, actor=user, action="approve",
+                   text=f"Rollback of {row.service} in {row.environment} approved "
+                        f"({len(row.approved_by)}/{row.approvals_required})",
+                   after={"approved_by": list(row.approved_by)})
+
+    return await _decide(db, rollback_id=rollback_id, change=change, record=record)
 
 
-async def reject(session: AsyncSession, *, clock: Clock, rollback_id: int | str, user: str) -> Rollback:
-    row = await get(session, rollback_id, lock=True)
-    if row.status != "pending_approval":
-        raise Conflict(f"Rollback #{row.id} is already {_state(row.status)}.")
-    row.status, row.rejected_by, row.active_key, row.finished_at = "rejected", user, None, clock()
-    await session.flush()
-    await _log(session, clock=clock, row=row, actor=user, action="reject",
-               text=f"Rollback of {row.service} in {row.environment} rejected")
-    return row
+async def reject(db: Database, *, clock: Clock, rollback_id: int | str, user: str) -> Rollback:
+    def change(row: Rollback) -> dict[str, Any]:
+        if row.status != "pending_approval":
+            raise decided(row, clock())
+        return {"status": "rejected", "rejected_by": user, "active_key": None, "finished_at": clock()}
+
+    async def record(session: AsyncSession, row: Rollback) -> None:
+        await _log(session, clock=clock, row=row, actor=user, action="reject",
+                   text=f"Rollback of {row.service} in {row.environment} rejected")
+
+    return await _decide(db, rollback_id=rollback_id, change=change, record=record)
 
 
 async def started(session: AsyncSession, *, clock: Clock, rollback_id: int, provider: str) -> Rollback:
@@ -225,6 +276,7 @@ async def expire_due(session: AsyncSession, *, clock: Clock) -> list[Rollback]:
     rows = list((await session.scalars(query.with_for_update())).all())
     for row in rows:
         row.status, row.active_key, row.finished_at = "expired", None, now
+        row.version += 1
         await session.flush()
         await _log(session, clock=clock, row=row, actor="opsbot", action="expire",
                    text=f"Rollback request for {row.service} in {row.environment} expired without enough approvals",
@@ -255,6 +307,7 @@ async def finish(session: AsyncSession, *, clock: Clock, rollback_id: int, statu
     """Record the provider's result; a success also records a deploy (source "rollback")."""
     row = await get(session, rollback_id, lock=True)
     row.status, row.verification, row.active_key, row.finished_at = status, verification, None, clock()
+    row.version += 1
     row.run_url = run_url or row.run_url
     row.output = output[-20000:] if output else row.output
     await session.flush()

@@ -146,7 +146,7 @@ async def test_rejection_ends_the_request(bot: BotHarness) -> None:
     assert "Rejected by <@U0CAROL01>" in message.all_text()
     assert not [b for b in message.blocks if b["type"] == "actions"]
     await bot.click(Ids.APPROVE, str(row.id), user=BOB, message=message)
-    assert "already rejected" in last_reply(bot)
+    assert "Already rejected by <@U0CAROL01>" in last_reply(bot)
     assert "nothing was changed" in thread(bot, message)
 
 

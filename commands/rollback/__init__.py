@@ -13,7 +13,7 @@ from bot.config.rollbacks import VERSION_RE
 from bot.deps import Deps
 from bot.errors import InvalidInput, OpsbotError
 from commands.blocks import state_value
-from commands.common import ephemeral, error_text, run_after_ack, split_args, user_of
+from commands.common import ephemeral, error_text, parse_id, refuse, request_key, run_after_ack, split_args, user_of
 from commands.rollback import flow, render
 from commands.rollback.ids import Ids
 
@@ -109,21 +109,27 @@ def register(app: AsyncApp, deps: Deps) -> None:
         run_after_ack(deps, flow.submit(deps, user=user, service=meta["service"], environment=meta["environment"],
                                         from_version=meta.get("from"), to_version=version, reason=reason,
                                         channel=meta.get("channel")),
-                      name="rollback.submit", user=user, channel=meta.get("channel"))
+                      name="rollback.submit", user=user, channel=meta.get("channel"), once=request_key(body))
 
     @app.action(Ids.APPROVE.value)
     async def rollback_approve(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
         await ack()
-        value = str(body["actions"][0].get("value", ""))
-        run_after_ack(deps, flow.approve(deps, rollback_id=value, user=user_of(body)), name="rollback.approve",
-                      respond=respond)
+        try:
+            work = flow.approve(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
+                               user=user_of(body))
+        except InvalidInput as exc:  # told to the user; nothing is looked up
+            work = refuse(exc)
+        run_after_ack(deps, work, name="rollback.approve", respond=respond, once=request_key(body))
 
     @app.action(Ids.REJECT.value)
     async def rollback_reject(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
         await ack()
-        value = str(body["actions"][0].get("value", ""))
-        run_after_ack(deps, flow.reject(deps, rollback_id=value, user=user_of(body)), name="rollback.reject",
-                      respond=respond)
+        try:
+            work = flow.reject(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
+                               user=user_of(body))
+        except InvalidInput as exc:  # told to the user; nothing is looked up
+            work = refuse(exc)
+        run_after_ack(deps, work, name="rollback.reject", respond=respond, once=request_key(body))
 
     async def expire_rollbacks() -> None:
         await flow.expire(deps)

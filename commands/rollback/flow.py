@@ -114,29 +114,27 @@ async def submit(deps: Deps, *, user: str, service: str, environment: str, from_
 
 
 # -- approvals -------------------------------------------------------------------------------
-async def approve(deps: Deps, *, rollback_id: str, user: str) -> None:
+async def approve(deps: Deps, *, rollback_id: int, user: str) -> None:
     await expire(deps)
     async with deps.db.session() as session:
         row = await rollbacks.get(session, rollback_id)
     if row.status == "pending_approval" and user != row.requested_by:
         await deps.require(user=user, action="rollback.approve", target=rollbacks.key(row.service, row.environment),
                            environment=row.environment, fresh=True)
-    async with deps.db.session() as session:
-        row = await rollbacks.approve(session, clock=deps.clock, rollback_id=rollback_id, user=user)
+    row = await rollbacks.approve(deps.db, clock=deps.clock, rollback_id=rollback_id, user=user)
     await refresh(deps, row)
     await _thread(deps, row, f"<@{user}> approved ({len(row.approved_by)}/{row.approvals_required}).")
     if row.status == "running":
         start(deps, row.id)
 
 
-async def reject(deps: Deps, *, rollback_id: str, user: str) -> None:
+async def reject(deps: Deps, *, rollback_id: int, user: str) -> None:
     async with deps.db.session() as session:
         row = await rollbacks.get(session, rollback_id)
     if row.status == "pending_approval" and user != row.requested_by:  # requesters may withdraw their own
         await deps.require(user=user, action="rollback.approve", target=rollbacks.key(row.service, row.environment),
                            environment=row.environment)
-    async with deps.db.session() as session:
-        row = await rollbacks.reject(session, clock=deps.clock, rollback_id=rollback_id, user=user)
+    row = await rollbacks.reject(deps.db, clock=deps.clock, rollback_id=rollback_id, user=user)
     await refresh(deps, row)
     await _thread(deps, row, f":no_entry_sign: <@{user}> rejected the rollback; nothing was changed.")
     await _post_incident(deps, row, f":no_entry_sign: Rollback #{row.id} of `{row.service}` in *{row.environment}* "
