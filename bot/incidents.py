@@ -1,22 +1,31 @@
 """Incidents: declare, acknowledge, update, change severity or commander, resolve, and the timers.
 
 Keyword-only verbs on an AsyncSession; no Slack types. Every change is a timeline entry (and an audit
-entry) through `bot.timeline.add_event`, in the caller's transaction."""
+entry) through `bot.timeline.add_event`, in the caller's transaction.
+
+Changes of one incident take turns: `apply` runs a verb in a transaction whose first write is the incident's
+version bump (`lock`), so a second change waits for the first to commit, then reads what it did, and the
+verb's own checks (already resolved, already acknowledged, already that severity) raise `AlreadyDone` naming
+who did it and when. A lock rather than compare-and-set with retries because it holds as is on both
+backends: PostgreSQL's UPDATE takes the row lock, and on SQLite a transaction whose first statement writes
+waits for the write lock (busy_timeout) instead of failing as a read upgraded after another commit would."""
 
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import Clock
 from bot.config import Config, Severity
+from bot.db import Database
 from bot.durations import format_duration
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Incident, IncidentEvent
@@ -73,6 +82,16 @@ def age(since: datetime, now: datetime) -> str:
     """`<1m`, `5m`, `1h 30m`, `2d 4h`: how long ago, for people."""
     elapsed = max(now - since, timedelta(0))
     return "<1m" if elapsed < timedelta(minutes=1) else format_duration(elapsed)
+
+
+class AlreadyDone(Conflict):
+    """Someone else made this change first (a second press changes nothing): who, and when."""
+
+    def __init__(self, ref: str, done: str, *, actor: str, at: datetime, now: datetime) -> None:
+        self.ref, self.done, self.actor, self.at = ref, done, actor, at
+        who = "opsbot" if actor == "opsbot" else f"<@{actor}>"
+        when = "just now" if now - at < timedelta(minutes=1) else f"{age(at, now)} ago"
+        super().__init__(f"{ref} was already {done} by {who} {when}.")
 
 
 # -- declaring ---------------------------------------------------------------------------------
@@ -169,28 +188,78 @@ async def events(session: AsyncSession, *, incident_id: int) -> list[IncidentEve
     return list((await session.scalars(query.order_by(IncidentEvent.at, IncidentEvent.id))).all())
 
 
-def _require_open(incident: Incident) -> None:
+async def last_event(session: AsyncSession, *, incident_id: int, kinds: tuple[str, ...]) -> IncidentEvent | None:
+    query = select(IncidentEvent).where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind.in_(kinds))
+    return (await session.scalars(query.order_by(IncidentEvent.id.desc()).limit(1))).first()
+
+
+async def _done_by(session: AsyncSession, incident: Incident, done: str, kinds: tuple[str, ...],
+                   now: datetime) -> AlreadyDone:
+    event = await last_event(session, incident_id=incident.id, kinds=kinds)
+    actor, at = (event.actor, event.at) if event is not None else ("opsbot", incident.created_at)
+    return AlreadyDone(incident.ref, done, actor=actor, at=at, now=now)
+
+
+async def require_open(session: AsyncSession, *, clock: Clock, incident: Incident) -> None:
+    """AlreadyDone (naming who resolved it) unless the incident is open."""
     if incident.status not in OPEN:
-        raise Conflict(f"{incident.ref} is already resolved.")
+        raise await _done_by(session, incident, RESOLVED, ("resolved",), clock())
+
+
+# -- taking turns --------------------------------------------------------------------------------
+Mutation = Callable[[AsyncSession, Incident], Awaitable[Any]]
+
+
+async def lock(session: AsyncSession, *, incident_id: int) -> Incident:
+    """Bump the incident's version as this transaction's first write, then read it.
+
+    The bump holds the row (PostgreSQL) or the database's write lock (SQLite) until commit: a concurrent
+    change waits here and then reads the committed result, never a state from before it."""
+    bumped = await session.execute(update(Incident).where(Incident.id == incident_id)
+                                   .values(version=Incident.version + 1)
+                                   .execution_options(synchronize_session=False))
+    if bumped.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound("incident", f"INC-{incident_id}", [])
+    incident = await session.get(Incident, incident_id, populate_existing=True)
+    assert incident is not None
+    return incident
+
+
+async def apply(db: Database, *, incident_id: int, mutate: Mutation) -> tuple[Incident, list[IncidentEvent], Any]:
+    """Run `mutate` on the locked incident in one transaction: (incident, timeline, what mutate returned)."""
+    async with db.session() as session:
+        incident = await lock(session, incident_id=incident_id)
+        result = await mutate(session, incident)
+        timeline = await events(session, incident_id=incident_id)
+    return incident, timeline, result
+
+
+async def newer(session: AsyncSession, *, incident_id: int,
+                version: int) -> tuple[Incident, list[IncidentEvent]] | None:
+    """The incident and its timeline when a change after `version` committed, else None."""
+    current = await session.scalar(select(Incident.version).where(Incident.id == incident_id))
+    if current is None or current == version:
+        return None
+    return await get(session, incident_id=incident_id), await events(session, incident_id=incident_id)
 
 
 # -- changes ---------------------------------------------------------------------------------------
-async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str) -> bool:
-    """False when it was acknowledged already (a second press changes nothing)."""
-    _require_open(incident)
+async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str) -> None:
+    """AlreadyDone when it was acknowledged already (by a press or by the first update)."""
+    await require_open(session, clock=clock, incident=incident)
     if incident.acknowledged_at is not None:
-        return False
+        raise AlreadyDone(incident.ref, "acknowledged", actor=incident.acknowledged_by or "opsbot",
+                          at=incident.acknowledged_at, now=clock())
     incident.acknowledged_at, incident.acknowledged_by = clock(), actor
     await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="acknowledged",
                     text="Acknowledged")
-    return True
 
 
 async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, text: str,
                       status: str | None = None, impact: str | None = None,
                       eta: str | None = None) -> IncidentEvent:
     """A status update; `status`, `impact` and `eta` change the incident when given. Not for resolving."""
-    _require_open(incident)
+    await require_open(session, clock=clock, incident=incident)
     text = text.strip()
     if status is not None and parse_status(status) is None:
         raise InvalidInput(f"Unknown status `{status}`. Valid statuses: {', '.join(STATUSES)}.")
@@ -218,11 +287,11 @@ async def change_severity(session: AsyncSession, *, config: Config, clock: Clock
                           actor: str, severity: str) -> str:
     """Returns the previous severity. An unacknowledged incident may escalate again, to the new level's
     targets, once the new level's response time (counted from the declaration) has passed."""
-    _require_open(incident)
+    await require_open(session, clock=clock, incident=incident)
     new = config.severity(severity).name
     old = incident.severity
     if new == old:
-        raise InvalidInput(f"{incident.ref} is already {new}.")
+        raise await _done_by(session, incident, f"set to {new}", ("declared", "severity"), clock())
     incident.severity = new
     if incident.acknowledged_at is None:
         incident.escalated_at = None
@@ -233,10 +302,10 @@ async def change_severity(session: AsyncSession, *, config: Config, clock: Clock
 
 async def assign(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, commander_id: str) -> str:
     """Make `commander_id` the incident commander; returns the previous one."""
-    _require_open(incident)
+    await require_open(session, clock=clock, incident=incident)
     old = incident.commander_id
     if commander_id == old:
-        raise InvalidInput(f"<@{commander_id}> already commands {incident.ref}.")
+        raise await _done_by(session, incident, f"assigned to <@{old}>", ("declared", "commander"), clock())
     incident.commander_id = commander_id
     await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="commander",
                     text=f"Commander <@{old}> → <@{commander_id}>", data={"from": old, "to": commander_id})
@@ -244,7 +313,7 @@ async def assign(session: AsyncSession, *, clock: Clock, incident: Incident, act
 
 
 async def resolve(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, summary: str) -> None:
-    _require_open(incident)
+    await require_open(session, clock=clock, incident=incident)
     summary = summary.strip()
     if not summary:
         raise InvalidInput("Say how it was resolved: `/incident resolve Rolled back api to v1.4.2`.")
@@ -261,6 +330,24 @@ async def record_channel(session: AsyncSession, *, clock: Clock, incident: Incid
     text = f"Channel #{name} created" if channel_id else f"Channel could not be created ({error})"
     await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="channel", text=text,
                     data={"channel": channel_id, "name": name, "error": error})
+
+
+async def record_set_up(session: AsyncSession, *, clock: Clock, incident: Incident,
+                        announcement: tuple[str, str] | None, announcement_error: str | None,
+                        channel_id: str | None, name: str | None, error: str | None) -> None:
+    """What Slack made for a new incident: the announcement (channel, ts) and the incident channel, or why
+    not. Safe to repeat (a write retried after its commit's answer was lost adds no second timeline entry)."""
+    incident.announcement_channel, incident.announcement_ts = announcement or (None, None)
+    kinds = set((await session.scalars(select(IncidentEvent.kind).where(
+        IncidentEvent.incident_id == incident.id, IncidentEvent.kind.in_(("channel", "announcement"))))).all())
+    if "channel" in kinds:
+        incident.channel_id, incident.channel_name, incident.channel_error = channel_id, name, error
+    else:
+        await record_channel(session, clock=clock, incident=incident, channel_id=channel_id, name=name, error=error)
+    if announcement_error and "announcement" not in kinds:
+        await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="announcement",
+                        text=f"Announcement could not be posted ({announcement_error})",
+                        data={"error": announcement_error})
 
 
 # -- timers -------------------------------------------------------------------------------------

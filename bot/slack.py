@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -22,9 +27,10 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Methods that are safe to repeat after a 5xx: reads and idempotent edits. Posting a message twice
-# is worse than reporting a failure, so chat.postMessage is not here (429 and connection errors
-# before a response are still retried: Slack did not act on those).
+# Methods that are safe to repeat after a 5xx or a dropped connection: reads and idempotent edits.
+# chat.postMessage and conversations.create are not: Slack may have acted before the answer was lost, so
+# the caller looks up what it may have created before asking again (commands/incident/flows.py). 429s,
+# and connections that were never made, are retried for every method: Slack did not act on those.
 IDEMPOTENT = (
     "auth.test", "chat.update", "chat.getPermalink", "views.update", "conversations.setTopic",
     "conversations.setPurpose", "conversations.info", "conversations.invite", "conversations.join",
@@ -33,20 +39,38 @@ IDEMPOTENT = (
 )
 
 
+def method_of(request: HttpRequest) -> str:
+    return request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+
+
 class IdempotentServerErrorRetryHandler(AsyncServerErrorRetryHandler):
     async def _can_retry_async(
         self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-        return method in IDEMPOTENT and await super()._can_retry_async(
+        return method_of(request) in IDEMPOTENT and await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+class SafeConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """Connection errors: any method when the connection was never made; after the request went out (the
+    server hung up, a reset) only idempotent ones, since Slack may have acted on it."""
+
+    async def _can_retry_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return True
+        return method_of(request) in IDEMPOTENT and await super()._can_retry_async(
             state=state, request=request, response=response, error=error
         )
 
 
 def retry_handlers() -> list[AsyncRetryHandler]:
     return [
-        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        SafeConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         IdempotentServerErrorRetryHandler(max_retry_count=2),
     ]
@@ -60,6 +84,177 @@ def make_client(settings: Settings) -> AsyncWebClient:
         timeout=settings.slack_timeout,
         retry_handlers=retry_handlers(),
     )
+
+
+# -- writes that are neither lost nor repeated ---------------------------------------------------------
+WRITE_ATTEMPTS = 4
+HISTORY_LOOKBACK = 200  # newest messages searched for a post whose answer was lost
+LIST_PAGES = 20  # conversations.list pages (of 200) searched for a channel by name
+ADOPT_SKEW = 300.0  # seconds: a channel created this long before we asked may still be the one we asked for
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a Slack write finally came to: the object Slack made (a message's `channel`/`ts`, a channel), or
+    the error that stopped it (`channel_not_found`, `HTTP 500`, `TimeoutError`…)."""
+
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+def classify(exc: BaseException) -> tuple[str, float, str]:
+    """(verdict, wait, error) for a failed call. `again`: Slack did not act (a 429, no connection), ask again
+    after `wait`; `unknown`: it may have acted (a 5xx, a timeout, a dropped answer), look before asking again;
+    `final`: it refused (`channel_not_found`, `not_in_channel`, `name_taken`…)."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error") or "error")
+        if status == 429 or error in ("ratelimited", "rate_limited"):
+            return "again", _retry_after(exc), error
+        if status >= 500:
+            return "unknown", 0.0, f"HTTP {status}"
+        return "final", 0.0, error
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "again", 0.0, type(exc).__name__
+    if isinstance(exc, TimeoutError | aiohttp.ClientError):
+        return "unknown", 0.0, type(exc).__name__
+    raise exc
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = getattr(exc.response, "headers", None) or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(float(value), 0.0) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.5 * 2**attempt, 8.0)
+
+
+def _same_metadata(message: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    found = message.get("metadata") or {}
+    return found.get("event_type") == metadata["event_type"] and found.get("event_payload") == metadata["event_payload"]
+
+
+async def find_channel(client: AsyncWebClient, name: str, *, types: str) -> dict[str, Any] | None:
+    """The channel called `name` among those conversations.list shows the bot (archived ones included)."""
+    cursor = None
+    for _ in range(LIST_PAGES):
+        response = await client.conversations_list(types=types, limit=200, cursor=cursor, exclude_archived=False)
+        for channel in response.get("channels") or []:
+            if channel.get("name") == name:
+                return dict(channel)
+        cursor = (response.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return None
+    return None
+
+
+async def find_message(client: AsyncWebClient, channel: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest bot message in `channel` (an id or `#name`) carrying exactly this `metadata`:
+    {"channel", "ts", "message"}, or None."""
+    channel_id = channel
+    if not _CHANNEL_ID.match(channel):
+        found = await find_channel(client, channel.lstrip("#"), types="public_channel,private_channel")
+        if found is None:
+            return None
+        channel_id = found["id"]
+    response = await client.conversations_history(channel=channel_id, limit=HISTORY_LOOKBACK,
+                                                  include_all_metadata=True)
+    for message in response.get("messages") or []:
+        if _same_metadata(message, metadata):
+            return {"channel": channel_id, "ts": message["ts"], "message": message}
+    return None
+
+
+async def post_once(client: AsyncWebClient, *, channel: str, metadata: dict[str, Any], **message: Any) -> Outcome:
+    """chat.postMessage that neither loses nor repeats the message. `metadata` (`event_type`, `event_payload`)
+    must identify it: after an answer that leaves open whether Slack posted it (a timeout, a 5xx) the
+    channel's history is searched for it before posting again. 429s wait for Retry-After; a refusal
+    (`channel_not_found`, `not_in_channel`, `is_archived`…) is final."""
+    error, look = "error", False
+    for attempt in range(WRITE_ATTEMPTS):
+        if look:
+            try:
+                found = await find_message(client, channel, metadata)
+            except SlackApiError as exc:
+                # No way to look (e.g. not in the channel, no history scope): a second copy beats none.
+                log.warning("looking for a lost post in %s failed (%s); posting again", channel,
+                            exc.response.get("error"))
+                found = None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                error = type(exc).__name__
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            if found is not None:
+                log.info("a post whose answer was lost (%s) was made: %s", error, found["ts"])
+                return Outcome(found)
+            look = False
+        try:
+            response = await client.chat_postMessage(channel=channel, metadata=metadata, **message)
+            return Outcome({"channel": response["channel"], "ts": response["ts"]})
+        except Exception as exc:
+            verdict, wait, error = classify(exc)
+        if verdict == "final":
+            return Outcome(None, error)
+        look = verdict == "unknown"
+        if attempt + 1 < WRITE_ATTEMPTS:
+            await asyncio.sleep(wait if verdict == "again" else _backoff(attempt))
+    if look:  # the last answer was lost too: it may still have been posted
+        try:
+            found = await find_message(client, channel, metadata)
+        except Exception as exc:
+            log.warning("looking for a lost post in %s failed (%s)", channel, type(exc).__name__)
+            found = None
+        if found is not None:
+            return Outcome(found)
+    return Outcome(None, error)
+
+
+async def create_channel_once(client: AsyncWebClient, *, names: list[str], is_private: bool,
+                              since: float) -> Outcome:
+    """conversations.create that leaves no orphan: after an answer that leaves open whether Slack made the
+    channel (a timeout, a 5xx), or `name_taken` (a retried request that had made it), the channel is looked
+    up by name and adopted when the bot created it, after `since` (time.time(), give or take ADOPT_SKEW),
+    and it is not archived. A name taken by anyone or anything else moves on to the next of `names`."""
+    types = "private_channel" if is_private else "public_channel"
+    error, index, me = "error", 0, None
+    for attempt in range(len(names) + WRITE_ATTEMPTS):
+        if index >= len(names):
+            break
+        name = names[index]
+        try:
+            response = await client.conversations_create(name=name, is_private=is_private)
+            return Outcome(dict(response["channel"]))
+        except Exception as exc:
+            verdict, wait, error = classify(exc)
+        if verdict == "again":
+            await asyncio.sleep(wait)
+            continue
+        if verdict == "final" and error != "name_taken":
+            return Outcome(None, error)
+        try:
+            found = await find_channel(client, name, types=types)
+            me = me or (await client.auth_test()).get("user_id")
+        except Exception as exc:  # cannot tell yet: asking again answers name_taken if it was made
+            log.warning("looking up channel %s failed (%s)", name, type(exc).__name__)
+            await asyncio.sleep(_backoff(attempt))
+            continue
+        if found is not None and found.get("creator") == me and not found.get("is_archived") \
+                and float(found.get("created") or 0) >= since - ADOPT_SKEW:
+            log.info("channel %s was created by a call whose answer was lost (%s); adopting it", name, error)
+            return Outcome(found)
+        if found is not None or error == "name_taken":
+            index += 1  # someone else's channel (or one the bot cannot see): the next name
+        else:
+            await asyncio.sleep(_backoff(attempt))  # not made: ask again with the same name
+    return Outcome(None, error)
 
 
 class Directory:

@@ -154,3 +154,51 @@ async def test_commands_answer_clearly_while_the_database_is_down(
     assert any("Checkout is slow" in m.all_text() for m in bot.messages("incidents"))
     await bot.command("/incident", "list")
     assert "Checkout is slow" in bot.ephemeral_texts()[-1]
+
+
+async def test_database_cut_while_declaring_records_what_slack_made_once_it_is_back(
+        make_bot, pg_via_proxy: tuple[str, TcpProxy]) -> None:  # type: ignore[no-untyped-def]
+    from bot.models import Incident
+
+    url, proxy = pg_via_proxy
+    bot: BotHarness = await make_bot(settings_overrides={"database_url": url})
+    gate = bot.slack.hold("conversations.create")  # the incident is stored; its Web API calls are in flight
+    general = bot.slack.channel("general")
+    signed = bot.requests.command("/incident", "open P2 Checkout is slow", channel=general.id,
+                                  channel_name=general.name)
+    assert (await bot.post(signed)).status_code == 200
+
+    async def held() -> bool:
+        return bot.slack.held == ["conversations.create"]
+
+    await _until(held)
+    await proxy.cut()
+    gate.set()
+
+    async def slack_done() -> bool:  # everything Slack does needs no database: it all happens meanwhile
+        channel = bot.slack.find_channel("inc-1-checkout-is-slow")
+        return channel is not None and any(m.pinned for m in channel.messages)
+
+    await _until(slack_done)
+    assert bot.ephemeral_texts() == []  # no answer yet: it would have to be "declared" and "failed" at once
+    await proxy.restore()
+    await bot.settle(timeout=30)
+
+    channel = bot.slack.channel("inc-1-checkout-is-slow")
+    [announcement] = bot.messages("incidents")
+    [summary] = [m for m in channel.messages if m.pinned]
+    async with bot.deps.db.session() as session:
+        [incident] = (await session.scalars(select(Incident))).all()
+    assert (incident.channel_id, incident.announcement_ts, incident.summary_ts) == (
+        channel.id, announcement.ts, summary.ts)
+    [answer] = bot.ephemeral_texts()  # one answer, and a true one
+    assert f"Declared *INC-1* (P2) <#{channel.id}>" in answer and "unreachable" not in answer
+
+    # The same request again (Slack's retry, a second click's replay) finds the incident: nothing new.
+    await bot.post(signed, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    await bot.settle()
+    async with bot.deps.db.session() as session:
+        assert len((await session.scalars(select(Incident))).all()) == 1
+    assert len(bot.messages("incidents")) == 1
+    assert [c.name for c in bot.slack.channels.values() if c.name.startswith("inc-")] == ["inc-1-checkout-is-slow"]
+    assert len(bot.ephemeral_texts()) == 1

@@ -13,9 +13,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.emulator.localserver import LocalServer
-from bot.emulator.state import SlackApiError, SlackState
+from bot.emulator.state import Fault, SlackApiError, SlackState
 
 log = logging.getLogger(__name__)
+SCOPES = ("commands,chat:write,chat:write.public,channels:manage,channels:read,channels:history,groups:read,"
+          "groups:write,groups:history,pins:write,users:read,usergroups:read")
 
 
 async def _args(request: Request) -> dict[str, Any]:
@@ -36,39 +38,73 @@ async def _args(request: Request) -> dict[str, Any]:
     return args
 
 
+async def _apply(state: SlackState, method: str, request: Request) -> JSONResponse:
+    """Authenticate and run the method against the workspace."""
+    auth = request.headers.get("authorization", "")
+    try:
+        args = await _args(request)
+        token = auth.removeprefix("Bearer ").strip() or str(args.pop("token", ""))
+        if not token:
+            raise SlackApiError("not_authed")
+        if not token.startswith(("xoxb-", "xoxp-")):
+            raise SlackApiError("invalid_auth")
+        data = state.call(method, args)
+    except SlackApiError as exc:
+        return JSONResponse({"ok": False, "error": exc.error, **exc.extra})
+    return JSONResponse(data, headers={"x-oauth-scopes": SCOPES})
+
+
+def _rate_limited(state: SlackState, method: str, retry_after: int) -> JSONResponse:
+    state.rate_limited(method, retry_after)
+    return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
+                        headers={"Retry-After": str(retry_after)})
+
+
+def _fault_answer(state: SlackState, method: str, fault: Fault) -> JSONResponse | None:
+    """What a fault answers instead of the method's result; None for a delay alone (a slow success)."""
+    if fault.status == 200 and fault.error is None:
+        return None
+    if fault.status == 429:
+        return _rate_limited(state, method, fault.retry_after)
+    if fault.status != 200:
+        return JSONResponse({"ok": False, "error": "internal_error"}, status_code=fault.status)
+    return JSONResponse({"ok": False, "error": fault.error or "fatal_error"})
+
+
 def build_app(state: SlackState) -> Starlette:
     async def api(request: Request) -> JSONResponse:
         method = request.path_params["method"]
         if state.latency:
             await asyncio.sleep(state.latency)
+        window = state.rate_window(method)
+        if window > 0:  # back before Retry-After: Slack answers 429 again
+            state.early_retries.append(method)
+            return _rate_limited(state, method, max(1, round(window)))
         fault = state.take_fault(method)
+        if fault is not None and fault.gate is not None:
+            state.held.append(method)
+            await fault.gate.wait()
+            state.held.remove(method)
+            fault = None
+        if fault is not None and fault.applied:  # Slack acts first; the answer is what goes wrong
+            await request.body()
+            answer = await _apply(state, method, request)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+                if await request.is_disconnected():
+                    state.abandoned.append(method)
+            return _fault_answer(state, method, fault) or answer
         if fault is not None and fault.delay:
             await request.body()  # read (and cache) it first: the disconnect check below consumes the stream
             await asyncio.sleep(fault.delay)
             if await request.is_disconnected():  # the client gave up waiting (a timeout on its side)
                 state.abandoned.append(method)
                 return JSONResponse({"ok": False, "error": "client_gone"})
-        if fault is not None and not (fault.status == 200 and fault.error is None):  # delay alone = slow success
-            if fault.status == 429:
-                return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
-                                    headers={"Retry-After": str(fault.retry_after)})
-            if fault.status != 200:
-                return JSONResponse({"ok": False, "error": "internal_error"}, status_code=fault.status)
-            return JSONResponse({"ok": False, "error": fault.error or "fatal_error"})
-        auth = request.headers.get("authorization", "")
-        try:
-            args = await _args(request)
-            token = auth.removeprefix("Bearer ").strip() or str(args.pop("token", ""))
-            if not token:
-                raise SlackApiError("not_authed")
-            if not token.startswith(("xoxb-", "xoxp-")):
-                raise SlackApiError("invalid_auth")
-            data = state.call(method, args)
-        except SlackApiError as exc:
-            return JSONResponse({"ok": False, "error": exc.error, **exc.extra})
-        headers = {"x-oauth-scopes": "commands,chat:write,chat:write.public,channels:manage,channels:read,"
-                                     "groups:write,pins:write,users:read,usergroups:read"}
-        return JSONResponse(data, headers=headers)
+        if fault is not None:
+            failed = _fault_answer(state, method, fault)
+            if failed is not None:
+                return failed
+        return await _apply(state, method, request)
 
     async def response_url(request: Request) -> JSONResponse:
         try:

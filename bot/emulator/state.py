@@ -4,7 +4,10 @@ Answers Web API methods with Slack-shaped JSON (see shared/SLACK_FACTS.md §6)."
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import itertools
+import json
 import re
 import time
 from collections.abc import Callable
@@ -15,6 +18,7 @@ CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 BOT_USER = "U0BOT0001"
 BOT_ID = "B0BOT0001"
 TEAM = "T0EMULATOR"
+ADMIN_USER = "U0ADMIN01"  # who created the workspace's own channels (not the bot)
 
 
 class SlackApiError(Exception):
@@ -33,14 +37,18 @@ class Message:
     user: str = BOT_USER
     edits: int = 0
     pinned: bool = False
+    metadata: dict[str, Any] | None = None  # {"event_type": …, "event_payload": {…}} as posted
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, metadata: bool = False) -> dict[str, Any]:
+        """The message object; `metadata` only when asked for (conversations.history `include_all_metadata`)."""
         data = {"type": "message", "subtype": "bot_message", "text": self.text, "ts": self.ts, "bot_id": BOT_ID,
                 "user": self.user, "blocks": self.blocks}
         if self.thread_ts:
             data["thread_ts"] = self.thread_ts
         if self.edits:
             data["edited"] = {"user": self.user, "ts": self.ts}
+        if metadata and self.metadata:
+            data["metadata"] = self.metadata
         return data
 
     def all_text(self) -> str:
@@ -70,12 +78,21 @@ class Channel:
     members: set[str] = field(default_factory=set)
     messages: list[Message] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
+    creator: str = ADMIN_USER
+    is_archived: bool = False
+
+    @property
+    def kind(self) -> str:
+        """conversations.list `types`: DMs are `im`, the rest public or private channels."""
+        if self.id.startswith("D"):
+            return "im"
+        return "private_channel" if self.is_private else "public_channel"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "is_channel": not self.is_private, "is_group": self.is_private,
-            "is_private": self.is_private, "is_archived": False, "is_member": BOT_USER in self.members,
-            "created": self.created, "creator": BOT_USER,
+            "is_private": self.is_private, "is_archived": self.is_archived, "is_member": BOT_USER in self.members,
+            "created": self.created, "creator": self.creator,
             "topic": {"value": self.topic, "creator": BOT_USER, "last_set": 0},
             "purpose": {"value": self.purpose, "creator": BOT_USER, "last_set": 0},
             "num_members": len(self.members),
@@ -90,6 +107,8 @@ class Fault:
     retry_after: int = 1
     error: str | None = None
     delay: float = 0.0
+    applied: bool = False  # Slack acted on the call before the fault (answer lost, delayed or 5xx)
+    gate: asyncio.Event | None = None  # the call waits here until the test sets it
 
 
 class SlackState:
@@ -109,6 +128,9 @@ class SlackState:
         self.used_triggers: set[str] = set()
         self.faults: list[Fault] = []
         self.abandoned: list[str] = []  # delayed calls whose client hung up before the answer
+        self.held: list[str] = []  # calls waiting at a gate (see `hold`)
+        self.early_retries: list[str] = []  # calls that came back before their 429's Retry-After had passed
+        self.limited_until: dict[str, float] = {}  # method → monotonic time its last 429 window ends
         self.latency = 0.0  # seconds added to every Web API call (benchmarks)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.bot_user = BOT_USER
@@ -129,8 +151,10 @@ class SlackState:
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
-    def add_channel(self, name: str, *, is_private: bool = False, channel_id: str | None = None) -> Channel:
-        channel = Channel(id=channel_id or self.new_id("C"), name=name, is_private=is_private, members={BOT_USER})
+    def add_channel(self, name: str, *, is_private: bool = False, channel_id: str | None = None,
+                    creator: str = ADMIN_USER, is_archived: bool = False) -> Channel:
+        channel = Channel(id=channel_id or self.new_id("C"), name=name, is_private=is_private, members={BOT_USER},
+                          creator=creator, is_archived=is_archived)
         self.channels[channel.id] = channel
         return channel
 
@@ -151,11 +175,27 @@ class SlackState:
         return group
 
     def fail(self, method: str, *, status: int = 500, count: int = 1, retry_after: int = 1,
-             error: str | None = None, delay: float = 0.0) -> None:
+             error: str | None = None, delay: float = 0.0, applied: bool = False) -> None:
         """Make the next `count` calls of `method` ('*' = any) answer `status` (429 adds Retry-After),
         or, with status 200 and `error`, an `ok: false` body; `delay` makes them hang first (with status 200
-        and no error, a delayed call then succeeds: a slow Slack)."""
-        self.faults.append(Fault(method, status, count, retry_after, error, delay))
+        and no error, a delayed call then succeeds: a slow Slack).
+
+        `applied=True`: Slack does what was asked first, then the answer is delayed (beyond the client's
+        timeout, the client never learns it succeeded) or replaced by `status` (a 500 after the fact)."""
+        self.faults.append(Fault(method, status, count, retry_after, error, delay, applied))
+
+    def hold(self, method: str) -> asyncio.Event:
+        """The next call of `method` waits (listed in `held`) until the returned event is set, then proceeds."""
+        gate = asyncio.Event()
+        self.faults.append(Fault(method, 200, 1, gate=gate))
+        return gate
+
+    def rate_window(self, method: str) -> float:
+        """Seconds left of `method`'s last 429 Retry-After; a call inside it is an early retry."""
+        return max(0.0, self.limited_until.get(method, 0.0) - time.monotonic())
+
+    def rate_limited(self, method: str, retry_after: int) -> None:
+        self.limited_until[method] = time.monotonic() + retry_after
 
     def take_fault(self, method: str) -> Fault | None:
         for fault in self.faults:
@@ -222,7 +262,7 @@ class SlackState:
         if thread_ts:
             self.find_message(channel.id, thread_ts)
         message = Message(channel=channel.id, ts=self.new_ts(), text=str(args.get("text") or "")[:40000],
-                          blocks=blocks, thread_ts=thread_ts)
+                          blocks=blocks, thread_ts=thread_ts, metadata=_metadata(args.get("metadata")))
         channel.messages.append(message)
         return message
 
@@ -239,6 +279,8 @@ class SlackState:
         if args.get("blocks") is not None:
             message.blocks = _blocks(args["blocks"])
             _check_blocks(message.blocks, limit=50)
+        if args.get("metadata") is not None:  # left as it was when the edit does not send any
+            message.metadata = _metadata(args["metadata"])
         message.edits += 1
         self.emit("update", {"channel": channel, "message": message})
         return {"channel": channel.id, "ts": message.ts, "text": message.text, "message": message.as_dict()}
@@ -269,8 +311,6 @@ class SlackState:
     def _view(self, args: dict[str, Any], *, view_id: str | None = None) -> dict[str, Any]:
         view = args.get("view")
         if isinstance(view, str):
-            import json
-
             view = json.loads(view)
         if not isinstance(view, dict):
             raise SlackApiError("invalid_arguments", response_metadata={"messages": ["missing `view`"]})
@@ -341,7 +381,7 @@ class SlackState:
         if any(c.name == name for c in self.channels.values()):
             raise SlackApiError("name_taken")
         private = str(args.get("is_private", "false")).lower() in ("1", "true")
-        channel = self.add_channel(name, is_private=private)
+        channel = self.add_channel(name, is_private=private, creator=BOT_USER)
         self.emit("channel", {"channel": channel})
         return {"channel": channel.as_dict()}
 
@@ -380,8 +420,14 @@ class SlackState:
         return {"channel": self.channel(_required(args, "channel")).as_dict()}
 
     def m_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"channels": [c.as_dict() for c in self.channels.values()],
-                "response_metadata": {"next_cursor": ""}}
+        types = {t.strip() for t in str(args.get("types") or "public_channel").split(",") if t.strip()}
+        if not types <= {"public_channel", "private_channel", "mpim", "im"}:
+            raise SlackApiError("invalid_types")
+        exclude_archived = str(args.get("exclude_archived", "false")).lower() in ("1", "true")
+        listed = [c for c in self.channels.values() if c.kind in types and not (exclude_archived and c.is_archived)
+                  and (c.kind == "public_channel" or BOT_USER in c.members)]  # private: only the bot's own
+        page, next_cursor = _page(listed, args, default=100, maximum=1000)
+        return {"channels": [c.as_dict() for c in page], "response_metadata": {"next_cursor": next_cursor}}
 
     def m_conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"members": sorted(self.channel(_required(args, "channel")).members),
@@ -389,8 +435,14 @@ class SlackState:
 
     def m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channel(_required(args, "channel"))
-        top = [m.as_dict() for m in reversed(channel.messages) if not m.thread_ts]
-        return {"messages": top, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        if BOT_USER not in channel.members:
+            raise SlackApiError("not_in_channel")
+        with_metadata = str(args.get("include_all_metadata", "false")).lower() in ("1", "true")
+        top = [m for m in reversed(channel.messages) if not m.thread_ts]  # newest first
+        page, next_cursor = _page(top, args, default=100, maximum=999)
+        return {"messages": [m.as_dict(metadata=with_metadata) for m in page], "has_more": bool(next_cursor),
+                "pin_count": sum(m.pinned for m in channel.messages), "channel_actions_ts": None,
+                "channel_actions_count": 0, "response_metadata": {"next_cursor": next_cursor}}
 
     def m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channel(_required(args, "channel"))
@@ -450,12 +502,44 @@ def _required(args: dict[str, Any], name: str) -> Any:
     return value
 
 
+def _page(items: list[Any], args: dict[str, Any], *, default: int, maximum: int) -> tuple[list[Any], str]:
+    """Cursor pagination as Slack does it: `limit` (0 = the default) and an opaque `cursor`; "" on the last page."""
+    try:
+        limit = int(args.get("limit") or default)
+    except ValueError:
+        raise SlackApiError("invalid_limit") from None
+    if limit < 1 or limit > maximum:
+        raise SlackApiError("invalid_limit")
+    start = 0
+    if args.get("cursor"):
+        try:
+            start = int(base64.b64decode(str(args["cursor"])).decode().removeprefix("offset:"))
+        except ValueError:
+            raise SlackApiError("invalid_cursor") from None
+    end = start + limit
+    next_cursor = base64.b64encode(f"offset:{end}".encode()).decode() if end < len(items) else ""
+    return items[start:end], next_cursor
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """Message metadata: `{"event_type": str, "event_payload": {…}}`, sent as an object or as JSON text."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SlackApiError("invalid_metadata_format") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("event_type"), str) \
+            or not isinstance(raw.get("event_payload"), dict):
+        raise SlackApiError("invalid_metadata_format")
+    return {"event_type": raw["event_type"], "event_payload": raw["event_payload"]}
+
+
 def _blocks(raw: Any) -> list[dict[str, Any]]:
     if raw is None or raw == "":
         return []
     if isinstance(raw, str):
-        import json
-
         try:
             raw = json.loads(raw)
         except ValueError:

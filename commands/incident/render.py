@@ -134,6 +134,12 @@ def note(text: str) -> tuple[str, Blocks]:
     return text, [bk.section(text)]
 
 
+def already_done(text: str) -> tuple[str, Blocks]:
+    """The answer to a change someone made first (`INC-3 was already resolved by <@U…> 2m ago.`): news, not an
+    error."""
+    return note(f":information_source: {text}")
+
+
 def escalation(incident: Incident, mentions: list[str], severity: Severity, *, immediate: bool) -> str:
     who = " ".join(mentions)
     if immediate:
@@ -142,6 +148,23 @@ def escalation(incident: Incident, mentions: list[str], severity: Severity, *, i
     return (f"📣 {who}: {incident.ref} ({severity.name}) has not been acknowledged within "
             f"{describe_response(severity).removeprefix('within ')}. Please respond. "
             f"Commander: <@{incident.commander_id}>.")
+
+
+def declared(incident: Incident, *, announced_in: str, announcement_error: str | None = None,
+             summary_error: str | None = None, unsaved: str | None = None) -> str:
+    """The one answer a declarer gets once everything is done: the channel, and whatever finally failed."""
+    ref = incident.ref
+    where = f"<#{incident.channel_id}>" if incident.channel_id else f"(no channel: {incident.channel_error})"
+    lines = [f"Declared *{ref}* ({incident.severity}) {where}"]
+    if announcement_error:
+        lines.append(f":warning: The announcement in {announced_in} could not be posted ({announcement_error}); "
+                     "tell people there yourself.")
+    if summary_error:
+        lines.append(f":warning: The summary could not be posted in the incident channel ({summary_error}).")
+    if unsaved:
+        lines.append(f":warning: opsbot could not record {ref}'s Slack channel and messages ({unsaved}): "
+                     f"name it in commands (`/incident update {ref} …`), and do not declare it again.")
+    return "\n".join(lines)
 
 
 def reminder(incident: Incident, *, quiet_for: str) -> str:
