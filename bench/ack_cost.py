@@ -76,7 +76,8 @@ async def opsbot_app(tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
 
     config = tmp / "opsbot.yml"
     config.write_text((ROOT / "bench" / "opsbot.bench.yml").read_text().replace("TARGET", "http://127.0.0.1:9"))
-    settings = Settings(slack_signing_secret=SECRET, slack_api_url="http://127.0.0.1:9/api/",
+    settings = Settings(slack_signing_secret=SECRET, slack_bot_token="xoxb-bench",
+                        slack_api_url="http://127.0.0.1:9/api/",
                         database_url=f"sqlite:///{tmp / 'opsbot.db'}", opsbot_config=config, log_level="ERROR")
     app = build(settings, role=worker.Role.WEB, freeze_gc=True)
     link = app.worker

@@ -123,7 +123,8 @@ class OpsbotApp:
             # view keeps full collections (and the ack latency spikes they cause under load) short.
             gc.collect()
             gc.freeze()
-        log.info("opsbot %s started (database %s)", __version__, deps.db.display_url)
+        log.info("opsbot %s started: database %s (%s), Slack API %s", __version__, deps.db.display_url,
+                 deps.db.url.get_backend_name(), self.settings.slack_api_url)
 
     async def stop(self) -> None:
         if not self._started:

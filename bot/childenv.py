@@ -1,19 +1,27 @@
-"""The environment configured commands run with (rollback `command` providers, smoke suites): the
-process's own, minus opsbot's secrets. Their output is posted to Slack, so a script that prints its
-environment or runs with `set -x` must not be able to reveal the bot token or the database password."""
+"""The environment configured commands run with (rollback `command` providers, smoke suites).
+
+Explicit, never inherited: a small base that programs need to run at all, plus the `env:` map the
+config names for that command. Their output is posted to Slack, so a script that prints its
+environment or runs with `set -x` can only reveal what its `env:` gave it (and that is scrubbed too)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 
-# opsbot's own settings (bot/settings.py) that are secrets or point at its database.
-OPSBOT_SECRETS = frozenset({
-    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "DATABASE_URL", "DEPLOYS_TOKEN",
-    "ALERTMANAGER_TOKEN",
-})
+from bot.config.secrets import EnvRef
+
+# Passed through from opsbot's own environment when set; everything else must be named in `env:`.
+BASE = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
-def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    source = os.environ if base is None else base
-    return {key: value for key, value in source.items() if key.upper() not in OPSBOT_SECRETS}
+def child_env(configured: Mapping[str, EnvRef], *, environ: Mapping[str, str] | None = None,
+              where: str = "env") -> dict[str, str]:
+    """BASE from `environ` (the process's by default) plus `configured`, its `${VAR}`s resolved now.
+
+    Raises ConfigError naming the first unset variable (never a value)."""
+    source = os.environ if environ is None else environ
+    env = {name: source[name] for name in BASE if name in source}
+    for name, value in configured.items():
+        env[name] = value.reveal(source, where=f"{where}.{name}")
+    return env

@@ -10,19 +10,92 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot import __version__
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.settings import Settings
+
+LOCAL_CONFIG = "opsbot.yml"
+NO_CONFIG = (f"no opsbot.yml: set OPSBOT_CONFIG to its path, or start opsbot in the directory that holds "
+             f"{LOCAL_CONFIG} (examples/opsbot.yml is a commented example to start from)")
+
+
+class StartRefused(Exception):
+    """`serve`/`socket` would run without what it needs; each problem names the setting to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def _config_path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def cmd_config_check(args: argparse.Namespace) -> int:
-    from bot.config import EXAMPLE_CONFIG, check_file
+def find_config(settings: Settings) -> tuple[Path, str] | None:
+    """The opsbot.yml a server runs with and why: OPSBOT_CONFIG, else ./opsbot.yml. Never the bundled example."""
+    if settings.opsbot_config is not None:
+        return settings.opsbot_config.resolve(), "OPSBOT_CONFIG"
+    local = Path.cwd() / LOCAL_CONFIG
+    if local.is_file():
+        return local, f"{LOCAL_CONFIG} in the working directory"
+    return None
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
     from bot.settings import Settings
 
-    path = args.file or Settings().opsbot_config or EXAMPLE_CONFIG
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise StartRefused([f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]) from None
+
+
+def server_start(*, socket_mode: bool) -> tuple[Settings, Config, str]:
+    """Settings and config for `serve`/`socket`, or StartRefused naming every missing credential and file.
+
+    The config's resolved path goes into the settings, so the worker process reads the same file."""
+    from bot.config import load_config
+    from bot.errors import ConfigError
+
+    settings = _settings()
+    problems = settings.credential_problems(socket_mode=socket_mode)
+    found = find_config(settings)
+    if found is None:
+        problems.append(NO_CONFIG)
+    if found is None:
+        raise StartRefused(problems)
+    path, source = found
+    try:
+        config = load_config(path)
+    except ConfigError:
+        if problems:  # say everything that is wrong at once; the config's errors decide the exit code
+            _print_refusal("serve" if not socket_mode else "socket", problems)
+        raise
+    if problems:
+        raise StartRefused(problems)
+    return settings.model_copy(update={"opsbot_config": path}), config, source
+
+
+def _print_refusal(command: str, problems: list[str]) -> None:
+    print(f"opsbot {command}: cannot start:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from bot.config import check_file
+
+    found = (args.file, "") if args.file else find_config(_settings())
+    if found is None:
+        print(f"opsbot config check: {NO_CONFIG} (or name the file: opsbot config check FILE)", file=sys.stderr)
+        return 1
+    path = found[0]
     errors, warnings = check_file(path)
     for problem in errors:
         print(f"{path}: error: {problem}")
@@ -56,9 +129,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.settings import Settings
-
-    settings = Settings()
+    settings, config, source = server_start(socket_mode=False)
     with _metrics_dir(settings.worker_process):  # before anything imports prometheus_client
         import uvicorn
 
@@ -66,11 +137,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from bot.app import build
         from bot.worker import Role
 
-        logs.configure(settings)
-        app = build(settings, freeze_gc=True, role=Role.WEB if settings.worker_process else Role.INLINE)
-        uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port,
+        logs.configure(settings, config)
+        _log_start(settings, source)
+        app = build(settings, config, freeze_gc=True, role=Role.WEB if settings.worker_process else Role.INLINE)
+        # log_config=None: uvicorn installs no handlers or formatters of its own; its records reach the
+        # root handler, whose formatter scrubs secrets from messages and tracebacks alike.
+        uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
                     log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=15)
     return 0
+
+
+def _log_start(settings: Settings, source: str) -> None:
+    import logging
+
+    logging.getLogger("opsbot").info("config %s (from %s)", settings.opsbot_config, source)
 
 
 @contextlib.contextmanager
@@ -98,16 +178,13 @@ def cmd_socket(args: argparse.Namespace) -> int:
 
     from bot import logs
     from bot.app import build
-    from bot.settings import Settings
 
-    settings = Settings()
-    logs.configure(settings)
-    if settings.slack_app_token is None:
-        print("SLACK_APP_TOKEN (xapp-…) is required for Socket Mode", file=sys.stderr)
-        return 2
+    settings, config, source = server_start(socket_mode=True)
+    logs.configure(settings, config)
+    _log_start(settings, source)
 
     async def run() -> None:
-        app = build(settings, freeze_gc=True)
+        app = build(settings, config, freeze_gc=True)
         await app.start()
         try:
             handler = AsyncSocketModeHandler(app.bolt, settings.slack_app_token.get_secret_value())  # type: ignore[union-attr]
@@ -190,3 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except StartRefused as exc:  # never run open: no default credentials, no silent example config
+        _print_refusal(args.command, exc.problems)
+        return 2

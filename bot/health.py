@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -22,11 +23,13 @@ from bot import metrics
 from bot.childenv import child_env
 from bot.clock import Clock
 from bot.config.health import Check, Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
+from bot.errors import ConfigError
 from bot.models import MonitorState
 from bot.providers.checks_common import Probe, seconds_text
 from bot.providers.checks_http import probe_http
 from bot.providers.checks_postgres import probe_postgres
 from bot.providers.checks_tcp import probe_tcp
+from bot.secrets import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +191,17 @@ class SmokeResult:
 
 
 async def run_smoke(environment: str, env: Environment, suite: SmokeSuite, *,
-                    http: httpx.AsyncClient) -> SmokeResult:
-    """A suite is its configured command (exit 0 passes) or a set of the environment's checks (none fail)."""
+                    http: httpx.AsyncClient, scrub: Callable[[str], str] | None = None) -> SmokeResult:
+    """A suite is its configured command (exit 0 passes) or a set of the environment's checks (none fail).
+
+    A command's output and detail pass through `scrub` (deps.scrubber) before anyone sees them."""
     if suite.command is not None:
-        outcome = await run_command(suite.command, timeout=suite.timeout.total_seconds())
+        try:
+            child = child_env(suite.env, where=f"environments.{environment}.smoke.{suite.name}.env")
+        except ConfigError as exc:
+            return SmokeResult(environment, suite.name, False, "; ".join(exc.problems))
+        outcome = await run_command(suite.command, timeout=suite.timeout.total_seconds(), env=child,
+                                    scrub=scrub or Scrubber())
         return SmokeResult(environment, suite.name, outcome.passed, outcome.detail, command=outcome)
     timeout = suite.timeout.total_seconds()
     try:
@@ -204,20 +214,22 @@ async def run_smoke(environment: str, env: Environment, suite: SmokeSuite, *,
     return SmokeResult(environment, suite.name, failed == 0, detail, report=report)
 
 
-async def run_command(argv: list[str], *, timeout: float) -> CommandOutcome:
-    """Run argv without a shell; output (stdout and stderr) is captured, keeping the last OUTPUT_LIMIT chars."""
+async def run_command(argv: list[str], *, timeout: float, env: dict[str, str],
+                      scrub: Callable[[str], str]) -> CommandOutcome:
+    """Run argv without a shell in exactly `env`; output (stdout and stderr) is captured, keeping the last
+    OUTPUT_LIMIT chars, and scrubbed."""
     started = time.perf_counter()
 
     def done(code: int | None, output: bytes, detail: str) -> CommandOutcome:
-        text = output.decode("utf-8", errors="replace")
+        text = scrub(output.decode("utf-8", errors="replace"))
         if len(text) > OUTPUT_LIMIT:
             text = "…" + text[-OUTPUT_LIMIT:]
-        return CommandOutcome(code, text, detail, (time.perf_counter() - started) * 1000)
+        return CommandOutcome(code, text, scrub(detail), (time.perf_counter() - started) * 1000)
 
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=child_env())
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=env)
     except FileNotFoundError:
         return done(None, b"", f"command not found: {argv[0]}")
     except PermissionError:

@@ -1,10 +1,13 @@
 """Process settings: environment variables and an optional `.env` file.
 
-Built once at start-up and passed around; nothing below this module reads `os.environ`.
+Built once at start-up and passed around; nothing below this module reads `os.environ`. Slack's
+credentials have no defaults: `opsbot serve` and `opsbot socket` refuse to start without them
+(`credential_problems`); the shell, the emulator harness and the tests pass their own values.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -13,11 +16,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_SQLITE = "sqlite:///opsbot.db"
 
 
+@dataclass(frozen=True)
+class Credential:
+    variable: str
+    what: str
+    where: str  # where the Slack app's settings show it
+
+
+SIGNING_SECRET = Credential("SLACK_SIGNING_SECRET", "the app's Signing Secret",
+                            "Basic Information → App Credentials → Signing Secret")
+BOT_TOKEN = Credential("SLACK_BOT_TOKEN", "the bot token (xoxb-…)",
+                       "OAuth & Permissions → Bot User OAuth Token")
+APP_TOKEN = Credential("SLACK_APP_TOKEN", "an app-level token (xapp-…) with connections:write",
+                       "Basic Information → App-Level Tokens")
+# Values that were once defaults or ship in this repository's shell: anyone can sign requests with them.
+PUBLIC_PLACEHOLDERS = frozenset({"local-signing-secret", "xoxb-local-emulator", "shell-signing-secret", "xoxb-shell"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    slack_bot_token: SecretStr = Field(default=SecretStr("xoxb-local-emulator"))
-    slack_signing_secret: SecretStr = Field(default=SecretStr("local-signing-secret"))
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     database_url: SecretStr = Field(default=SecretStr(DEFAULT_SQLITE))
@@ -38,6 +58,8 @@ class Settings(BaseSettings):
     worker_process: bool = True
     # CPU priority of that worker below the acking process (0 = the same; 19 = the lowest: it yields to acks).
     worker_nice: int = Field(default=19, ge=0, le=19)
+    # Seconds between probes of opsbot's own database for the opsbot_database_up gauge (GET /metrics).
+    db_probe_interval: float = Field(default=15.0, gt=0)
 
     @field_validator("slack_api_url")
     @classmethod
@@ -48,3 +70,19 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    def credential_problems(self, *, socket_mode: bool = False) -> list[str]:
+        """Why this process cannot talk to Slack safely: one line per missing or placeholder credential."""
+        wanted = [(SIGNING_SECRET, self.slack_signing_secret), (BOT_TOKEN, self.slack_bot_token)]
+        if socket_mode:
+            wanted.append((APP_TOKEN, self.slack_app_token))
+        problems = []
+        for credential, value in wanted:
+            secret = value.get_secret_value().strip() if value is not None else ""
+            if not secret:
+                problems.append(f"{credential.variable} is not set: {credential.what}, "
+                                f"from the Slack app's {credential.where}")
+            elif secret in PUBLIC_PLACEHOLDERS:
+                problems.append(f"{credential.variable} is a public placeholder ({secret}): set {credential.what}, "
+                                f"from the Slack app's {credential.where}")
+        return problems

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from pydantic import SecretStr
 
 from bot.app import OpsbotApp
 from bot.config import EXAMPLE_CONFIG, load_config
@@ -22,6 +23,7 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 
 SECRET = "shell-signing-secret"
+BOT_TOKEN = "xoxb-shell"
 SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Checkout down).
   <number>        press the button with that number
   :user NAME      act as another emulated user (alice, bob, carol)
@@ -287,10 +289,10 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
     for channel in (config.channels.incidents, config.channels.alerts, config.channels.ops_channel):
         if emulator.state.find_channel(channel) is None:
             emulator.state.add_channel(channel.lstrip("#"))
+    # The shell's own Slack is the in-process emulator: its credentials are the shell's, never the environment's.
     settings = env_settings.model_copy(update={
-        "slack_api_url": emulator.api_url, "slack_bot_token": env_settings.slack_bot_token.__class__("xoxb-shell"),
-        "slack_signing_secret": env_settings.slack_signing_secret.__class__(SECRET),
-        "database_url": env_settings.database_url.__class__(db_url),
+        "slack_api_url": emulator.api_url, "slack_bot_token": SecretStr(BOT_TOKEN),
+        "slack_signing_secret": SecretStr(SECRET), "database_url": SecretStr(db_url),
     })
     app = OpsbotApp(settings, config)
     await app.start()

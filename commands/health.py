@@ -206,7 +206,8 @@ async def monitor_once(deps: Deps, environment: str) -> None:
 
 
 async def smoke_once(deps: Deps, environment: str, suite: SmokeSuite) -> None:
-    result = await run_smoke(environment, deps.config.environments[environment], suite, http=deps.http)
+    result = await run_smoke(environment, deps.config.environments[environment], suite, http=deps.http,
+                             scrub=deps.scrubber)
     log.info("smoke suite %s on %s: %s", suite.name, environment, result.detail)
     if result.passed and not suite.report_success:
         return

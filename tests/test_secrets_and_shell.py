@@ -6,14 +6,19 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from bot import logs
 from bot.emulator.harness import BotHarness
-from bot.logs import SecretFilter, scrub, secrets_of
+from bot.logs import scrub
+from bot.secrets import Scrubber
 from bot.settings import Settings
+from tests.conftest import load_test_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,14 +30,62 @@ def test_scrub_masks_tokens_and_url_passwords() -> None:
     assert "postgresql://opsbot:***@db:5432/x" in cleaned
 
 
-def test_log_filter_masks_configured_secrets(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """logs.configure rewires the root logger and the exception hooks; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
+
+
+def test_log_exception_masks_secrets_in_the_whole_traceback(capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            restored_logging: None) -> None:
+    monkeypatch.setenv("ADMIN_API_TOKEN", "adm-7f3c9e1b5d2a")
     settings = Settings(_env_file=None, slack_signing_secret=SecretStr("very-secret-signing"),  # type: ignore[call-arg]
-                        database_url=SecretStr("postgresql://u:dbpass99@h/db"))
+                        slack_bot_token=SecretStr("xoxb-1111-2222-abcdef"),
+                        database_url=SecretStr("postgresql://opsbot:dbpass99@db:5432/opsbot"))
+    config = load_test_config({"environments": {"prod": {"checks": [
+        {"name": "admin", "url": "http://127.0.0.1:9/", "headers": {"X-Token": "${ADMIN_API_TOKEN}"}}]}}})
+    logs.configure(settings, config)
     logger = logging.getLogger("opsbot.test.secrets")
-    logger.addFilter(SecretFilter(secrets_of(settings)))
-    with caplog.at_level(logging.INFO, logger="opsbot.test.secrets"):
-        logger.info("connecting with %s and %s", "very-secret-signing", "dbpass99")
-    assert "very-secret-signing" not in caplog.text and "dbpass99" not in caplog.text
+
+    def connect() -> None:
+        raise ConnectionError("cannot reach postgresql://opsbot:dbpass99@db:5432/opsbot")
+
+    try:
+        try:
+            try:
+                connect()
+            except ConnectionError:
+                raise KeyError("admin said no to adm-7f3c9e1b5d2a")  # noqa: B904 - the implicit __context__ is the point
+        except KeyError as exc:  # __context__ above, __cause__ below
+            raise RuntimeError("Slack refused xoxb-1111-2222-abcdef (signing very-secret-signing)") from exc
+    except RuntimeError:
+        logger.exception("posting failed for %s", "xoxb-1111-2222-abcdef")
+    logger.warning("where are we", stack_info=True)
+    logging.getLogger("uvicorn.error").error("uvicorn saw dbpass99")
+    err = capsys.readouterr().err
+    assert "During handling of the above exception" in err and "The above exception was the direct cause" in err
+    assert "postgresql://opsbot:***@db:5432/opsbot" in err and "Stack (most recent call last)" in err
+    for secret in ("dbpass99", "xoxb-1111", "very-secret-signing", "adm-7f3c9e1b5d2a"):
+        assert secret not in err, secret
+
+
+def test_scrubber_masks_settings_and_config_values_and_token_shapes() -> None:
+    settings = Settings(_env_file=None, slack_bot_token=SecretStr("xoxb-real-token"),  # type: ignore[call-arg]
+                        deploys_token=SecretStr("deploys-tok-1"), database_url=SecretStr("sqlite:///opsbot.db"))
+    config = load_test_config({"environments": {"prod": {"checks": [
+        {"type": "postgres", "dsn": "${TARGET_DSN}"}]}}})
+    scrubber = Scrubber.of(settings=settings, config=config,
+                           environ={"TARGET_DSN": "postgresql://app:tgt-pw-42@h/app", "OTHER": "not-referenced"})
+    text = scrubber("deploys-tok-1 postgresql://app:tgt-pw-42@h/app PGPASSWORD=tgt-pw-42 not-referenced "
+                    "sqlite:///opsbot.db ghp_abcdefghijklmnopqrstuvwxyz0123456789")
+    assert text == "*** *** PGPASSWORD=*** not-referenced sqlite:///opsbot.db gh*_***"
 
 
 def test_settings_repr_hides_secrets() -> None:

@@ -191,13 +191,13 @@ def load_config(path: Path | str | None = None) -> Config:
     return parse_config(data, source=source)
 
 
-def missing_env(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
-    """`path: VAR` for every ${VAR} reference that the environment does not define."""
-    found: list[str] = []
+def env_refs(config: Config) -> list[tuple[str, EnvRef]]:
+    """(YAML path, reference) for every `${VAR}` string in the config, in file order."""
+    found: list[tuple[str, EnvRef]] = []
 
     def walk(value: Any, path: str) -> None:
         if isinstance(value, EnvRef):
-            found.extend(f"{path}: environment variable {var} is not set" for var in value.missing(env))
+            found.append((path, value))
         elif isinstance(value, Model):
             for key in type(value).model_fields:
                 walk(getattr(value, key), f"{path}.{key}" if path else key)
@@ -210,6 +210,17 @@ def missing_env(config: Config, env: Mapping[str, str] | None = None) -> list[st
 
     walk(config, "")
     return found
+
+
+def missing_env(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """`path: VAR` for every ${VAR} reference that the environment does not define."""
+    return [f"{path}: environment variable {var} is not set"
+            for path, ref in env_refs(config) for var in ref.missing(env)]
+
+
+def referenced_env(config: Config) -> list[str]:
+    """The names of every environment variable the config reads: their values are secrets to scrub."""
+    return list(dict.fromkeys(name for _path, ref in env_refs(config) for name in ref.references()))
 
 
 def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from bot.config.base import Model, Name
-from bot.config.secrets import EnvRef
+from bot.config.secrets import CommandEnv, EnvRef
 from bot.durations import Duration
 
 
@@ -90,6 +90,8 @@ class SmokeSuite(Model):
     schedule: str
     checks: list[str] | None = None          # names of the environment's checks; None = all
     command: list[str] | None = None         # argv run without a shell; exit 0 = pass
+    # The command's environment beyond the small base (bot/childenv.py); nothing else is inherited.
+    env: CommandEnv = Field(default_factory=dict)
     timeout: Duration = timedelta(minutes=5)
     report_success: bool = False
 
@@ -101,6 +103,8 @@ class SmokeSuite(Model):
             raise ValueError("a smoke suite runs either `checks` or a `command`, not both")
         if self.command is not None and (not self.command or not self.command[0].strip()):
             raise ValueError("`command` needs at least the program to run")
+        if self.env and self.command is None:
+            raise ValueError("`env` is for a smoke suite's `command`; checks do not use it")
         return self
 
     @field_validator("schedule")

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, field_validator
 
 from bot.config.base import Model
-from bot.config.secrets import EnvRef
+from bot.config.secrets import CommandEnv, EnvRef
 from bot.durations import Duration
 
 # A version as CI and registries write it (tags, SHAs, image refs); never starts with "-" so it
@@ -98,6 +98,8 @@ class CommandRunner(_Runner):
     # argv, no shell; placeholders {service} {environment} {version} {previous_version} {reason} {rollback_id}.
     argv: list[str] = Field(min_length=1)
     cwd: str | None = None
+    # Its environment: PATH, HOME, LANG, LC_ALL, TZ, TMPDIR (when set) plus these; nothing else is inherited.
+    env: CommandEnv = Field(default_factory=dict)
 
     @field_validator("argv")
     @classmethod

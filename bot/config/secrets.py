@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import GetCoreSchemaHandler
+from pydantic import AfterValidator, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from bot.errors import ConfigError
@@ -67,3 +67,17 @@ class EnvRef:
         return core_schema.no_info_plain_validator_function(
             build, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.template)
         )
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (letters, digits, '_')")
+    return value
+
+
+# `env:` of a configured command: the variables it gets besides the small base (bot/childenv.py).
+# Values are `${VAR}` references or literals, resolved when the command runs.
+CommandEnv = dict[Annotated[str, AfterValidator(_env_name)], EnvRef]

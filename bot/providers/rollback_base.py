@@ -5,6 +5,7 @@ reports progress through a callback; it never sees Slack."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from bot.config.rollbacks import VERSION_RE, fill_template
-from bot.errors import InvalidInput
+from bot.errors import InvalidInput, OpsbotError, ProviderError
+from bot.secrets import Scrubber
 
 Progress = Callable[[str], Awaitable[None]]
 OUTPUT_LIMIT = 20_000
@@ -93,9 +95,31 @@ def providers() -> dict[str, Factory]:
     return dict(_REGISTRY)
 
 
-def build_runner(config: Any, *, http: httpx.AsyncClient, environ: Mapping[str, str] | None = None) -> RollbackRunner:
-    """The runner for one `rollbacks.<service>.environments.<env>` entry, by its `provider:` name."""
-    return providers()[config.provider](config, http, environ)
+def build_runner(config: Any, *, http: httpx.AsyncClient, environ: Mapping[str, str] | None = None,
+                 scrub: Callable[[str], str] | None = None) -> RollbackRunner:
+    """The runner for one `rollbacks.<service>.environments.<env>` entry, by its `provider:` name.
+
+    Everything it reports (progress, detail, output, errors) passes through `scrub` (deps.scrubber):
+    it is posted to Slack and stored, and a command or a target's answer may echo a secret."""
+    return _Scrubbed(providers()[config.provider](config, http, environ), scrub or Scrubber())
+
+
+class _Scrubbed:
+    def __init__(self, runner: RollbackRunner, scrub: Callable[[str], str]) -> None:
+        self.runner, self.scrub = runner, scrub
+
+    async def run(self, request: RollbackRequest, progress: Progress) -> RollbackOutcome:
+        scrub = self.scrub
+
+        async def scrubbed(text: str) -> None:
+            await progress(scrub(text))
+
+        try:
+            outcome = await self.runner.run(request, scrubbed)
+        except OpsbotError as exc:
+            raise ProviderError(scrub(str(exc))) from None
+        return dataclasses.replace(outcome, detail=scrub(outcome.detail),
+                                   output=None if outcome.output is None else cut_output(scrub(outcome.output)))
 
 
 def cut_output(text: str, limit: int = OUTPUT_LIMIT) -> str:

@@ -21,7 +21,6 @@ from bot.providers.rollback_base import (
     Provider,
     RollbackOutcome,
     RollbackRequest,
-    cut_output,
     register,
 )
 
@@ -42,7 +41,7 @@ class CommandProvider(Provider):
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, cwd=cfg.cwd,
-                env=child_env(self.environ),
+                env=child_env(cfg.env, environ=self.environ),  # explicit: base variables and its `env:`
                 start_new_session=True,  # its own process group, so a timeout kills its children too
             )
         except OSError as exc:
@@ -59,13 +58,13 @@ class CommandProvider(Provider):
             await process.wait()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(reader, timeout=5)
-            text = cut_output(output.decode(errors="replace"))
+            text = output.decode(errors="replace")  # build_runner scrubs it, then cuts it to OUTPUT_LIMIT
             return RollbackOutcome("failed", f"`{argv[0]}` did not finish within {format_duration(cfg.timeout)} "
                                              "and was killed.", output=text)
         finally:
             if not reader.done():
                 reader.cancel()
-        text = cut_output(output.decode(errors="replace"))
+        text = output.decode(errors="replace")  # scrubbed before it is cut: no half secret at the cut
         if code == 0:
             return RollbackOutcome("succeeded", f"`{argv[0]}` exited with status 0.", output=text)
         return RollbackOutcome("failed", f"`{argv[0]}` exited with status {code}.", output=text)
