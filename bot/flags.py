@@ -243,7 +243,7 @@ async def _pending(deps: Deps, token: str, user: str) -> PendingAction:
         if pending.actor != user:
             raise InvalidInput(f"Only <@{pending.actor}>, who asked for this change, can confirm or cancel it.")
         if pending.status != "pending":
-            raise Conflict(f"This request was already {pending.status}; run the command again for a new one.")
+            raise handled(pending, deps.clock())
         if deps.clock() >= pending.expires_at:
             pending.status = "expired"
             expired = True
@@ -255,14 +255,34 @@ async def _pending(deps: Deps, token: str, user: str) -> PendingAction:
     return pending
 
 
-async def _claim(deps: Deps, pending: PendingAction, status: str) -> None:
-    """Single use: move pending → `status` atomically; a second click (or replica) loses."""
+_DECIDED = {"done": "confirmed", "cancelled": "cancelled"}
+
+
+def handled(pending: PendingAction, now: datetime) -> Conflict:
+    """A confirmation that is no longer pending, naming who confirmed or cancelled it and when."""
+    if pending.status in _DECIDED and pending.decided_by:
+        at = pending.decided_at
+        minutes = int((now - at).total_seconds() // 60) if at is not None else 0
+        since = "just now" if minutes < 1 else f"{minutes}m ago"
+        return Conflict(f"This change was already {_DECIDED[pending.status]} by <@{pending.decided_by}> {since}; "
+                        "run the command again for a new one.")
+    return Conflict(f"This request was already {pending.status}; run the command again for a new one.")
+
+
+async def _claim(deps: Deps, pending: PendingAction, status: str, user: str) -> None:
+    """Single use: move pending → `status` with one conditional UPDATE (the transaction's first statement,
+    so SQLite takes its write lock at once and PostgreSQL re-checks the row the winner committed); a second
+    click, or a replica, loses and is told who won."""
+    now = deps.clock()
     async with deps.db.session() as session:
         result = await session.execute(
             update(PendingAction).where(PendingAction.id == pending.id, PendingAction.status == "pending")
-            .values(status=status))
+            .values(status=status, decided_by=user, decided_at=now, version=PendingAction.version + 1)
+            .execution_options(synchronize_session=False))
         if getattr(result, "rowcount", 0) != 1:
-            raise Conflict("This request was already handled; run the command again for a new one.")
+            winner = (await session.scalars(select(PendingAction).where(PendingAction.id == pending.id)
+                                            .execution_options(populate_existing=True))).first()
+            raise handled(winner or pending, now)
 
 
 def _target_of(deps: Deps, payload: dict[str, Any]) -> Target:
@@ -271,7 +291,7 @@ def _target_of(deps: Deps, payload: dict[str, Any]) -> Target:
 
 async def cancel(deps: Deps, *, token: str, user: str) -> Target:
     pending = await _pending(deps, token, user)
-    await _claim(deps, pending, "cancelled")
+    await _claim(deps, pending, "cancelled", user)
     return _target_of(deps, pending.payload)
 
 
@@ -282,7 +302,7 @@ async def confirm(deps: Deps, *, token: str, user: str) -> Outcome:
     target = _target_of(deps, payload)
     await deps.require(user=user, action=payload["action"], target=target.ref, environment=target.environment,
                        fresh=True)
-    await _claim(deps, pending, "done")
+    await _claim(deps, pending, "done", user)
     return await apply(deps, actor=user, action=payload["action"], target=target,
                        change=FlagChange.from_dict(payload["change"]), channel=payload.get("channel"))
 

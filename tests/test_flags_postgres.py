@@ -79,7 +79,7 @@ async def test_killswitch_confirm_flips_verifies_audits_and_posts(pgbot: BotHarn
     assert entry.after is not None and entry.after["kill_switch"] is True
     # Single use: a second press does nothing.
     await press(pgbot, Action.CONFIRM, value=confirmation["blocks"][3]["elements"][0]["value"])
-    assert "already done" in last_text(pgbot)
+    assert "This change was already confirmed by <@U0ALICE01>" in last_text(pgbot)
     assert len(pgbot.messages("#ops")) == 1
 
 

@@ -18,7 +18,16 @@ from bot.errors import DependencyDown, InvalidInput, NotFound, OpsbotError
 from bot.flags import FlagChange, Outcome, Target
 from bot.providers.flags_builtin import load_rows, row_state
 from commands import blocks as bk
-from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, split_args, user_of
+from commands.common import (
+    Respond,
+    channel_of,
+    ephemeral,
+    error_text,
+    request_key,
+    run_after_ack,
+    split_args,
+    user_of,
+)
 from commands.flags import render
 from commands.flags.ids import Action
 
@@ -119,7 +128,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack(ephemeral(f"Reading `{target.flag}` in {target.environment}…"))
         run_after_ack(deps, propose(action, target, change, command, respond), name=f"flags.{action}",
-                      respond=respond)
+                      respond=respond, once=request_key(command))
 
     @app.command("/killswitch")
     async def killswitch_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
@@ -162,7 +171,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                           replace_original=True)
 
         run_after_ack(deps, work(), name="flags.confirm", respond=respond, user=user_of(body),
-                      channel=channel_of(body))
+                      channel=channel_of(body), once=request_key(body))
 
     @app.action(Action.CANCEL)
     async def on_cancel(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
@@ -174,7 +183,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await respond(text=f"Cancelled: `{target.flag}` in {target.environment} was not changed.",
                           response_type="ephemeral", replace_original=True)
 
-        run_after_ack(deps, work(), name="flags.cancel", respond=respond)
+        run_after_ack(deps, work(), name="flags.cancel", respond=respond, once=request_key(body))
 
 
 # -- GET /flags (builtin flags, read-only) -------------------------------------------------------
