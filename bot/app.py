@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -83,6 +84,7 @@ class OpsbotApp:
         self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
+        self._db_probe: asyncio.Task[None] | None = None
 
     def _make_authorize(self) -> Any:
         token = self.settings.slack_bot_token.get_secret_value()
@@ -114,6 +116,10 @@ class OpsbotApp:
                 await deps.db.upgrade()
             except Exception as exc:  # the bot still starts; /health/ready tells the operator
                 log.error("database migration failed at start: %s", type(exc).__name__)
+        if self.role is not worker.Role.WORKER:  # the process that serves /metrics keeps the gauge current
+            await self._probe_database()
+            self._db_probe = asyncio.create_task(self._probe_database_every(self.settings.db_probe_interval),
+                                                 name="db-probe")
         deps.tasks.spawn(self.identity.load(deps), name="auth.test")
         await deps.scheduler.start()
         if self.worker is not None:
@@ -131,6 +137,11 @@ class OpsbotApp:
             return
         self._started = False
         deps = self.deps
+        if self._db_probe is not None:
+            self._db_probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._db_probe
+            self._db_probe = None
         cancelled = await deps.tasks.drain(timeout=10)
         if cancelled:
             log.warning("shutdown cancelled %d unfinished background task(s)", cancelled)
@@ -194,12 +205,25 @@ class OpsbotApp:
             self.worker.forward(body, kept, forward.report)
         return _response(answer)
 
+    async def _probe_database(self) -> None:
+        """opsbot_database_up from a cheap ping; /health/ready updates it too."""
+        metrics.DB_UP.set(0 if await self.deps.db.ping() else 1)
+
+    async def _probe_database_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._probe_database()
+            except Exception:  # ping reports failures as a reason; anything else must not end the probe
+                log.exception("database probe failed")
+                metrics.DB_UP.set(0)
+
     async def live(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, _request: Request) -> Response:
-        reason = await self.deps.db.ping()
-        metrics.DB_UP.set(0 if reason else 1)
+        reachable, reason = await self.deps.db.readiness()
+        metrics.DB_UP.set(1 if reachable else 0)
         if reason:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         if not self.deps.tasks.accepting:
@@ -207,12 +231,12 @@ class OpsbotApp:
         return JSONResponse({"status": "ready"})
 
     async def health(self, _request: Request) -> Response:
-        reason = await self.deps.db.ping()
+        reachable, reason = await self.deps.db.readiness()
         body: dict[str, Any] = {
             "status": "ok" if reason is None else "degraded",
             "version": __version__,
-            "database": {"status": "ok" if reason is None else "down", "backend": self.deps.db.url.get_backend_name(),
-                         **({"reason": reason} if reason else {})},
+            "database": {"status": "ok" if reason is None else ("schema" if reachable else "down"),
+                         "backend": self.deps.db.url.get_backend_name(), **({"reason": reason} if reason else {})},
             "scheduler": {"leader": self._is_leader()},
         }
         if self.worker is not None:

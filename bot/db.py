@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,6 +96,28 @@ class Database:
             return f"database unreachable: {_short_reason(exc)}"
         return None
 
+    async def readiness(self, timeout: float = 2.0) -> tuple[bool, str | None]:
+        """(reachable, reason): reason is None when the database answers and its schema is at the migration
+        head(s). One cheap query (alembic_version), so it can run on every readiness probe."""
+        expected = migration_heads()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as conn:
+                    found = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+        except TimeoutError:
+            return False, f"database did not answer within {timeout:g}s"
+        except Exception as exc:
+            if not _is_missing_table(exc):
+                if _is_connection_error(exc) or isinstance(exc, OSError | ConnectionError):
+                    return False, f"database unreachable: {_short_reason(exc)}"
+                return True, f"schema check failed: {_short_reason(exc)}"
+            found = set()  # no alembic_version table: never migrated, or recreated empty
+        if found == expected:
+            return True, None
+        at = ", ".join(sorted(found)) or "none (no alembic_version table)"
+        return True, (f"database schema revision is {at}, expected {', '.join(sorted(expected))}: "
+                      "run `opsbot db upgrade`")
+
     async def upgrade(self) -> None:
         """Run Alembic migrations to head (on PostgreSQL under an advisory lock: replicas may race)."""
         async with self.engine.begin() as conn:
@@ -104,6 +127,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@functools.cache
+def migration_heads() -> frozenset[str]:
+    """The head revision(s) of bot/migrations (read once per process: the scripts ship with the code)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return frozenset(ScriptDirectory.from_config(cfg).get_heads())
 
 
 def run_migrations(connection: Connection, revision: str = "heads") -> None:
@@ -130,6 +164,11 @@ def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError) and not _is_lock_error(exc)
+
+
+def _is_missing_table(exc: BaseException) -> bool:
+    message = str(getattr(exc, "orig", None) or exc).lower()
+    return "no such table" in message or ("relation" in message and "does not exist" in message)
 
 
 def _is_lock_error(exc: BaseException) -> bool:

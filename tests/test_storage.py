@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from bot import audit
 from bot.clock import FakeClock
-from bot.db import MIGRATIONS, Database, normalize_url, redact
-from bot.models import AuditEntry, Incident
+from bot.db import MIGRATIONS, Database, migration_heads, normalize_url, redact
+from bot.emulator.harness import BotHarness
+from bot.emulator.server import EmulatorServer
+from bot.models import AuditEntry, Base, Incident
+from tests.conftest import BACKEND_URL, PG_ADMIN, _migrate, _pg_create_database, _pg_drop_database, _sync_url
+from tests.tcpproxy import TcpProxy
+from tests.test_alerts_replicas import eventually
+from tests.test_worker import Served
 
 
 @pytest.mark.parametrize(("raw", "driver"), [
@@ -101,3 +111,122 @@ async def test_unreachable_database_ping_gives_a_reason_without_secrets() -> Non
         assert "hunter2" not in reason
     finally:
         await db.dispose()
+
+
+BACKEND_IS_PG = BACKEND_URL != "sqlite"
+
+
+# -- readiness includes the schema ------------------------------------------------------------------
+
+@pytest.fixture
+def own_database_url(database_url: str) -> Iterator[str]:
+    """A migrated database this test may drop (SQLite: the per-test copy; PostgreSQL: a private database)."""
+    if database_url.startswith("sqlite"):
+        yield database_url
+        return
+    url = _pg_create_database("opsbot_ready")
+    _migrate(url)
+    yield url
+    _pg_drop_database(url)
+
+
+def recreate_empty(url: str) -> None:
+    """The database comes back empty under the running bot (a restore gone wrong, a new volume)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(_sync_url(url))
+        with engine.begin() as conn:
+            Base.metadata.drop_all(conn)
+            conn.execute(text("DROP TABLE alembic_version"))
+        engine.dispose()
+        return
+    _pg_drop_database(url)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{make_url(url).database}"')
+
+
+def set_revision(url: str, revision: str) -> None:
+    engine = create_engine(_sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    engine.dispose()
+
+
+async def test_ready_needs_the_schema_at_the_migration_head(make_bot: Any, own_database_url: str) -> None:
+    bot: BotHarness = await make_bot(settings_overrides={"database_url": own_database_url})
+    assert bot.http is not None
+    [head] = migration_heads()
+    assert head == "0005_housekeeping"
+    assert (await bot.http.get("/health/ready")).status_code == 200
+
+    set_revision(own_database_url, "0004_state_versions")  # code newer than the schema
+    behind = await bot.http.get("/health/ready")
+    assert behind.status_code == 503
+    assert behind.json()["reason"] == ("database schema revision is 0004_state_versions, expected "
+                                       "0005_housekeeping: run `opsbot db upgrade`")
+    set_revision(own_database_url, head)
+    assert (await bot.http.get("/health/ready")).status_code == 200
+
+    recreate_empty(own_database_url)
+    empty = await bot.http.get("/health/ready")
+    assert empty.status_code == 503
+    assert "revision is none (no alembic_version table), expected 0005_housekeeping" in empty.json()["reason"]
+    health = (await bot.http.get("/health")).json()
+    assert health["database"]["status"] == "schema" and "opsbot db upgrade" in health["database"]["reason"]
+    assert b"opsbot_database_up 1.0" in (await bot.http.get("/metrics")).content  # reachable, just empty
+
+    await bot.deps.db.upgrade()  # what `opsbot db upgrade` (or a restart) does
+    assert (await bot.http.get("/health/ready")).status_code == 200
+
+
+# -- opsbot_database_up is probed from start ---------------------------------------------------------
+
+def database_up(metrics_text: str) -> float | None:
+    found = re.findall(r"^opsbot_database_up ([0-9.e+]+)$", metrics_text, re.M)
+    return float(found[0]) if found else None
+
+
+async def metric(bot: BotHarness) -> float | None:
+    assert bot.http is not None
+    return database_up((await bot.http.get("/metrics")).text)
+
+
+@pytest.fixture
+async def proxied_pg() -> AsyncIterator[tuple[str, TcpProxy]]:
+    if not BACKEND_IS_PG:
+        pytest.skip("cutting the database needs PostgreSQL (TEST_DATABASE_URL)")
+    url = _pg_create_database("opsbot_probe")
+    _migrate(url)
+    parsed = make_url(url)
+    proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
+    yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    await proxy.cut()
+    _pg_drop_database(url)
+
+
+async def test_database_gauge_is_right_before_any_readiness_probe(bot: BotHarness) -> None:
+    assert await metric(bot) == 1.0  # /health/ready was never called
+
+
+async def test_database_gauge_follows_the_database(make_bot: Any, proxied_pg: tuple[str, TcpProxy]) -> None:
+    url, proxy = proxied_pg
+    bot: BotHarness = await make_bot(settings_overrides={"database_url": url, "db_probe_interval": 0.2})
+    assert await metric(bot) == 1.0
+    await proxy.cut()
+    await eventually(lambda: _is(bot, 0.0), "opsbot_database_up 0 after the database went away")
+    await proxy.restore()
+    await eventually(lambda: _is(bot, 1.0), "opsbot_database_up 1 once it is back")
+
+
+async def _is(bot: BotHarness, value: float) -> bool:
+    return await metric(bot) == value
+
+
+async def test_database_gauge_in_multiprocess_mode(emulator: EmulatorServer, database_url: str,
+                                                   tmp_path: Path) -> None:
+    server = Served(emulator, database_url, tmp_path)
+    try:
+        await server.start()
+        text_ = (await server.http.get("/metrics")).text
+        assert database_up(text_) == 1.0, text_[-2000:]
+    finally:
+        await server.stop()
