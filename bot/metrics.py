@@ -28,7 +28,9 @@ HEALTH_CHECKS = Histogram("opsbot_health_check_seconds", "Duration of target hea
 ALERT_EVALUATIONS = Counter("opsbot_alert_evaluations_total", "Alert rule evaluations", ["outcome"])
 SCHEDULER_LEADER = Gauge("opsbot_scheduler_leader", "1 when this replica runs the scheduled jobs",
                          multiprocess_mode="livemax")
-DB_UP = Gauge("opsbot_database_up", "1 when opsbot's own database answered the last readiness probe",
+# Set only by the process that serves /metrics (probed at start-up and every DB_PROBE_INTERVAL seconds, and
+# on /health/ready); the worker never sets it, so its 0 never outweighs the web process's value under livemax.
+DB_UP = Gauge("opsbot_database_up", "1 when opsbot's own database answered the last probe",
               multiprocess_mode="livemax")
 
 
