@@ -114,3 +114,15 @@ def test_shell_runs_a_piped_script_and_exits_cleanly(tmp_path: Path) -> None:
     assert "✅ `killswitch` in *prod* — allowed as oncall" in out   # alice
     assert "🚫 `killswitch` in *prod*" in out                        # bob
     assert "Unknown subcommand `frob`" in out
+
+
+def test_an_uncaught_exception_leaves_through_the_scrubbing_handler(tmp_path: Path) -> None:
+    code = ("from pydantic import SecretStr\n"
+            "from bot import logs\n"
+            "from bot.settings import Settings\n"
+            "logs.configure(Settings(_env_file=None, database_url=SecretStr('postgresql://u:pw-uncaught@h/db')))\n"
+            "raise RuntimeError('gave up on postgresql://u:pw-uncaught@h/db with xoxb-9-9-uncaught')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1
+    assert "CRITICAL opsbot: uncaught exception" in result.stderr and "RuntimeError" in result.stderr
+    assert "pw-uncaught" not in result.stderr and "xoxb-9-9" not in result.stderr
