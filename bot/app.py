@@ -15,12 +15,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import commands
-from bot import __version__, inbound, metrics, payloads, worker
+from bot import __version__, bodies, inbound, metrics, payloads, worker
 from bot.clock import Clock, utcnow
 from bot.config import Config, load_config
 from bot.db import Database
@@ -80,7 +80,8 @@ class OpsbotApp:
             request_verification_enabled=False,
         )
         commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
-        self.inbound = inbound.Inbound(self.bolt, settings.slack_signing_secret.get_secret_value())
+        self.inbound = inbound.Inbound(self.bolt, settings.slack_signing_secret.get_secret_value(),
+                                       clock=self.deps.clock)
         self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
@@ -180,9 +181,20 @@ class OpsbotApp:
         tasks = self.deps.tasks
         if not tasks.accepting:
             return JSONResponse({"error": "shutting down"}, status_code=503)
-        body = await request.body()
-        if not self.inbound.verified(body, headers):
-            return _response(self.inbound.refusal(body, headers))
+        refusals = self.inbound.refusals
+        try:
+            body = await bodies.read_body(request, limit=inbound.MAX_BODY)
+        except bodies.TooLarge as exc:
+            refusals.note(413, str(exc))
+            return bodies.too_large(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
+        problem = self.inbound.problem(body, headers)
+        if problem is not None:
+            answer = self.inbound.refusal(body, headers)
+            if answer.status != 200:
+                refusals.note(answer.status, problem)
+            return _response(answer)
         kept = inbound.bolt_headers(headers)
         tasks.foreground_started()
         forward = token = None
@@ -192,11 +204,13 @@ class OpsbotApp:
         try:
             answer = await self.inbound.dispatch(body, kept)
         except payloads.Malformed as exc:
-            return JSONResponse({"error": f"malformed request: {exc}"}, status_code=400)
-        except (ValueError, AttributeError, TypeError, KeyError):
-            # bolt's matchers index some fields directly (listener errors it catches itself): a payload of a
-            # shape no Slack client sends that payloads.parse did not foresee.
-            return JSONResponse({"error": "malformed request body"}, status_code=400)
+            refusals.note(400, str(exc))
+            return _malformed(f"malformed request: {exc}", content_type)
+        except (ValueError, LookupError, AttributeError, TypeError, RecursionError) as exc:
+            # bolt indexes some fields while it builds the request (listener errors it catches itself): a
+            # payload of a shape no Slack client sends that payloads.parse did not foresee.
+            refusals.note(400, f"bolt could not read the payload ({type(exc).__name__})")
+            return _malformed("malformed request body", content_type)
         finally:
             tasks.foreground_finished()
             if token is not None:
@@ -261,6 +275,12 @@ class _IgnoredTokenWarning(logging.Filter):
 
 
 _IGNORED_TOKEN_WARNING = _IgnoredTokenWarning()
+
+
+def _malformed(error: str, content_type: str) -> Response:
+    """400 for a signed body opsbot cannot take; an event is not redelivered (Slack retries non-2xx answers)."""
+    retry = {"X-Slack-No-Retry": "1"} if "json" in content_type else {}
+    return JSONResponse({"error": error}, status_code=400, headers=retry)
 
 
 def _response(answer: BoltResponse) -> Response:

@@ -1,13 +1,16 @@
 """The shared front door of opsbot's machine-to-machine endpoints (POST /deploys, /webhooks/alertmanager):
-disabled unless a bearer token is configured, constant-time token check, bounded body size."""
+disabled unless a bearer token is configured, constant-time token check, body size bounded while it is read
+(bot/bodies.py)."""
 
 from __future__ import annotations
 
 import hmac
 
 from pydantic import SecretStr
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+
+from bot.bodies import TooLarge, read_body, too_large
 
 
 async def authorized_body(request: Request, token: SecretStr | None, *, disabled: str,
@@ -20,7 +23,9 @@ async def authorized_body(request: Request, token: SecretStr | None, *, disabled
     if not hmac.compare_digest(given.encode(), expected.encode()):
         return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
-    body = await request.body()
-    if len(body) > max_body:
-        return JSONResponse({"error": "body too large"}, status_code=413)
-    return body
+    try:
+        return await read_body(request, limit=max_body)
+    except TooLarge as exc:
+        return too_large(exc)
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is left to read it

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import worker
 from bot.deps import Deps
-from bot.errors import DependencyDown, OpsbotError
+from bot.errors import DependencyDown, InvalidInput, OpsbotError
 from bot.idempotency import first_time
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,25 @@ Respond = Callable[..., Awaitable[Any]]
 _SHELL_SPECIAL = frozenset("\"'\\")  # quotes and escapes; anything else shlex splits on its whitespace
 _WORD = re.compile(r"[^ \t\r\n]+")
 GENERIC_FAILURE = "Something went wrong on opsbot's side; it has been logged. Please try again."
+MAX_ID = 2**31 - 1  # the id columns in bot/models.py are Integer (PostgreSQL integer)
+
+
+def parse_id(value: object, *, what: str) -> int:
+    """A database id from a Slack-supplied value (a button's value): a positive whole number within the id
+    columns' range (`Integer`: PostgreSQL's 4-byte integer), else InvalidInput saying so. A forged or stale
+    value then never reaches a query, where PostgreSQL would refuse it and SQLite overflow."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and 0 < int(text) <= MAX_ID):
+        shown = text[:20].replace("`", "'") + ("…" if len(text) > 20 else "")
+        raise InvalidInput(f"`{shown}` is not a valid {what} id (a whole number from 1 to {MAX_ID}); "
+                           "the button may be from an old or altered message.")
+    return int(text)
+
+
+async def refuse(exc: OpsbotError) -> None:
+    """Background work that only tells the user `exc` (through run_after_ack's error report): for a button
+    whose value is invalid, since a button's ack carries no text."""
+    raise exc
 
 
 def split_args(text: str | None) -> list[str]:

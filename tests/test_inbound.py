@@ -3,6 +3,7 @@ that gets slash commands right, interactivity payloads of a shape bolt would fai
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -46,15 +47,29 @@ def test_shapes_bolt_would_fail_on_are_refused_with_the_reason() -> None:
     def form(payload: str) -> bytes:
         return urlencode({"payload": payload}).encode()
 
-    assert payloads.parse(form('{"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "a"}]}'),
-                          FORM)["actions"] == [{"action_id": "a"}]
-    assert payloads.parse(b'{"type": "event_callback"}', "application/json") == {"type": "event_callback"}
+    assert payloads.parse(form('{"type": "block_actions", "user": {"id": "U1"}, "trigger_id": "t", '
+                               '"actions": [{"action_id": "a"}]}'), FORM)["actions"] == [{"action_id": "a"}]
+    event = {"type": "event_callback", "event": {"type": "app_mention", "channel": "C1", "ts": "1.2"}}
+    assert payloads.parse(json.dumps(event).encode(), "application/json") == event
     assert payloads.parse(b"", FORM) == {}
     for body, content_type, reason in [
         (form("not json"), FORM, "payload is not JSON"),
         (form("[1, 2]"), FORM, "payload is not a JSON object"),
-        (form('{"type": "block_actions", "actions": [{}]}'), FORM, "block_actions without valid actions"),
-        (form('{"type": "block_actions", "user": "U1", "actions": []}'), FORM, "payload user has no id"),
+        (form('{"type": "block_actions", "trigger_id": "t", "actions": [{}]}'), FORM,
+         "block_actions with an action without a string action_id"),
+        (form('{"type": "block_actions", "trigger_id": "t", "actions": []}'), FORM, "block_actions with no actions"),
+        (form('{"type": "block_actions", "actions": [{"action_id": "a"}]}'), FORM, "block_actions without trigger_id"),
+        (form('{"type": "block_actions", "trigger_id": "t", "user": "U1", "actions": [{"action_id": "a"}]}'), FORM,
+         "payload user has no id"),
+        (b'{"type": "event_callback"}', "application/json", "event_callback without event"),
+        (b'{"type": "event_callback", "event": "app_mention"}', "application/json", "event is not an object"),
+        (b'{"type": "event_callback", "event": {"type": 1}}', "application/json", "event is not an object with a"),
+        (form('{"type": "view_submission", "view": {"type": "modal", "state": {"values": "x"}}}'), FORM,
+         "state.values that is not an object of objects of objects"),
+        (form('{"type": "view_submission", "view": {"type": "modal", "state": {"values": {"b": {"a": "x"}}}}}'),
+         FORM, "state.values that is not an object of objects of objects"),
+        (b"\xff", FORM, "body is not UTF-8"),
+        (b"[" * 100_000, "application/json", "body is nested too deeply"),
         (form('{"type": "view_submission", "view": {}}'), FORM, "view_submission without a valid view"),
         (form('{"type": "shortcut"}'), FORM, "shortcut without callback_id"),
         (form('{"no": "type"}'), FORM, "payload has no type"),

@@ -23,7 +23,7 @@ from bot.models import AlertState
 from bot.webhooks import authorized_body
 from commands.alerts.notify import deliver, engine_for
 from commands.alerts.render import SILENCE_BUTTONS, Action, ListedAlert, format_value, render_list, when
-from commands.common import channel_of, ephemeral, request_key, run_after_ack, split_args, user_of
+from commands.common import channel_of, ephemeral, parse_id, refuse, request_key, run_after_ack, split_args, user_of
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +141,6 @@ async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str)
     return f"🔕 `{rule}` silenced for {format_duration(duration)} (until {when(until)})."
 
 
-def _row_id(value: Any) -> int | None:
-    """The alert id a button carries; None for anything that is not one (forged or stale payloads)."""
-    try:
-        row_id = int(str(value or ""))
-    except ValueError:
-        return None
-    return row_id if 0 < row_id < 2**31 else None
-
-
 def _incident_fields(value: Any) -> dict[str, str]:
     """The Open incident button's pre-fill (see render_alert); only string fields survive."""
     try:
@@ -189,11 +180,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def handler(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
             await ack()
             user = user_of(body)
-            row_id = _row_id(action.get("value"))
-            if row_id is None:
-                return
-            run_after_ack(deps, verb(deps, row_id=row_id, user=user, **extra), name=f"alerts.{verb.__name__}",
-                          user=user, channel=channel_of(body), once=request_key(body))
+            try:
+                work = verb(deps, row_id=parse_id(action.get("value"), what="alert"), user=user, **extra)
+            except InvalidInput as exc:  # a forged or altered button: told, nothing looked up
+                work = refuse(exc)
+            run_after_ack(deps, work, name=f"alerts.{verb.__name__}", user=user, channel=channel_of(body),
+                          once=request_key(body))
 
         return handler
 
