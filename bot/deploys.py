@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import audit
 from bot.clock import Clock
 from bot.config.rollbacks import VERSION_RE
+from bot.db import Database
+from bot.errors import Conflict, InvalidInput
 from bot.models import Deploy, Rollback
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 HISTORY_LIMIT = 200
+# A body without its own `deployed_at` repeated within this window, with nothing deployed in between, is
+# CI retrying (a timeout, a lost answer), not a second deploy.
+RETRY_WINDOW = timedelta(minutes=10)
 
 
 class DeployIn(BaseModel):
@@ -47,11 +55,82 @@ class Versions:
     previous: str | None
 
 
+class KeyReused(InvalidInput):
+    """An Idempotency-Key already used with a different body."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    deploy: Deploy
+    created: bool  # False: a retry of a deploy already recorded (nothing new was stored)
+    replayed_key: bool = False  # the retry carried the same Idempotency-Key as the original
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def request_hash(payload: DeployIn, environment: str) -> str:
+    """The body as opsbot understood it (key order, whitespace and the environment's spelling do not count)."""
+    return _digest(payload.model_dump(mode="json") | {"environment": environment})
+
+
+async def record_request(db: Database, *, clock: Clock, payload: DeployIn, environment: str,
+                         idempotency_key: str | None = None) -> Recorded:
+    """POST /deploys, once per deploy: a replay of an Idempotency-Key, or (without one) the same deploy by its
+    natural key (service, environment, version, commit, status and the body's `deployed_at`; without a
+    `deployed_at`, the same body again within RETRY_WINDOW with nothing deployed in between) returns the
+    deploy recorded first. Unique keys decide between concurrent retries."""
+    digest = request_hash(payload, environment)
+    for _ in range(3):
+        async with db.session() as session:
+            found = await _recorded(session, clock=clock, payload=payload, environment=environment, digest=digest,
+                                    idempotency_key=idempotency_key)
+            if isinstance(found, Recorded):
+                return found
+        try:
+            async with db.session() as session:
+                deploy = await record(session, clock=clock, service=payload.service, environment=environment,
+                                      version=payload.version, commit=payload.commit,
+                                      deployed_by=payload.deployed_by, deployed_at=payload.deployed_at,
+                                      status=payload.status, idempotency_key=idempotency_key,
+                                      request_hash=digest, natural_key=found)
+            return Recorded(deploy, created=True)
+        except IntegrityError:
+            continue  # a concurrent copy of this request won the insert: the next lookup finds it
+    raise Conflict("This deploy is being recorded by a concurrent request; retry in a moment.")
+
+
+async def _recorded(session: AsyncSession, *, clock: Clock, payload: DeployIn, environment: str, digest: str,
+                    idempotency_key: str | None) -> Recorded | str:
+    """The deploy this request repeats, or else the natural key to store with a new one."""
+    if idempotency_key is not None:
+        keyed = (await session.scalars(select(Deploy).where(Deploy.idempotency_key == idempotency_key))).first()
+        if keyed is not None:
+            if keyed.request_hash != digest:
+                raise KeyReused("This Idempotency-Key was already used with a different body; "
+                                "use a new key for a new deploy.")
+            return Recorded(keyed, created=False, replayed_key=True)
+    identity = (payload.service, environment, payload.version, payload.commit, payload.status)
+    if payload.deployed_at is not None:
+        natural = _digest(*identity, payload.deployed_at.isoformat())
+    else:
+        [newest] = await history(session, service=payload.service, environment=environment, limit=1) or [None]
+        if newest is not None and newest.request_hash == digest and newest.deployed_at >= clock() - RETRY_WINDOW:
+            return Recorded(newest, created=False)
+        # Two copies racing in compute the same key (the same newest deploy before them): one insert wins.
+        natural = _digest(*identity, payload.deployed_by, "after", newest.id if newest else 0)
+    same = (await session.scalars(select(Deploy).where(Deploy.natural_key == natural))).first()
+    return Recorded(same, created=False) if same is not None else natural
+
+
 async def record(session: AsyncSession, *, clock: Clock, service: str, environment: str, version: str,
                  commit: str | None = None, deployed_by: str | None = None, deployed_at: datetime | None = None,
-                 status: str = "succeeded", source: str = "ci") -> Deploy:
+                 status: str = "succeeded", source: str = "ci", idempotency_key: str | None = None,
+                 request_hash: str | None = None, natural_key: str | None = None) -> Deploy:
     deploy = Deploy(service=service, environment=environment, version=version, commit=commit,
-                    deployed_by=deployed_by, deployed_at=deployed_at or clock(), status=status, source=source)
+                    deployed_by=deployed_by, deployed_at=deployed_at or clock(), status=status, source=source,
+                    idempotency_key=idempotency_key, request_hash=request_hash, natural_key=natural_key)
     session.add(deploy)
     await session.flush()
     await audit.record(session, clock=clock, actor=deployed_by or source, action="deploy.record",

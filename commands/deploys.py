@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,13 +14,14 @@ from starlette.routing import BaseRoute, Route
 
 from bot import deploys, metrics
 from bot.deps import Deps
-from bot.errors import NotFound
+from bot.errors import Conflict, NotFound
 from bot.webhooks import authorized_body
 from commands import blocks as bk
 from commands.common import ephemeral, run_after_ack, split_args
 
 HELP = [("/deploys <service> [env]", "Recent deploys of a service (recorded by CI through POST /deploys)")]
 MAX_BODY = 64 * 1024
+KEY_RE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")  # the Idempotency-Key header CI sends
 SHOWN = 15
 
 
@@ -94,13 +96,24 @@ def routes(deps: Deps) -> list[BaseRoute]:
                 return JSONResponse({"error": "invalid deploy", "problems": [
                     {"field": "environment", "problem": problem}]}, status_code=422)
             environment = match
-        async with deps.db.session() as session:
-            deploy = await deploys.record(session, clock=deps.clock, service=payload.service,
-                                          environment=environment, version=payload.version, commit=payload.commit,
-                                          deployed_by=payload.deployed_by, deployed_at=payload.deployed_at,
-                                          status=payload.status)
-        return JSONResponse({"id": deploy.id, "service": deploy.service, "environment": deploy.environment,
-                             "version": deploy.version, "status": deploy.status,
-                             "deployed_at": deploy.deployed_at.isoformat()}, status_code=201)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not KEY_RE.fullmatch(key):
+            return JSONResponse({"error": "invalid deploy", "problems": [
+                {"field": "Idempotency-Key", "problem": "1 to 255 printable ASCII characters"}]}, status_code=422)
+        try:
+            recorded = await deploys.record_request(deps.db, clock=deps.clock, payload=payload,
+                                                    environment=environment, idempotency_key=key)
+        except deploys.KeyReused as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        except Conflict as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        deploy = recorded.deploy
+        answer = {"id": deploy.id, "service": deploy.service, "environment": deploy.environment,
+                  "version": deploy.version, "status": deploy.status, "deployed_at": deploy.deployed_at.isoformat()}
+        if recorded.created:
+            return JSONResponse(answer, status_code=201)
+        # A retry: the original answer (201 for a replayed Idempotency-Key), marked as a replay.
+        return JSONResponse(answer, status_code=201 if recorded.replayed_key else 200,
+                            headers={"Idempotent-Replayed": "true"})
 
     return [Route("/deploys", record, methods=["POST"])]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import deploys
+from bot.clock import FakeClock
 from bot.config import Config
 from bot.emulator.harness import BotHarness
 from tests.test_rollbacks_support import (
@@ -33,9 +35,11 @@ async def bot(make_bot: Any, config: Config) -> BotHarness:
     return await make_bot(config=config, settings_overrides={"deploys_token": TOKEN})
 
 
-async def post(bot: BotHarness, body: Any, token: str | None = TOKEN) -> Any:
+async def post(bot: BotHarness, body: Any, token: str | None = TOKEN, key: str | None = None) -> Any:
     assert bot.http is not None
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if key is not None:
+        headers["Idempotency-Key"] = key
     return await bot.http.post("/deploys", json=body, headers=headers)
 
 
@@ -124,3 +128,60 @@ async def test_deploys_command_lists_history(bot: BotHarness) -> None:
     assert "No deploys recorded for `billing`" in bot.ephemeral_texts()[-1]
     response = await bot.command("/deploys", "api qa")
     assert "Valid environments: `prod`, `staging`" in response.json()["text"]
+
+
+# -- retries are idempotent ---------------------------------------------------------------------
+
+async def recorded(bot: BotHarness) -> int:
+    return [action for _, action, _ in await audit_actions(bot)].count("deploy.record")
+
+
+async def test_a_replayed_idempotency_key_returns_the_original_answer(bot: BotHarness, clock: FakeClock) -> None:
+    body = {"service": "api", "environment": "PROD", "version": "v7", "commit": "abc1237"}  # no time of its own
+    first = await post(bot, body, key="ci-run-4711-deploy")
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    clock.advance(minutes=30)  # long after the retry window: the key decides
+    again = await post(bot, {**body, "environment": "prod"}, key="ci-run-4711-deploy")
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(await deploys_in_db(bot)) == 1 and await recorded(bot) == 1
+
+    other = await post(bot, {**body, "version": "v8"}, key="ci-run-4711-deploy")
+    assert other.status_code == 422 and "different body" in other.json()["error"]
+    assert len(await deploys_in_db(bot)) == 1
+    assert (await post(bot, body, key="")).status_code == 422
+    assert (await post(bot, {**body, "version": "v8"}, key="ci-run-4712-deploy")).status_code == 201
+
+
+async def test_a_retry_without_a_key_is_the_same_deploy_by_its_natural_key(bot: BotHarness) -> None:
+    timed = deploy("v1", "2026-01-05T08:00:00Z")
+    first = await post(bot, timed)
+    again = await post(bot, dict(reversed(list(timed.items()))))  # the same deploy, keys in another order
+    assert first.status_code == 201 and again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (await post(bot, deploy("v1", "2026-01-05T09:00:00Z"))).status_code == 201  # a redeploy later on
+    assert (await post(bot, {**timed, "status": "failed"})).status_code == 201  # a different outcome
+    assert len(await deploys_in_db(bot)) == 3 and await recorded(bot) == 3
+
+
+async def test_a_retry_of_a_body_without_its_own_time(bot: BotHarness, clock: FakeClock) -> None:
+    body = {"service": "api", "environment": "prod", "version": "v2", "commit": "abc1232"}
+    first = await post(bot, body)
+    clock.advance(seconds=30)
+    again = await post(bot, body)
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert len(await deploys_in_db(bot)) == 1
+    await post(bot, {**body, "version": "v3"})  # something else deployed in between: v2 again is a deploy
+    assert (await post(bot, body)).status_code == 201
+    clock.advance(minutes=11)  # past the retry window: the same body is a new deploy of the same version
+    assert (await post(bot, body)).status_code == 201
+    assert [d.version for d in await deploys_in_db(bot)] == ["v2", "v3", "v2", "v2"]
+
+
+@pytest.mark.parametrize("key", ["ci-run-99", None])
+async def test_parallel_retries_store_one_deploy(bot: BotHarness, key: str | None) -> None:
+    body = {"service": "api", "environment": "prod", "version": "v5", "commit": "abc1235"}
+    answers = await asyncio.gather(*(post(bot, body, key=key) for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [200 if key is None else 201] * 5 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert len(await deploys_in_db(bot)) == 1 and await recorded(bot) == 1
