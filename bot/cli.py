@@ -67,9 +67,7 @@ def server_start(*, socket_mode: bool) -> tuple[Settings, Config, str]:
     problems = settings.credential_problems(socket_mode=socket_mode)
     found = find_config(settings)
     if found is None:
-        problems.append(NO_CONFIG)
-    if found is None:
-        raise StartRefused(problems)
+        raise StartRefused([*problems, NO_CONFIG])
     path, source = found
     try:
         config = load_config(path)
