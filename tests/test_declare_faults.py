@@ -141,3 +141,16 @@ async def test_an_archived_channel_the_bot_made_before_is_not_adopted(bot: BotHa
     await bot.command("/incident", "open P2 Checkout is down")
     incident = await the_incident(bot)
     assert incident.channel_id != old.id and incident.channel_name == "inc-1-checkout-is-down-2"
+
+
+def test_the_answer_names_what_finally_failed() -> None:
+    from commands.incident import render
+
+    incident = Incident(id=3, title="Search is slow", severity="P2", channel_error="restricted_action")
+    text = render.declared(incident, announced_in="#incidents", announcement_error="HTTP 500",
+                           summary_error=None, unsaved="database unreachable for 10 min")
+    assert text == (
+        "Declared *INC-3* (P2) (no channel: restricted_action)\n"
+        ":warning: The announcement in #incidents could not be posted (HTTP 500); tell people there yourself.\n"
+        ":warning: opsbot could not record INC-3's Slack channel and messages (database unreachable for 10 min): "
+        "name it in commands (`/incident update INC-3 …`), and do not declare it again.")

@@ -165,23 +165,27 @@ async def durably(deps: Deps, what: str, write: Callable[[], Awaitable[None]]) -
     for up to SAVE_RETRY_FOR seconds. None once written, else why not (logged with `what`, so an operator can
     record it by hand)."""
     deadline, delay = time.monotonic() + SAVE_RETRY_FOR, SAVE_FIRST_DELAY
-    while True:
-        try:
-            await write()
-            return None
-        except DependencyDown as exc:
-            if time.monotonic() + delay > deadline:
-                reason = f"database unreachable for {SAVE_RETRY_FOR // 60:.0f} min"
-                log.error("gave up recording %s: %s (%s)", what, reason, exc)
+    try:
+        while True:
+            try:
+                await write()
+                return None
+            except DependencyDown as exc:
+                if time.monotonic() + delay > deadline:
+                    reason = f"database unreachable for {SAVE_RETRY_FOR / 60:.0f} min"
+                    log.error("gave up recording %s: %s (%s)", what, reason, exc)
+                    metrics.BACKGROUND_FAILURES.labels(name="incident.save").inc()
+                    return reason
+                log.warning("recording %s failed (%s); retrying in %.1fs", what, exc, delay)
+            except Exception:
+                log.exception("recording %s failed", what)
                 metrics.BACKGROUND_FAILURES.labels(name="incident.save").inc()
-                return reason
-            log.warning("recording %s failed (%s); retrying in %.1fs", what, exc, delay)
-        except Exception:
-            log.exception("recording %s failed", what)
-            metrics.BACKGROUND_FAILURES.labels(name="incident.save").inc()
-            return "an error on opsbot's side; it has been logged"
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, SAVE_MAX_DELAY)
+                return "an error on opsbot's side; it has been logged"
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SAVE_MAX_DELAY)
+    except asyncio.CancelledError:  # stopped mid-retry: leave the operator what Slack made
+        log.error("not recorded (opsbot stopped while retrying): %s", what)
+        raise
 
 
 async def _save_channel(deps: Deps, incident: Incident, *, announcement_error: str | None) -> str | None:
