@@ -174,7 +174,7 @@ async def test_resolve_posts_postmortem_and_postmortem_command_returns_it(bot: B
     await bot.command("/incident", "postmortem", channel=incident.channel_id or "")
     assert "# Postmortem draft: INC-1 — Checkout is down" in bot.ephemeral_texts()[-1]
     await bot.command("/incident", "update still here", channel=incident.channel_id or "")
-    assert "INC-1 is already resolved" in bot.ephemeral_texts()[-1]
+    assert bot.ephemeral_texts()[-1].startswith(":information_source: INC-1 was already resolved by <@U0ALICE01> ")
     kinds = await timeline_kinds(bot, incident)
     assert kinds[-1] == "resolved"
     async with bot.deps.db.session() as session:
@@ -294,3 +294,13 @@ async def test_buttons_with_stale_or_garbage_values_answer_politely(bot: BotHarn
     assert "Unknown incident `INC-0`" in bot.messages("D0ALICE01")[-1].text  # a DM: views have no response_url
     async with bot.deps.db.session() as session:
         assert (await session.get(Incident, 1)).status == "investigating"  # type: ignore[union-attr]
+
+
+async def test_a_resolve_modal_opened_before_an_upgrade_still_resolves(bot: BotHarness) -> None:
+    incident = await declare(bot)
+    await bot.click("incident_resolve_open", "1", message=announcement(bot))
+    opened = bot.last_view()
+    assert '"channel": "' + announcement(bot).channel + '"' in opened["private_metadata"]  # answers go there
+    older = {**opened, "private_metadata": "1"}  # what earlier versions kept: the bare id
+    await bot.submit(older, {"summary": {"summary": {"type": "plain_text_input", "value": "Rolled back"}}})
+    assert (await reload(bot, incident)).status == "resolved"

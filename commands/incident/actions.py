@@ -10,8 +10,9 @@ from typing import Any
 
 from bot import incidents
 from bot.deps import Deps
-from bot.idempotency import first_time
+from bot.incidents import AlreadyDone
 from bot.models import Incident, IncidentEvent
+from commands.common import tell_user
 from commands.incident import flows, render
 from commands.incident.parse import Command
 
@@ -32,8 +33,11 @@ class Request:
     eta: str | None
 
     async def answer(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Ephemeral: via response_url, else (a modal's submission) where the modal was opened, else a DM."""
         if self.respond is not None:
             await self.respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        else:
+            await tell_user(self.deps, user=self.user, channel=self.channel_id, text=text, blocks=blocks)
 
     async def read(self) -> tuple[Incident, list[IncidentEvent]]:
         async with self.deps.db.session() as session:
@@ -49,14 +53,17 @@ class Request:
 
 
 async def run(deps: Deps, cmd: Command, *, user: str, channel_id: str | None, respond: Respond | None,
-              incident_id: int | None = None, impact: str | None = None, eta: str | None = None,
-              dedup_key: str | None = None) -> None:
-    """Run `cmd`. A change runs once per `dedup_key` (trigger or view id): retries and double submits are no-ops."""
-    if cmd.verb in MUTATING and dedup_key and not await first_time(deps.db, dedup_key, clock=deps.clock):
-        log.info("duplicate %s request %s ignored", cmd.verb, dedup_key)
-        return
+              incident_id: int | None = None, impact: str | None = None, eta: str | None = None) -> None:
+    """Run `cmd`. A change someone made first is answered with who and when (not an error); that a request
+    runs once across redeliveries is the listener's `run_after_ack(..., once=request_key(body))`.
+
+    `channel_id` finds the incident when neither `cmd.ref` nor `incident_id` names it, and is where an answer
+    goes without `respond`."""
     request = Request(deps, cmd, user, channel_id, respond, incident_id, impact, eta)
-    await VERBS[cmd.verb](request)
+    try:
+        await VERBS[cmd.verb](request)
+    except AlreadyDone as done:
+        await request.answer(*render.already_done(str(done)))
 
 
 async def list_open(r: Request) -> None:
@@ -88,11 +95,8 @@ async def update(r: Request) -> None:
 
 
 async def acknowledge(r: Request) -> None:
-    incident, events, changed = await r.change("incident.update", lambda s, i: incidents.acknowledge(
+    incident, events, _ = await r.change("incident.update", lambda s, i: incidents.acknowledge(
         s, clock=r.deps.clock, incident=i, actor=r.user))
-    if not changed:
-        await r.answer(*render.note(f"{incident.ref} was already acknowledged by <@{incident.acknowledged_by}>."))
-        return
     await flows.announce_change(r.deps, incident, events, f"✋ <@{r.user}> acknowledged {incident.ref}.")
 
 

@@ -12,9 +12,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot import incidents, metrics
 from bot.deps import Deps
-from bot.errors import Conflict, OpsbotError
-from bot.incidents import Declaration
-from commands.common import Respond, channel_of, ephemeral, error_text, run_after_ack, user_of
+from bot.errors import OpsbotError
+from bot.incidents import AlreadyDone, Declaration
+from commands.common import Respond, channel_of, ephemeral, error_text, request_key, run_after_ack, user_of
 from commands.incident import actions, flows, modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback
 from commands.incident.parse import Command, parse, unescape
@@ -41,6 +41,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                          severity=cmd.severity)
             run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond, urgent=True)
             return
+        once = None
         if cmd.verb == "open":
             await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
             request = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)
@@ -48,9 +49,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                  respond=respond)
         else:
             await ack()
-            work = actions.run(deps, cmd, user=user, channel_id=channel, respond=respond,
-                               dedup_key=_key("incident", command.get("trigger_id")))
-        run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond)
+            work = actions.run(deps, cmd, user=user, channel_id=channel, respond=respond)
+            once = request_key(command) if cmd.verb in actions.MUTATING else None  # a change runs once
+        run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond, once=once)
 
     @app.shortcut(Callback.GLOBAL_SHORTCUT)
     async def global_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -94,10 +95,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return
         await ack()
         cmd = Command("update", status=update.status, text=update.text)
-        run_after_ack(deps, actions.run(deps, cmd, user=user_of(body), channel_id=None, respond=None,
-                                        incident_id=update.incident_id, impact=update.impact, eta=update.eta,
-                                        dedup_key=_key("incident", view.get("id"))),
-                      name="incident.update", user=user_of(body))
+        run_after_ack(deps, actions.run(deps, cmd, user=user_of(body), channel_id=update.channel, respond=None,
+                                        incident_id=update.incident_id, impact=update.impact, eta=update.eta),
+                      name="incident.update", user=user_of(body), channel=update.channel, once=request_key(body))
 
     @app.view(Callback.RESOLVE)
     async def resolve_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -106,31 +106,28 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        incident_id, summary = parsed
-        run_after_ack(deps, actions.run(deps, Command("resolve", text=summary), user=user_of(body), channel_id=None,
-                                        respond=None, incident_id=incident_id,
-                                        dedup_key=_key("incident", view.get("id"))),
-                      name="incident.resolve", user=user_of(body))
+        run_after_ack(deps, actions.run(deps, Command("resolve", text=parsed.summary), user=user_of(body),
+                                        channel_id=parsed.channel, respond=None, incident_id=parsed.incident_id),
+                      name="incident.resolve", user=user_of(body), channel=parsed.channel, once=request_key(body))
 
     @app.action(Action.ACKNOWLEDGE)
     async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
         run_after_ack(deps, actions.run(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
-                                        incident_id=_button_incident(body),
-                                        dedup_key=_key("incident", body.get("trigger_id"))),
-                      name="incident.ack", respond=respond)
+                                        incident_id=_button_incident(body)),
+                      name="incident.ack", respond=respond, once=request_key(body))
 
     @app.action(Action.POST_UPDATE)
     async def update_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.update_modal), name="incident.update_modal", urgent=True,
-                      respond=respond)
+        run_after_ack(deps, _open_modal(deps, body, modals.update_modal, respond), name="incident.update_modal",
+                      urgent=True, respond=respond, once=request_key(body))
 
     @app.action(Action.RESOLVE)
     async def resolve_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal), name="incident.resolve_modal", urgent=True,
-                      respond=respond)
+        run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal, respond), name="incident.resolve_modal",
+                      urgent=True, respond=respond, once=request_key(body))
 
 
 async def _open_once(opening: Awaitable[None]) -> None:
@@ -158,9 +155,14 @@ def _button_incident(body: dict[str, Any]) -> int:
     return incidents.parse_ref(value) or 0
 
 
-async def _open_modal(deps: Deps, body: dict[str, Any], build: Any) -> None:
-    async with deps.db.session() as session:
-        incident = await incidents.get(session, incident_id=_button_incident(body))
-    if incident.status == incidents.RESOLVED:
-        raise Conflict(f"{incident.ref} is already resolved.")
-    await deps.slack.views_open(trigger_id=body.get("trigger_id") or "", view=build(incident))
+async def _open_modal(deps: Deps, body: dict[str, Any], build: Any, respond: Respond) -> None:
+    """The update or resolve modal of an open incident; a resolved one is answered with who resolved it."""
+    try:
+        async with deps.db.session() as session:
+            incident = await incidents.get(session, incident_id=_button_incident(body))
+            await incidents.require_open(session, clock=deps.clock, incident=incident)
+    except AlreadyDone as done:
+        text, blocks = render.already_done(str(done))
+        await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        return
+    await deps.slack.views_open(trigger_id=body.get("trigger_id") or "", view=build(incident, channel_of(body)))

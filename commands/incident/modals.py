@@ -95,12 +95,27 @@ def parse_declare(config: Config, view: dict[str, Any], *, user_id: str) -> Subm
     return Submitted(request, {})
 
 
-def _incident_id(view: dict[str, Any]) -> int:
-    """The incident id kept in private_metadata; 0 (which no incident has) when it is not one."""
-    return incidents.parse_ref(str(view.get("private_metadata") or "")) or 0
+def _metadata(incident: Incident, channel: str | None) -> str:
+    return json.dumps({"incident": incident.id, "channel": channel})
 
 
-def update_modal(incident: Incident) -> dict[str, Any]:
+def _origin(view: dict[str, Any]) -> tuple[int, str | None]:
+    """(incident id, channel the modal was opened from) kept in private_metadata; id 0 (which no incident
+    has) when it is not one. A bare id is what modals opened by earlier versions carry."""
+    raw = str(view.get("private_metadata") or "")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return incidents.parse_ref(raw) or 0, None
+    number, channel = data.get("incident"), data.get("channel")
+    return (number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else 0,
+            channel if isinstance(channel, str) and channel else None)
+
+
+def update_modal(incident: Incident, channel: str | None = None) -> dict[str, Any]:
+    """`channel`: where it was opened, where its submission is answered (a view has no response_url)."""
     options = [bk.option(s.capitalize(), s) for s in STATUSES if s != incidents.RESOLVED]
     blocks = [
         bk.section(f"*{incident.ref}* · {incident.severity} · {bk.cut(incident.title, 200)}"),
@@ -113,7 +128,7 @@ def update_modal(incident: Incident) -> dict[str, Any]:
                       placeholder="What changed, what is being done next?"),
     ]
     return bk.modal("Post update", blocks, callback_id=Callback.UPDATE, submit="Post",
-                    private_metadata=str(incident.id))
+                    private_metadata=_metadata(incident, channel))
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class UpdateSubmitted:
     status: str | None
     impact: str | None
     eta: str | None
+    channel: str | None = None
 
 
 def parse_update(view: dict[str, Any]) -> tuple[UpdateSubmitted | None, dict[str, str]]:
@@ -130,27 +146,37 @@ def parse_update(view: dict[str, Any]) -> tuple[UpdateSubmitted | None, dict[str
     text = (_typed(values, Field.MESSAGE) or "").strip()
     if not text:
         return None, {Field.MESSAGE: "Say what changed."}
+    incident_id, channel = _origin(view)
     return UpdateSubmitted(
-        incident_id=_incident_id(view), text=text,
+        incident_id=incident_id, text=text,
         status=bk.state_value(values, Field.STATUS, Field.STATUS),
         impact=_typed(values, Field.IMPACT) or "",
         eta=_typed(values, Field.ETA) or "",
+        channel=channel,
     ), {}
 
 
-def resolve_modal(incident: Incident) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ResolveSubmitted:
+    incident_id: int
+    summary: str
+    channel: str | None = None
+
+
+def resolve_modal(incident: Incident, channel: str | None = None) -> dict[str, Any]:
     blocks = [
         bk.section(f"Resolve *{incident.ref}* · {incident.severity} · {bk.cut(incident.title, 200)}?"),
         bk.text_input(Field.SUMMARY, Field.SUMMARY, "Resolution summary", multiline=True,
                       placeholder="e.g. Rolled back api to v1.4.2; error rate back to normal."),
     ]
     return bk.modal("Resolve incident", blocks, callback_id=Callback.RESOLVE, submit="Resolve",
-                    private_metadata=str(incident.id))
+                    private_metadata=_metadata(incident, channel))
 
 
-def parse_resolve(view: dict[str, Any]) -> tuple[tuple[int, str] | None, dict[str, str]]:
+def parse_resolve(view: dict[str, Any]) -> tuple[ResolveSubmitted | None, dict[str, str]]:
     values = (view.get("state") or {}).get("values") or {}
     summary = (_typed(values, Field.SUMMARY) or "").strip()
     if not summary:
         return None, {Field.SUMMARY: "Say how it was resolved."}
-    return (_incident_id(view), summary), {}
+    incident_id, channel = _origin(view)
+    return ResolveSubmitted(incident_id, summary, channel), {}
