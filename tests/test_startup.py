@@ -103,3 +103,12 @@ async def test_with_real_values_serve_starts_with_the_local_config_and_says_what
     assert f"({backend}), Slack API {emulator.api_url}" in text
     assert "INFO uvicorn.error: Uvicorn running on" in text  # uvicorn's records go through opsbot's formatter
     assert BOT_TOKEN not in text and SIGNING_SECRET not in text and "Traceback" not in text
+
+
+def test_the_uvicorn_factory_refuses_like_serve(tmp_path: Path) -> None:
+    """`uvicorn bot.app:asgi --factory` is another way in: it must not start open either."""
+    result = subprocess.run([sys.executable, "-c", "from bot.app import asgi; asgi()"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path, env=clean_env())
+    assert result.returncode != 0
+    assert "SLACK_SIGNING_SECRET is not set" in result.stderr and "SLACK_BOT_TOKEN is not set" in result.stderr
+    assert "Traceback" not in result.stderr
