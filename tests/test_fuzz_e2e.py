@@ -9,6 +9,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.emulator.harness import BotHarness
 from bot.emulator.signing import sign
@@ -105,3 +107,79 @@ async def test_view_submissions_with_empty_or_junk_state_answer_inline(bot: BotH
             response = await bot.submit(view, values, settle=False)
             assert response.status_code in (200, 404), (callback, response.status_code, response.text[:200])
     await bot.settle(timeout=60)
+
+
+# -- signed payloads of every shape: never a 500 -------------------------------------------------------------
+
+JUNK = ["", "x", "\x00", 0, -1, 10**30, 1.5, True, None, [], [1], ["x"], {}, {"id": 5}, {"type": 5}, [{}],
+        {"values": "x"}, {"b": "x"}, {"b": {"a": "x"}}]
+
+
+def _templates(bot: BotHarness) -> list[dict[str, object]]:
+    """Real payloads of each kind opsbot listens to, decoded from what the harness would send."""
+    from urllib.parse import parse_qs
+
+    from commands.incident.ids import Callback, Field
+
+    requests = bot.requests
+    view = {"id": "V0FUZZ", "type": "modal", "callback_id": Callback.DECLARE, "hash": "1.x", "private_metadata": "{}"}
+    values = {Field.TITLE: {Field.TITLE: {"type": "plain_text_input", "value": "Checkout down"}},
+              Field.SEVERITY: {Field.SEVERITY: {"type": "static_select", "selected_option": {"value": "P2"}}}}
+    message = {"ts": "1.000002", "text": "x", "blocks": []}
+    forms = [requests.view_submission(view, values), requests.block_action("alerts.ack", "1", message=message),
+             requests.block_action("rollback.approve", "1"), requests.block_action("incident_ack", "INC-1"),
+             requests.shortcut(Callback.GLOBAL_SHORTCUT),
+             requests.message_shortcut(Callback.MESSAGE_SHORTCUT, message, channel="C1")]
+    out: list[dict[str, object]] = [json.loads(parse_qs(body.decode())["payload"][0]) for body, _ in forms]
+    event, _ = requests.event({"type": "app_mention", "user": "U0ALICE01", "text": "hi", "channel": "C1", "ts": "1.2"})
+    out.append(json.loads(event))
+    return out
+
+
+def _paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+def _mutate(payload: object, path: tuple[object, ...], junk: object, delete: bool) -> object:
+    copy = json.loads(json.dumps(payload))
+    parent = copy
+    for key in path[:-1]:
+        parent = parent[key]  # type: ignore[index]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = junk  # type: ignore[index]
+    return copy
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+async def test_signed_payloads_of_any_shape_never_get_a_500(bot: BotHarness, data: st.DataObject) -> None:
+    """A real payload with one field replaced by junk of another type (or removed), up to three times: bolt's
+    context builder and matchers and opsbot's listeners either handle it or the shape check refuses it."""
+    templates = _templates(bot)
+    index = data.draw(st.integers(0, len(templates) - 1))
+    payload: object = templates[index]
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = _paths(payload)
+        if not paths:
+            break
+        payload = _mutate(payload, data.draw(st.sampled_from(paths)), data.draw(st.sampled_from(JUNK)),
+                          data.draw(st.booleans()))
+    assert isinstance(payload, dict)
+    if index == len(templates) - 1:  # the event: a JSON body
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **sign("test-signing-secret", body)}
+        assert bot.http is not None
+        status = (await bot.http.post("/slack/events", content=body, headers=headers)).status_code
+    else:
+        status = await _interactive(bot, payload)
+    assert status in (200, 400, 404), (status, payload)
