@@ -72,6 +72,8 @@ class RefusalLog:
         if last is not None and now - last < self._every:
             self._skipped[reason] = self._skipped.get(reason, 0) + 1
             return
+        if len(self._last) >= 256:  # reasons can name fields of the payload: keep the table small
+            self._last.clear()
         self._last[reason] = now
         skipped = self._skipped.pop(reason, 0)
         more = f" (and {skipped} more since {last:%H:%M:%S})" if skipped and last is not None else ""
