@@ -71,7 +71,7 @@ class OpsbotApp:
         logging.getLogger("slack_bolt.AsyncApp").addFilter(_IGNORED_TOKEN_WARNING)
         self.bolt = AsyncApp(
             client=self.deps.slack,
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            signing_secret=settings.signing_secret,
             authorize=self._make_authorize(),
             # Listeners ack at once and hand slow work to deps.tasks, so bolt can answer as soon as
             # the listener returns instead of polling for the ack in 10 ms steps.
@@ -80,7 +80,7 @@ class OpsbotApp:
             request_verification_enabled=False,
         )
         commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
-        self.inbound = inbound.Inbound(self.bolt, settings.slack_signing_secret.get_secret_value(),
+        self.inbound = inbound.Inbound(self.bolt, settings.signing_secret,
                                        clock=self.deps.clock)
         self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
@@ -88,7 +88,7 @@ class OpsbotApp:
         self._db_probe: asyncio.Task[None] | None = None
 
     def _make_authorize(self) -> Any:
-        token = self.settings.slack_bot_token.get_secret_value()
+        token = self.settings.bot_token
         identity = self.identity
 
         async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     def _upper(cls, value: str) -> str:
         return value.upper()
 
+    @property
+    def bot_token(self) -> str:
+        return _required(self.slack_bot_token, BOT_TOKEN)
+
+    @property
+    def signing_secret(self) -> str:
+        return _required(self.slack_signing_secret, SIGNING_SECRET)
+
     def credential_problems(self, *, socket_mode: bool = False) -> list[str]:
         """Why this process cannot talk to Slack safely: one line per missing or placeholder credential."""
         wanted = [(SIGNING_SECRET, self.slack_signing_secret), (BOT_TOKEN, self.slack_bot_token)]
@@ -86,3 +94,10 @@ class Settings(BaseSettings):
                 problems.append(f"{credential.variable} is a public placeholder ({secret}): set {credential.what}, "
                                 f"from the Slack app's {credential.where}")
         return problems
+
+
+def _required(value: SecretStr | None, credential: Credential) -> str:
+    """A credential the process cannot run without (serve/socket refuse to start before this is reached)."""
+    if value is None:
+        raise RuntimeError(f"{credential.variable} is not set")
+    return value.get_secret_value()

@@ -79,7 +79,7 @@ def retry_handlers() -> list[AsyncRetryHandler]:
 def make_client(settings: Settings) -> AsyncWebClient:
     """The bot's Web API client: base URL from SLACK_API_URL, slack_sdk's retry handlers."""
     return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=settings.bot_token,
         base_url=settings.slack_api_url,
         timeout=settings.slack_timeout,
         retry_handlers=retry_handlers(),
