@@ -23,6 +23,7 @@ from bot.config import Config, parse_config
 from bot.db import run_migrations
 from bot.emulator.harness import BotHarness, running_bot
 from bot.emulator.server import EmulatorServer
+from tests.tcpproxy import TcpProxy
 
 TESTS = Path(__file__).resolve().parent
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -84,6 +85,19 @@ def database_url(_database_template: str, tmp_path: Path) -> str:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return _database_template
+
+
+@pytest.fixture
+async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A private, migrated PostgreSQL database reached through a TCP proxy the test can cut and restore
+    (SQLite cannot be cut, so these tests use PostgreSQL in both passes)."""
+    url = _pg_create_database("opsbot_fault")
+    _migrate(url)
+    parsed = make_url(url)
+    proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
+    yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    await proxy.cut()
+    _pg_drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
 from bot import audit
 from bot.clock import FakeClock
@@ -17,19 +15,7 @@ from bot.emulator.harness import BotHarness
 from bot.errors import DependencyDown
 from bot.models import AuditEntry
 from bot.scheduler import Scheduler
-from tests.conftest import _migrate, _pg_create_database, _pg_drop_database
 from tests.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
-    url = _pg_create_database("opsbot_fault")
-    _migrate(url)
-    parsed = make_url(url)
-    proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
-    yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
-    await proxy.cut()
-    _pg_drop_database(url)
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -190,25 +190,12 @@ async def metric(bot: BotHarness) -> float | None:
     return database_up((await bot.http.get("/metrics")).text)
 
 
-@pytest.fixture
-async def proxied_pg() -> AsyncIterator[tuple[str, TcpProxy]]:
-    if not BACKEND_IS_PG:
-        pytest.skip("cutting the database needs PostgreSQL (TEST_DATABASE_URL)")
-    url = _pg_create_database("opsbot_probe")
-    _migrate(url)
-    parsed = make_url(url)
-    proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
-    yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
-    await proxy.cut()
-    _pg_drop_database(url)
-
-
 async def test_database_gauge_is_right_before_any_readiness_probe(bot: BotHarness) -> None:
     assert await metric(bot) == 1.0  # /health/ready was never called
 
 
-async def test_database_gauge_follows_the_database(make_bot: Any, proxied_pg: tuple[str, TcpProxy]) -> None:
-    url, proxy = proxied_pg
+async def test_database_gauge_follows_the_database(make_bot: Any, pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_via_proxy
     bot: BotHarness = await make_bot(settings_overrides={"database_url": url, "db_probe_interval": 0.2})
     assert await metric(bot) == 1.0
     await proxy.cut()
