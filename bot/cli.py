@@ -174,7 +174,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_socket(args: argparse.Namespace) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot import logs
+    from bot import inbound, logs
     from bot.app import build
 
     settings, config, source = server_start(socket_mode=True)
@@ -183,6 +183,8 @@ def cmd_socket(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         app = build(settings, config, freeze_gc=True)
+        # Socket Mode requests arrive parsed and skip bot/inbound.py's HTTP path: check them in bolt instead.
+        app.bolt.middleware(inbound.socket_mode_checks)
         await app.start()
         try:
             handler = AsyncSocketModeHandler(app.bolt, settings.slack_app_token.get_secret_value())  # type: ignore[union-attr]

@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,6 +121,22 @@ class Inbound:
             return answer
         return await self._bolt.async_dispatch(AsyncBoltRequest(body=payload, headers=dict(headers),
                                                                 mode="socket_mode"))
+
+
+async def socket_mode_checks(req: AsyncBoltRequest, resp: BoltResponse,
+                             next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+    """bolt middleware for `opsbot socket`, whose requests arrive parsed by bolt's Socket Mode adapter and never
+    pass `Inbound.dispatch`: the same shape and NUL checks, with the same answers, before any listener runs (it
+    runs after bolt's own authorization middleware, which reads only the envelope fields Slack's socket sends)."""
+    try:
+        payloads.check(req.body)
+    except payloads.ContainsNul as exc:
+        log.warning("Socket Mode request refused: %s", exc)
+        return nul_answer(exc) or BoltResponse(status=400, body=json.dumps({"error": str(exc)}))
+    except payloads.Malformed as exc:
+        log.warning("Socket Mode request refused: %s", exc)
+        return BoltResponse(status=400, body=json.dumps({"error": f"malformed request: {exc}"}))
+    return await next()
 
 
 def nul_answer(exc: payloads.ContainsNul) -> BoltResponse | None:

@@ -62,27 +62,39 @@ def parse(body: bytes, content_type: str) -> dict[str, Any]:
     else:
         fields = parse_form(text)
         if "payload" not in fields:
-            if "command" in fields and not ("user_id" in fields and "trigger_id" in fields):
-                raise Malformed("slash command without user_id or trigger_id")
-            return _checked(fields)  # a slash command (or ssl_check)
+            return _checked_command(fields)  # a slash command (or ssl_check)
         text = fields["payload"]
         payload = _json_object(text, "payload")
+    # JSON cannot carry a raw NUL in a string, only its escape: the walk runs only when the text has one.
+    return _checked_payload(payload, may_hold_nul="\\u0000" in text)
+
+
+def check(payload: dict[str, Any]) -> dict[str, Any]:
+    """The same checks for a body that arrived parsed (Socket Mode): a slash command's fields, or an event or
+    interactivity payload of the shape Slack sends, with no NUL anywhere. Raises Malformed or ContainsNul."""
+    if "command" in payload and "type" not in payload:
+        return _checked_command(payload)
+    return _checked_payload(payload, may_hold_nul=True)
+
+
+def _checked_command(fields: dict[str, Any]) -> dict[str, Any]:
+    if "command" in fields and not ("user_id" in fields and "trigger_id" in fields):
+        raise Malformed("slash command without user_id or trigger_id")
+    for name, value in fields.items():
+        if "\x00" in name or (isinstance(value, str) and "\x00" in value):
+            raise ContainsNul(name if "\x00" not in name else repr(name), dict(fields))
+    return fields
+
+
+def _checked_payload(payload: dict[str, Any], *, may_hold_nul: bool) -> dict[str, Any]:
     reason = _problem(payload)
     if reason is not None:
         raise Malformed(reason)
-    # JSON cannot carry a raw NUL in a string, only its escape: the walk runs only when the text has one.
-    if "\\u0000" in text:
+    if may_hold_nul:
         nul = nul_path(payload)
         if nul is not None:
             raise ContainsNul(nul, payload)
     return payload
-
-
-def _checked(fields: dict[str, str]) -> dict[str, str]:
-    for name, value in fields.items():
-        if "\x00" in name or "\x00" in value:
-            raise ContainsNul(name if "\x00" not in name else repr(name), dict(fields))
-    return fields
 
 
 def nul_path(value: Any) -> str | None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
+from sqlalchemy import select
 
 from bot import payloads
 from bot.emulator.harness import BotHarness
@@ -176,3 +177,38 @@ async def test_slacks_certificate_probe_is_answered_signed_or_not(bot: BotHarnes
     assert await _post(bot, probe, {"Content-Type": FORM}) == (200, "")
     assert await _post(bot, probe, {"Content-Type": FORM, **sign("test-signing-secret", probe)}) == (200, "")
     assert (await _post(bot, b"ssl_check=0", {"Content-Type": FORM}))[0] == 401
+
+
+async def _socket_dispatch(bot: BotHarness, body: dict[str, Any]) -> Any:
+    """What bolt's Socket Mode adapter does with an envelope's payload: dispatch it already parsed."""
+    return await bot.app.bolt.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
+
+
+async def test_socket_mode_requests_get_the_same_checks(bot: BotHarness) -> None:
+    """`opsbot socket` requests skip the HTTP path, so bolt middleware gives them the shape and NUL checks (after
+    bolt's own authorization middleware, which needs the envelope fields Slack's authenticated socket sends)."""
+    from bot.inbound import NUL_TEXT, socket_mode_checks
+    from bot.models import Incident
+
+    bot.app.bolt.middleware(socket_mode_checks)
+    general = bot.slack.channel("general")
+    signed, _ = bot.requests.command("/incident", "open P1 Checkout\x00 down", channel=general.id)
+    command = dict(parse_qsl(signed.decode(), keep_blank_values=True))
+    answer = await _socket_dispatch(bot, command)
+    await bot.settle()
+    assert answer.status == 200 and json.loads(answer.body)["text"] == NUL_TEXT
+    async with bot.deps.db.session() as session:
+        assert (await session.scalars(select(Incident))).first() is None
+
+    view = {"type": "view_submission", "user": {"id": "U0ALICE01"}, "team": {"id": "T0EMULATOR"},
+            "trigger_id": bot.requests.new_trigger(),
+            "view": {"id": "V1", "type": "modal", "callback_id": "x", "private_metadata": "",
+                     "state": {"values": "not an object"}}}
+    answer = await _socket_dispatch(bot, view)
+    assert answer.status == 400 and "view" in answer.body
+
+    command.update(text="open P1 Checkout down", trigger_id=bot.requests.new_trigger())
+    assert (await _socket_dispatch(bot, command)).status == 200
+    await bot.settle()
+    async with bot.deps.db.session() as session:
+        assert (await session.scalars(select(Incident))).first() is not None
