@@ -13,6 +13,7 @@ A source error never changes a series' state: the rule's own row (key `rule:<nam
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -185,6 +186,16 @@ def tick(v: View, policy: Policy, now: datetime) -> list[Notice]:
     return []
 
 
+def _observed(v: View, value: float, policy: Policy, now: datetime) -> list[Notice]:
+    """A fresh value for one series, then the passing of time."""
+    return observe(v, value, policy, now) + tick(v, policy, now)
+
+
+def _missed(v: View, policy: Policy, now: datetime) -> list[Notice]:
+    """A series absent from a successful read, then the passing of time."""
+    return missing(v, policy, now) + tick(v, policy, now)
+
+
 def rule_read(v: View, *, error: str | None, has_data: bool, policy: Policy, now: datetime) -> list[Notice]:
     """The outcome of one read for the rule's own row: error once, staleness once, recovery once.
 
@@ -346,22 +357,22 @@ class AlertEngine:
                 silenced = silences.get(rule.name)
                 touched: set[str] = set()
                 own = rows.get(rule_key(rule.name)) or _new_row(session, rule_key(rule.name), rule, {})
-                self._step(changes, own, policy, rule, silenced, lambda v, r=reading, p=policy: rule_read(
-                    v, error=r.error, has_data=bool(r.samples), policy=p, now=now))
+                self._step(changes, own, policy, rule, silenced, functools.partial(
+                    rule_read, error=reading.error, has_data=bool(reading.samples), policy=policy, now=now))
                 for sample in reading.samples:
                     key = series_key(rule.name, sample.labels)
                     touched.add(key)
                     row = rows.get(key) or _new_row(session, key, rule, dict(sample.labels))
                     rows[key] = row
                     self._step(changes, row, policy, rule, silenced,
-                               lambda v, s=sample, p=policy: observe(v, s.value, p, now) + tick(v, p, now))
+                               functools.partial(_observed, value=sample.value, policy=policy, now=now))
                 for row in by_rule.get(rule.name, []):
                     if row.key in touched:
                         continue
                     # Not in the answer (or the source failed): time still passes; a series that vanished
                     # from a good answer is no data for that series, never a resolve.
-                    gone = (lambda v, p=policy: missing(v, p, now) + tick(v, p, now)) if reading.error is None \
-                        else (lambda v, p=policy: tick(v, p, now))
+                    gone = (functools.partial(_missed, policy=policy, now=now) if reading.error is None
+                            else functools.partial(tick, policy=policy, now=now))
                     self._step(changes, row, policy, rule, silenced, gone)
         return changes
 
@@ -385,7 +396,7 @@ class AlertEngine:
                     rule = self.rules.get(row.rule) if row.source != ALERTMANAGER else None
                     policy = policy_for(rule, self.settings)
                     self._step(changes, row, policy, rule, silences.get(row.rule),
-                               lambda v, p=policy: tick(v, p, now))
+                               functools.partial(tick, policy=policy, now=now))
             if changes:
                 await self.notifier(changes)
             return changes
@@ -416,8 +427,8 @@ class AlertEngine:
                         rows[alert["key"]] = row
                     row.labels, row.summary = alert["labels"], alert["summary"]
                     self._step(changes, row, policy, None, silences.get(row.rule),
-                               lambda v, a=alert: alertmanager_update(
-                                   v, firing=a["firing"], level=a["level"], starts_at=a["starts_at"], now=now))
+                               functools.partial(alertmanager_update, firing=alert["firing"], level=alert["level"],
+                                                 starts_at=alert["starts_at"], now=now))
                 await session.flush()
             if changes:
                 await self.notifier(changes)

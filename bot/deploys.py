@@ -115,7 +115,8 @@ async def _recorded(session: AsyncSession, *, clock: Clock, payload: DeployIn, e
     if payload.deployed_at is not None:
         natural = _digest(*identity, payload.deployed_at.isoformat())
     else:
-        [newest] = await history(session, service=payload.service, environment=environment, limit=1) or [None]
+        recent = await history(session, service=payload.service, environment=environment, limit=1)
+        newest = recent[0] if recent else None
         if newest is not None and newest.request_hash == digest and newest.deployed_at >= clock() - RETRY_WINDOW:
             return Recorded(newest, created=False)
         # Two copies racing in compute the same key (the same newest deploy before them): one insert wins.

@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -317,7 +317,7 @@ async def _serve(app: OpsbotApp, sock: socket.socket) -> None:
     writer.close()
 
 
-async def _read_jobs(reader: asyncio.StreamReader, replay: Callable[[dict[str, Any]], Awaitable[None]],
+async def _read_jobs(reader: asyncio.StreamReader, replay: Callable[[dict[str, Any]], Coroutine[Any, Any, None]],
                      replays: set[asyncio.Task[None]]) -> None:
     """Take the next request only while fewer than MAX_REPLAYS run: a backlog waits as bytes in the socket
     and the web process's buffer rather than as thousands of half-started tasks here."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -145,7 +145,7 @@ def bot_settings(database_url: str, emulator: EmulatorServer, overrides: dict[st
 @contextlib.asynccontextmanager
 async def running_bot(config: Config, database_url: str, *, clock: Clock | None = None,
                       emulator: EmulatorServer | None = None, settings_overrides: dict[str, Any] | None = None,
-                      prepare: Callable[[OpsbotApp], None] | None = None):  # type: ignore[no-untyped-def]
+                      prepare: Callable[[OpsbotApp], None] | None = None) -> AsyncIterator[BotHarness]:
     own_emulator = emulator is None
     emulator = emulator or await EmulatorServer().start()
     clock = clock or FakeClock()

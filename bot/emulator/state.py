@@ -41,8 +41,8 @@ class Message:
 
     def as_dict(self, *, metadata: bool = False) -> dict[str, Any]:
         """The message object; `metadata` only when asked for (conversations.history `include_all_metadata`)."""
-        data = {"type": "message", "subtype": "bot_message", "text": self.text, "ts": self.ts, "bot_id": BOT_ID,
-                "user": self.user, "blocks": self.blocks}
+        data: dict[str, Any] = {"type": "message", "subtype": "bot_message", "text": self.text, "ts": self.ts,
+                                "bot_id": BOT_ID, "user": self.user, "blocks": self.blocks}
         if self.thread_ts:
             data["thread_ts"] = self.thread_ts
         if self.edits:

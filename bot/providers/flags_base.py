@@ -54,7 +54,10 @@ class FlagChange:
                                   ("rollout", self.rollout)) if v is not None}
 
     def applied_to(self, state: FlagState) -> FlagState:
-        return replace(state, **self.fields())
+        return replace(state,
+                       enabled=state.enabled if self.enabled is None else self.enabled,
+                       kill_switch=state.kill_switch if self.kill_switch is None else self.kill_switch,
+                       rollout=state.rollout if self.rollout is None else self.rollout)
 
     def satisfied_by(self, state: FlagState) -> bool:
         return all(getattr(state, k) == v for k, v in self.fields().items())

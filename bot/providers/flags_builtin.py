@@ -5,7 +5,7 @@ defaults of a new flag: enabled, kill switch off, 100 % rollout."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,7 @@ class BuiltinFlags:
         self.store = store
         self.ctx = ctx
 
-    def _query(self, *, lock: bool):  # type: ignore[no-untyped-def]
+    def _query(self, *, lock: bool) -> Select[BuiltinFlag]:
         query = select(BuiltinFlag).where(BuiltinFlag.name == self.ctx.flag,
                                           BuiltinFlag.environment == self.ctx.environment)
         return query.with_for_update() if lock else query

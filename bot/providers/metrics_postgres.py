@@ -31,7 +31,7 @@ class PostgresSource:
                     options=f"-c statement_timeout={statement_ms} -c default_transaction_read_only=on")
                 connected = True
                 async with conn:
-                    cursor = await conn.execute(rule.query)  # type: ignore[arg-type]
+                    cursor = await conn.execute(rule.query)
                     row = await cursor.fetchone()
         except TimeoutError:
             raise MetricSourceError(f"the query did not finish within {self.timeout:g}s") from None

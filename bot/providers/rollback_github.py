@@ -109,6 +109,7 @@ class GithubActionsProvider(Provider):
         return [run for run in runs if isinstance(run, dict) and "id" in run]
 
     async def _call(self, method: str, url: str, headers: dict[str, str], **kwargs: Any) -> httpx.Response:
+        assert self.http is not None, "build_runner always gives providers the shared HTTP client"
         try:
             return await self.http.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:

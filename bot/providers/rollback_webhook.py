@@ -77,6 +77,7 @@ class WebhookProvider(Provider):
 
     async def _post(self, body: bytes, headers: dict[str, str], progress: Progress) -> httpx.Response:
         cfg = self.config
+        assert self.http is not None, "build_runner always gives providers the shared HTTP client"
         attempts = cfg.retries + 1
         problem = ""
         for attempt in range(attempts):
@@ -102,6 +103,7 @@ class WebhookProvider(Provider):
 
     async def _follow(self, url: str, progress: Progress) -> RollbackOutcome:
         cfg = self.config
+        assert self.http is not None, "build_runner always gives providers the shared HTTP client"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.timeout.total_seconds()
         last = ""

@@ -66,7 +66,7 @@ def card_for(deps: Deps, row: Any, rule: AlertRule | None, rule_silence: datetim
                                 for name, t in (("warning", rule.warning), ("critical", rule.critical)) if t)
         value = format_value(row.value, rule.unit, rule.decimals)
         runbook = str(rule.runbook) if rule.runbook else None
-        source = rule.source
+        source: str = rule.source
         link = runbook
         if rule.source == "prometheus" and deps.config.alerts.prometheus is not None:
             from urllib.parse import quote

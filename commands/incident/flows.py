@@ -138,7 +138,7 @@ async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) ->
     saved: Awaitable[str | None] = _save_channel(deps, incident, announcement_error=posted.error)
     summary: Awaitable[tuple[str | None, str | None]] = _nothing((None, None))
     jobs: list[Awaitable[Any]] = []
-    if incident.announcement_ts:
+    if incident.announcement_channel and incident.announcement_ts:
         text, blocks = render.announcement(incident, severity, now=now)
         jobs.append(quietly("announce.update", client.chat_update(
             channel=incident.announcement_channel, ts=incident.announcement_ts, text=text, blocks=blocks)))
@@ -146,7 +146,7 @@ async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) ->
         invitees = sorted({incident.reporter_id, incident.commander_id})
         jobs += [invite(deps, channel_id, invitees),
                  quietly("topic", client.conversations_setTopic(channel=channel_id, topic=render.topic(incident)))]
-        summary = _post_summary(deps, incident)
+        summary = _post_summary(deps, incident, channel_id)
     if incident.escalated_at is not None and severity is not None:  # immediate severity: page at declaration
         jobs.append(quietly("escalate", _post_escalation(deps, incident, severity, immediate=True)))
     unsaved, (summary_error, summary_unsaved), *_ = await asyncio.gather(saved, summary, *jobs)
@@ -213,16 +213,16 @@ async def invite(deps: Deps, channel_id: str, users: list[str]) -> None:
     await quietly("invite", deps.slack.conversations_invite(channel=channel_id, users=",".join(everyone)))
 
 
-async def _post_summary(deps: Deps, incident: Incident) -> tuple[str | None, str | None]:
+async def _post_summary(deps: Deps, incident: Incident, channel_id: str) -> tuple[str | None, str | None]:
     """(why the summary is missing, why it is not recorded): None, None once posted, pinned and saved."""
     text, blocks = render.summary(incident, severity_of(deps, incident), now=deps.clock())
-    posted = await _post(deps, incident, SUMMARY, channel=incident.channel_id, text=text, blocks=blocks)
+    posted = await _post(deps, incident, SUMMARY, channel=channel_id, text=text, blocks=blocks)
     if posted.data is None:
         log.warning("the summary of %s could not be posted: %s", incident.ref, posted.error)
         return posted.error, None
     ts = posted.data["ts"]
     incident.summary_ts = ts
-    _, unsaved = await asyncio.gather(quietly("pin", deps.slack.pins_add(channel=incident.channel_id, timestamp=ts)),
+    _, unsaved = await asyncio.gather(quietly("pin", deps.slack.pins_add(channel=channel_id, timestamp=ts)),
                                       _save_summary(deps, incident.id, ts))
     return None, unsaved
 
@@ -271,7 +271,7 @@ async def refresh(deps: Deps, incident: Incident, timeline: list[IncidentEvent])
 def _edits(deps: Deps, incident: Incident, timeline: list[IncidentEvent]) -> list[Awaitable[Any]]:
     severity, now, last = severity_of(deps, incident), deps.clock(), _last_update(timeline)
     jobs: list[Awaitable[Any]] = []
-    if incident.announcement_ts:
+    if incident.announcement_channel and incident.announcement_ts:
         text, blocks = render.announcement(incident, severity, now=now, last_update=last)
         jobs.append(quietly("announce.update", deps.slack.chat_update(
             channel=incident.announcement_channel, ts=incident.announcement_ts, text=text, blocks=blocks)))

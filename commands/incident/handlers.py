@@ -4,7 +4,7 @@ and hands the rest to `flows` in the background."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -42,6 +42,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond, urgent=True)
             return
         once = None
+        work: Coroutine[Any, Any, Any]
         if cmd.verb == "open":
             await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
             request = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)

@@ -182,7 +182,8 @@ async def execute(deps: Deps, rollback_id: int) -> None:
         outcome = await _run_provider(deps, row, found.runner, progress)
         if outcome.output is not None:
             await progress(render.output_text(outcome.output))
-        verification, health = None, []
+        verification: str | None = None
+        health: list[str] = []
         if outcome.succeeded:
             verification, health = await verify(deps, row.environment, found.runner, progress)
         async with deps.db.session() as session:
