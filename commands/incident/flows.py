@@ -136,7 +136,8 @@ async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) ->
     incident.channel_id, incident.channel_name, incident.channel_error = channel_id, name, error
 
     saved: Awaitable[str | None] = _save_channel(deps, incident, announcement_error=posted.error)
-    summary: Awaitable[tuple[str | None, str | None]] = _nothing((None, None))
+    summary: Awaitable[tuple[str | None, str | None]] = (
+        _post_summary(deps, incident, channel_id) if channel_id else _nothing((None, None)))
     jobs: list[Awaitable[Any]] = []
     if incident.announcement_channel and incident.announcement_ts:
         text, blocks = render.announcement(incident, severity, now=now)
@@ -146,7 +147,6 @@ async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) ->
         invitees = sorted({incident.reporter_id, incident.commander_id})
         jobs += [invite(deps, channel_id, invitees),
                  quietly("topic", client.conversations_setTopic(channel=channel_id, topic=render.topic(incident)))]
-        summary = _post_summary(deps, incident, channel_id)
     if incident.escalated_at is not None and severity is not None:  # immediate severity: page at declaration
         jobs.append(quietly("escalate", _post_escalation(deps, incident, severity, immediate=True)))
     unsaved, (summary_error, summary_unsaved), *_ = await asyncio.gather(saved, summary, *jobs)
