@@ -21,6 +21,7 @@ from bot.emulator.server import EmulatorServer
 from bot.emulator.state import Message
 from bot.models import AuditEntry, Incident, IncidentEvent
 from tests.test_alerts_replicas import eventually
+from tests.test_incidents_lifecycle import reload
 from tests.test_worker import Served, served
 
 __all__ = ["served"]  # the `opsbot serve` fixture, used here too
@@ -36,13 +37,6 @@ async def declare(bot: BotHarness, text: str = "open P2 Checkout is down") -> In
     bot.slack.responses.clear()  # the "Declared INC-1" answer
     async with bot.deps.db.session() as session:
         return (await session.scalars(select(Incident).order_by(Incident.id.desc()))).first()  # type: ignore[return-value]
-
-
-async def reload(bot: BotHarness, incident: Incident) -> Incident:
-    async with bot.deps.db.session() as session:
-        found = await session.get(Incident, incident.id)
-        assert found is not None
-        return found
 
 
 async def timeline(bot: BotHarness, incident: Incident) -> list[IncidentEvent]:

@@ -111,25 +111,22 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                         channel=meta.get("channel")),
                       name="rollback.submit", user=user, channel=meta.get("channel"), once=request_key(body))
 
-    @app.action(Ids.APPROVE.value)
-    async def rollback_approve(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
-        await ack()
-        try:
-            work = flow.approve(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
-                               user=user_of(body))
-        except InvalidInput as exc:  # told to the user; nothing is looked up
-            work = refuse(exc)
-        run_after_ack(deps, work, name="rollback.approve", respond=respond, once=request_key(body))
+    def decision(verb: Any, name: str) -> Any:
+        """An Approve or Reject press: the button's value is the rollback id (a bad one is told, nothing looked up)."""
 
-    @app.action(Ids.REJECT.value)
-    async def rollback_reject(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
-        await ack()
-        try:
-            work = flow.reject(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
-                               user=user_of(body))
-        except InvalidInput as exc:  # told to the user; nothing is looked up
-            work = refuse(exc)
-        run_after_ack(deps, work, name="rollback.reject", respond=respond, once=request_key(body))
+        async def listener(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
+            await ack()
+            try:
+                work = verb(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
+                            user=user_of(body))
+            except InvalidInput as exc:
+                work = refuse(exc)
+            run_after_ack(deps, work, name=name, respond=respond, once=request_key(body))
+
+        return listener
+
+    app.action(Ids.APPROVE.value)(decision(flow.approve, "rollback.approve"))
+    app.action(Ids.REJECT.value)(decision(flow.reject, "rollback.reject"))
 
     async def expire_rollbacks() -> None:
         await flow.expire(deps)
