@@ -7,10 +7,12 @@ anything shaped like a Slack or GitHub token or a password inside a URL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import quote, quote_plus, unquote
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -35,8 +37,10 @@ class Scrubber:
     __slots__ = ("_values", "count")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
-        unique = sorted({v for v in values if v}, key=len, reverse=True)  # longest first: no half-masked overlap
-        self.count = len(unique)
+        given = {v for v in values if v}
+        self.count = len(given)
+        # Each value also as a URL, a form or a JSON string / repr shows it ('+', '/', '=', quotes, backslashes).
+        unique = sorted({form for v in given for form in _forms(v)}, key=len, reverse=True)  # longest first
         self._values = re.compile("|".join(map(re.escape, unique))) if unique else None
 
     def __call__(self, text: str) -> str:
@@ -58,9 +62,20 @@ class Scrubber:
         return cls(values)
 
 
+def _forms(value: str) -> set[str]:
+    """`value` and the escaped forms it takes when printed inside a URL, a form body, JSON or a repr()."""
+    return {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1],
+            repr(value)[1:-1]}
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The passwords in `url`, as written (percent-encoded) and decoded (as a client library uses them)."""
+    return [form for p in _PASSWORD_IN_URL.findall(url) for form in dict.fromkeys((p, unquote(p)))]
+
+
 def _with_url_passwords(value: str) -> list[str]:
     """The value and, when it holds a URL with a password, that password on its own (PGPASSWORD=… prints it)."""
-    return [value, *(p for p in _PASSWORD_IN_URL.findall(value))]
+    return [value, *_url_passwords(value)]
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -68,7 +83,7 @@ def settings_secrets(settings: Settings) -> list[str]:
               settings.deploys_token, settings.alertmanager_token]
     out = [t.get_secret_value() for t in tokens if t is not None]
     # Of the database URL only the password is secret (the URL pattern masks it inside URLs too).
-    out += _PASSWORD_IN_URL.findall(settings.database_url.get_secret_value())
+    out += _url_passwords(settings.database_url.get_secret_value())
     return [v for v in out if len(v) >= MIN_SETTINGS_SECRET]
 
 

@@ -169,3 +169,48 @@ async def test_output_cut_to_the_limit_never_shows_half_a_secret(
     [row] = await rollbacks_in_db(bot)
     assert row.output and "***" in row.output
     assert not any(DEPLOY_KEY[i:] in row.output[:40] for i in range(1, len(DEPLOY_KEY) - 3))
+
+
+async def test_long_multibyte_output_never_shows_the_tail_of_a_secret(
+        make_bot: Any, tmp_path: Path, secrets_in_env: None) -> None:
+    # The reader keeps the end of chatty output by bytes, the cut afterwards is by characters: with 3-byte
+    # characters the byte cut lands inside the secret and the character cut never happens.
+    from bot.providers.rollback_command import KEPT_BYTES
+
+    count = (KEPT_BYTES - 10) // 3  # the bytes kept start 10 characters before the secret's end
+    body = ("sys.stdout.write(os.environ['DEPLOY_KEY']); sys.stdout.flush()\n"
+            f"sys.stdout.buffer.write(('\\u65e5' * {count}).encode()); sys.stdout.flush()\n")
+    config = load_test_config({"rollbacks": {"api": {"environments": {"staging": {
+        "provider": "command", "argv": [sys.executable, script(tmp_path, "cjk.py", body)],
+        "env": {"DEPLOY_KEY": "${DEPLOY_KEY}"}}}}}})
+    bot = await make_bot(config=config)
+    await record_deploys(bot, "api", "staging", "v1", "v2")
+    await request_rollback(bot, "api staging", user=BOB)
+    [row] = await rollbacks_in_db(bot)
+    assert row.status == "succeeded" and row.output
+    tails = [DEPLOY_KEY[i:] for i in range(1, len(DEPLOY_KEY) - 3)]
+    assert not any(tail in row.output for tail in tails)
+    assert not any(tail in everything_said(bot) for tail in tails)
+
+
+async def test_a_url_encoded_secret_in_command_output_is_masked(
+        make_bot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Base64-ish tokens hold '+', '/' and '='; a command that prints a URL (curl -v, a client's error) shows
+    # them percent-encoded.
+    secret = "tk+Vb9/Qe3Lm7=="
+    monkeypatch.setenv("HOOK_TOKEN", secret)
+    body = ("from urllib.parse import quote, quote_plus\n"
+            "t = os.environ['HOOK_TOKEN']\n"
+            "print('GET https://hooks.example/deploy?token=' + quote(t, safe=''))\n"
+            "print('form: token=' + quote_plus(t))\n")
+    config = load_test_config({"rollbacks": {"api": {"environments": {"staging": {
+        "provider": "command", "argv": [sys.executable, script(tmp_path, "curl.py", body)],
+        "env": {"HOOK_TOKEN": "${HOOK_TOKEN}"}}}}}})
+    bot = await make_bot(config=config)
+    await record_deploys(bot, "api", "staging", "v1", "v2")
+    await request_rollback(bot, "api staging", user=BOB)
+    [row] = await rollbacks_in_db(bot)
+    assert row.status == "succeeded" and row.output and "token=***" in row.output
+    from urllib.parse import quote, quote_plus
+    for form in (secret, quote(secret, safe=""), quote_plus(secret)):
+        assert form not in everything_said(bot) and form not in await everything_stored(bot)

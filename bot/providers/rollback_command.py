@@ -25,6 +25,10 @@ from bot.providers.rollback_base import (
 )
 
 READ_CHUNK = 8192
+# Bytes of output kept while reading. The text is scrubbed, then cut to OUTPUT_LIMIT characters: the bytes
+# must always hold more than twice that many characters (≤ 4 bytes each), so a secret the byte cut split
+# is in the part the character cut drops.
+KEPT_BYTES = OUTPUT_LIMIT * 8
 
 
 @register("command")
@@ -71,12 +75,12 @@ class CommandProvider(Provider):
 
 
 async def _read(process: asyncio.subprocess.Process, output: bytearray) -> None:
-    """Collect output, keeping only the last OUTPUT_LIMIT*2 bytes of a chatty command."""
+    """Collect output, keeping only the last KEPT_BYTES bytes of a chatty command."""
     assert process.stdout is not None
     while chunk := await process.stdout.read(READ_CHUNK):
         output.extend(chunk)
-        if len(output) > OUTPUT_LIMIT * 2:
-            del output[: len(output) - OUTPUT_LIMIT * 2]
+        if len(output) > KEPT_BYTES:
+            del output[: len(output) - KEPT_BYTES]
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
