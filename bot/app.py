@@ -297,10 +297,12 @@ def build(settings: Settings | None = None, config: Config | None = None, **kwar
 def asgi() -> Starlette:
     """uvicorn's factory entry point: `uvicorn bot.app:asgi --factory`. It refuses to start without credentials
     or a config exactly as `opsbot serve` does (one process: no worker)."""
-    from bot import cli
+    from bot import cli, logs
 
     try:
         settings, config, _source = cli.server_start(socket_mode=False)
     except cli.StartRefused as exc:
         raise SystemExit("opsbot cannot start: " + "; ".join(exc.problems)) from None
+    # As serve does: every record (uvicorn's too, whose handlers this replaces) through the scrubbing formatter.
+    logs.configure(settings, config)
     return build(settings, config).asgi

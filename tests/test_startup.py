@@ -112,3 +112,23 @@ def test_the_uvicorn_factory_refuses_like_serve(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "SLACK_SIGNING_SECRET is not set" in result.stderr and "SLACK_BOT_TOKEN is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_uvicorn_factory_logs_through_the_scrubbing_formatter(tmp_path: Path) -> None:
+    """`uvicorn bot.app:asgi --factory` never runs `opsbot serve`'s logs.configure: it must not log raw."""
+    code = ("import logging, os\n"
+            "from bot.app import asgi\n"
+            "asgi()\n"
+            "token = os.environ['SLACK_BOT_TOKEN']\n"
+            "try:\n"
+            "    raise RuntimeError(f'Slack refused {token}')\n"
+            "except RuntimeError:\n"
+            "    logging.getLogger('opsbot.test').exception('call failed with %s', token)\n")
+    secret_token = "xoxb-" + "7f3c9e1b5d2a-factory"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=clean_env(SLACK_BOT_TOKEN=secret_token, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                                          OPSBOT_CONFIG=str(TESTS / "opsbot.test.yml"),
+                                          DATABASE_URL=f"sqlite:///{tmp_path / 'f.db'}"))
+    assert result.returncode == 0, result.stderr
+    assert "ERROR opsbot.test: call failed with" in result.stderr and "RuntimeError: Slack refused" in result.stderr
+    assert secret_token not in result.stderr and "7f3c9e1b5d2a" not in result.stderr
