@@ -345,3 +345,34 @@ async def test_five_presses_at_once_against_opsbot_serve(served: Served, emulato
 
 async def _idle(served: Served) -> bool:
     return (await served.worker())["pending"] == 0
+
+
+# -- a change while the declaration is still setting up -------------------------------------------------
+async def test_an_ack_while_the_channel_is_being_created_stays_on_the_announcement_and_summary(
+        bot: BotHarness) -> None:
+    """The announcement's Acknowledge button works as soon as it is posted, while conversations.create is
+    still running. The declaration's own edits (channel link, summary) are rendered from its copy of the
+    incident: they must not be the last word, showing it unacknowledged."""
+    gate = bot.slack.hold("conversations.create")
+    general = bot.slack.channel("general")
+    await bot.post(bot.requests.command("/incident", "open P2 Checkout is down", channel=general.id,
+                                        channel_name=general.name))
+    await eventually(lambda: bot.slack.held == ["conversations.create"] and bool(bot.messages("#incidents")),
+                     "the announcement, with the channel still being created")
+    await bot.click("incident_ack", "1", user="U0BOB0001", message=announcement(bot), settle=False)
+
+    async def acked() -> bool:
+        async with bot.deps.db.session() as session:
+            incident = (await session.scalars(select(Incident))).first()
+        return incident is not None and incident.acknowledged_at is not None and announcement(bot).edits >= 1
+
+    await eventually(acked, "the acknowledgement and its edit of the announcement")
+    gate.set()
+    await bot.settle()
+
+    async with bot.deps.db.session() as session:
+        [incident] = (await session.scalars(select(Incident))).all()
+    assert incident.acknowledged_by == "U0BOB0001" and incident.channel_id
+    shown = announcement(bot).all_text()
+    assert "<@U0BOB0001> at" in shown and f"<#{incident.channel_id}>" in shown
+    assert "<@U0BOB0001> at" in pinned(bot, incident).all_text()

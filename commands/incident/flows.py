@@ -154,6 +154,16 @@ async def _set_up(deps: Deps, incident: Incident, *, respond: Respond | None) ->
         answer = render.declared(incident, announced_in=_mention(announce_in), announcement_error=posted.error,
                                  summary_error=summary_error, unsaved=unsaved or summary_unsaved)
         await quietly("respond", respond(text=answer, response_type="ephemeral", replace_original=False))
+    # The announcement's buttons work as soon as it is posted: a change committed meanwhile edited the
+    # messages from the database, and the edits above (from this copy) may have landed after its edits.
+    await quietly("refresh", _refresh_if_changed(deps, incident))
+
+
+async def _refresh_if_changed(deps: Deps, incident: Incident) -> None:
+    async with deps.db.session() as session:
+        latest = await incidents.newer(session, incident_id=incident.id, version=incident.version)
+    if latest is not None:
+        await refresh(deps, *latest)
 
 
 async def _nothing(value: Any) -> Any:
