@@ -184,6 +184,12 @@ async def post_once(client: AsyncWebClient, *, channel: str, metadata: dict[str,
             try:
                 found = await find_message(client, channel, metadata)
             except SlackApiError as exc:
+                verdict, wait, _ = classify(exc)
+                if verdict != "final":  # a 5xx or a 429 says nothing about the post: look again
+                    log.warning("looking for a lost post in %s failed (%s); looking again", channel,
+                                exc.response.get("error"))
+                    await asyncio.sleep(wait if verdict == "again" else _backoff(attempt))
+                    continue
                 # No way to look (e.g. not in the channel, no history scope): a second copy beats none.
                 log.warning("looking for a lost post in %s failed (%s); posting again", channel,
                             exc.response.get("error"))

@@ -154,3 +154,17 @@ def test_the_answer_names_what_finally_failed() -> None:
         ":warning: The announcement in #incidents could not be posted (HTTP 500); tell people there yourself.\n"
         ":warning: opsbot could not record INC-3's Slack channel and messages (database unreachable for 10 min): "
         "name it in commands (`/incident update INC-3 …`), and do not declare it again.")
+
+
+async def test_a_failing_history_lookup_after_a_lost_post_looks_again_rather_than_posting_twice(
+        bot: BotHarness) -> None:
+    # Slack posted the announcement but answered 500; the lookup then fails too (500s beyond slack_sdk's own
+    # two retries, then a 429): a transient failure says nothing about the post, so look again, don't post.
+    bot.slack.fail("chat.postMessage", status=500, count=1, applied=True)
+    bot.slack.fail("conversations.history", status=500, count=3)
+    bot.slack.fail("conversations.history", status=429, retry_after=1, count=4)
+    await bot.command("/incident", "open P2 Search is slow", settle=False)
+    await bot.settle(timeout=30)
+    [announcement] = by_role(bot, "incidents", "announcement")
+    assert len(bot.messages("incidents")) == 1
+    assert (await the_incident(bot)).announcement_ts == announcement.ts
