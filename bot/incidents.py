@@ -387,6 +387,23 @@ async def mark_escalated(session: AsyncSession, *, clock: Clock, incident: Incid
                     text=f"Escalated to {', '.join(targets)} ({why})", data={"targets": targets})
 
 
+async def claim_escalation(session: AsyncSession, *, clock: Clock, incident: Incident, targets: list[str],
+                           immediate: bool) -> bool:
+    """Record the escalation before it is posted, on the locked incident: False (nothing recorded) when an
+    acknowledgement, a resolution or another escalation committed first, so nobody is paged for nothing."""
+    if incident.status not in OPEN or incident.acknowledged_at is not None or incident.escalated_at is not None:
+        return False
+    await mark_escalated(session, clock=clock, incident=incident, targets=targets, immediate=immediate)
+    return True
+
+
+async def release_escalation(session: AsyncSession, *, clock: Clock, incident: Incident, reason: str) -> None:
+    """The escalation's post failed: the incident is due again (the timer retries), and the timeline says so."""
+    incident.escalated_at = None
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalation_failed",
+                    text=f"Escalation could not be posted ({reason}); it is retried")
+
+
 async def mark_reminded(session: AsyncSession, *, clock: Clock, incident: Incident) -> None:
     incident.last_reminder_at = clock()
     await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="reminder",

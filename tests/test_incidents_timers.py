@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot import incidents
 from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
 from bot.models import Incident
+from commands.incident import flows
 from tests.conftest import load_test_config
 
 JOB = "incidents.timers"
@@ -54,6 +56,35 @@ async def test_acknowledged_incident_does_not_escalate(bot: BotHarness, clock: F
     clock.advance(hours=2)
     await bot.run_job(JOB)
     assert escalations(bot, incident) == []
+
+
+async def test_an_acknowledgement_between_the_timers_read_and_its_page_wins(bot: BotHarness,
+                                                                             clock: FakeClock) -> None:
+    """The timer found the incident due, then someone acknowledged it before the page went out: nobody is
+    paged and no escalation is recorded (the escalation is claimed under the incident's lock first)."""
+    incident = await declare(bot, "open P2 Checkout is slow")
+    clock.advance(hours=1)
+    async with bot.deps.db.session() as session:
+        [due] = await incidents.due_escalations(session, config=bot.deps.config, now=clock())
+    await bot.command("/incident", "ack", channel=incident.channel_id or "")
+    await flows.escalate(bot.deps, due)  # what the timer does next with the row it read before the ack
+    assert escalations(bot, incident) == []
+    async with bot.deps.db.session() as session:
+        kinds = [e.kind for e in await incidents.events(session, incident_id=incident.id)]
+    assert "escalated" not in kinds and kinds.count("acknowledged") == 1
+
+
+async def test_a_failed_escalation_post_is_on_the_timeline_and_due_again(bot: BotHarness, clock: FakeClock) -> None:
+    incident = await declare(bot, "open P2 Checkout is slow")
+    clock.advance(hours=1)
+    bot.slack.fail("chat.postMessage", status=200, error="channel_not_found")
+    await bot.run_job(JOB)
+    async with bot.deps.db.session() as session:
+        stored = await incidents.get(session, incident_id=incident.id)
+        failed = [e.text for e in await incidents.events(session, incident_id=incident.id)
+                  if e.kind == "escalation_failed"]
+    assert stored.escalated_at is None
+    assert failed == ["Escalation could not be posted (channel_not_found); it is retried"]
 
 
 async def test_immediate_severity_pages_at_declaration_not_again(bot: BotHarness, clock: FakeClock) -> None:

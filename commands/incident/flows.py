@@ -341,14 +341,24 @@ async def _post_escalation(deps: Deps, incident: Incident, severity: Severity, *
 
 
 async def escalate(deps: Deps, incident: Incident) -> None:
-    """Mention the severity's escalation targets once, then record it (a failed post is retried next run)."""
+    """Mention the severity's escalation targets once. The escalation is claimed first, in turn with the users'
+    changes (an acknowledgement or another escalation that committed meanwhile wins and nobody is paged), then
+    posted; a failed post releases the claim, so the next timer run tries again."""
     severity = severity_of(deps, incident)
     if severity is None or not severity.escalate_to:
         return
-    await _post_escalation(deps, incident, severity, immediate=severity.immediate)
-    # In turn with the users' changes: a concurrent acknowledge or severity change waits, nothing is lost.
-    await incidents.apply(deps.db, incident_id=incident.id, mutate=lambda session, stored: incidents.mark_escalated(
-        session, clock=deps.clock, incident=stored, targets=severity.escalate_to, immediate=severity.immediate))
+    _, _, claimed = await incidents.apply(deps.db, incident_id=incident.id, mutate=lambda session, stored: (
+        incidents.claim_escalation(session, clock=deps.clock, incident=stored, targets=severity.escalate_to,
+                                   immediate=severity.immediate)))
+    if not claimed:
+        return
+    try:
+        await _post_escalation(deps, incident, severity, immediate=severity.immediate)
+    except Exception as exc:
+        reason = exc.response.get("error", "error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        await incidents.apply(deps.db, incident_id=incident.id, mutate=lambda session, stored: (
+            incidents.release_escalation(session, clock=deps.clock, incident=stored, reason=str(reason))))
+        raise
 
 
 async def remind(deps: Deps, incident: Incident) -> None:

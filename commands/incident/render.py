@@ -15,7 +15,8 @@ from commands.incident.parse import unescape
 Blocks = list[dict[str, Any]]
 STATUS_EMOJI = {"investigating": "🔍", "identified": "🎯", "mitigating": "🛠️", "monitoring": "👀", "resolved": "✅"}
 KIND_EMOJI = {"declared": "🚨", "acknowledged": "✋", "update": "📝", "severity": "🔺", "commander": "🧑‍✈️",
-              "resolved": "✅", "escalated": "📣", "reminder": "⏰", "channel": "#️⃣"}
+              "resolved": "✅", "escalated": "📣", "escalation_failed": "⚠️", "reminder": "⏰",
+              "channel": "#️⃣"}
 
 
 def _when(at: datetime | None) -> str:
