@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     # Seconds between probes of opsbot's own database for the opsbot_database_up gauge (GET /metrics).
     db_probe_interval: float = Field(default=15.0, gt=0)
 
+    @field_validator("deploys_token", "alertmanager_token", "slack_app_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`DEPLOYS_TOKEN=` (empty) means unset: the endpoint stays off, not on with a token nobody can send."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:

@@ -62,8 +62,11 @@ async def test_post_deploys_needs_the_bearer_token(bot: BotHarness) -> None:
     assert ("ci@github", "deploy.record", "ok") in await audit_actions(bot)
 
 
-async def test_post_deploys_is_off_without_a_configured_token(make_bot: Any, config: Config) -> None:
-    plain = await make_bot(config=config)
+@pytest.mark.parametrize("token", [None, "", "  "])
+async def test_post_deploys_is_off_without_a_configured_token(make_bot: Any, config: Config,
+                                                              token: str | None) -> None:
+    """Unset or empty (`DEPLOYS_TOKEN=`): the endpoint is off and says why, never on with an empty token."""
+    plain = await make_bot(config=config, settings_overrides={} if token is None else {"deploys_token": token})
     assert plain.http is not None
     response = await plain.http.post("/deploys", json=deploy("v1", "2026-01-05T08:00:00Z"),
                                      headers={"Authorization": "Bearer anything"})
