@@ -338,9 +338,10 @@ class AlertEngine:
         names = [r.rule.name for r in readings]
         changes: list[Change] = []
         async with self.db.session() as session:
+            await _hold_rows(session)
             # Streamed in partitions: hydrating thousands of rows at once would stall slash commands.
-            query = (select(AlertState).where(AlertState.rule.in_(names), AlertState.source != ALERTMANAGER)
-                     .execution_options(yield_per=250))
+            query = _locked(select(AlertState).where(AlertState.rule.in_(names), AlertState.source != ALERTMANAGER)
+                            .execution_options(yield_per=250))
             rows = {}
             async for row in await session.stream_scalars(query):
                 rows[row.key] = row
@@ -391,8 +392,9 @@ class AlertEngine:
             now = self.clock()
             changes: list[Change] = []
             async with self.db.session() as session:
+                await _hold_rows(session)
                 silences = await active_silences(session, now)
-                for row in await session.scalars(select(AlertState).where(AlertState.state == FIRING)):
+                for row in await session.scalars(_locked(select(AlertState).where(AlertState.state == FIRING))):
                     rule = self.rules.get(row.rule) if row.source != ALERTMANAGER else None
                     policy = policy_for(rule, self.settings)
                     self._step(changes, row, policy, rule, silences.get(row.rule),
@@ -411,9 +413,10 @@ class AlertEngine:
             now = self.clock()
             changes: list[Change] = []
             async with self.db.session() as session:
+                await _hold_rows(session)
                 keys = [p["key"] for p in parsed]
                 rows = {row.key: row for row in await session.scalars(
-                    select(AlertState).where(AlertState.key.in_(keys)))}
+                    _locked(select(AlertState).where(AlertState.key.in_(keys))))}
                 silences = await active_silences(session, now)
                 policy = policy_for(None, self.settings)
                 for alert in parsed:
@@ -598,6 +601,22 @@ async def silence(db: Database, *, clock: Clock, row_id: int, user: str, duratio
                                after={"silenced_until": until.isoformat()})
             return await _fresh(session, row_id)
     raise Conflict("That alert is being changed by several people at once; try again.")
+
+
+def _locked(query: Any) -> Any:
+    """The engine's read of the rows it will change, locked (PostgreSQL) in one order everywhere (no deadlock
+    between a cycle, the housekeeping and an Alertmanager intake): a person's Acknowledge or Silence, a
+    conditional write on one row, waits for the engine's commit, and the engine never decides from a row a
+    person changed after it read it."""
+    return query.order_by(AlertState.key).with_for_update()
+
+
+async def _hold_rows(session: AsyncSession) -> None:
+    """On SQLite, row locks do not exist: the engine's transaction takes the write lock before it reads (a write
+    that changes nothing), so a person's change lands before its read or after its commit, never in between."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(update(AlertState).where(text("0 = 1")).values(rule=AlertState.rule)
+                              .execution_options(synchronize_session=False))
 
 
 async def _serialise(session: AsyncSession, name: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, text, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,6 +16,7 @@ from starlette.routing import Route
 from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
+from bot.models import AlertState
 from commands.alerts import HOUSEKEEPING_JOB, eval_job_name
 from tests.conftest import load_test_config
 
@@ -186,3 +189,43 @@ async def test_unset_secret_is_a_rule_error_naming_the_variable(make_bot: Any, p
     await bot.run_job(JOB)
     [message] = bot.messages("#alerts")
     assert "cannot be evaluated" in message.text and "OPSBOT_TEST_UNSET_POOL_TOKEN is not set" in message.text
+
+
+async def _blocked_on_a_lock(bot: BotHarness) -> None:
+    """Until the engine's transaction waits for the row (PostgreSQL shows it; SQLite's busy wait cannot be
+    seen, so there a short pause lets it reach the write lock)."""
+    if bot.deps.db.is_sqlite:
+        await asyncio.sleep(0.5)
+        return
+    for _ in range(200):
+        async with bot.deps.db.engine.connect() as conn:
+            waiting = await conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                             " AND datname = current_database()"))
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the housekeeping job never waited for the acknowledgement's row lock")
+
+
+async def test_an_acknowledgement_committing_during_housekeeping_is_not_overwritten(
+        make_bot: Any, pool: PoolEndpoint, clock: FakeClock) -> None:
+    """A person acknowledges while the housekeeping job is about to auto-acknowledge the same alert: the engine
+    waits for the person's write and then sees it, so the acknowledgement stays theirs and nobody is told
+    'Auto-acknowledged' (before: the engine's copy, read first, overwrote it)."""
+    bot = await make_bot(config=pool_config(pool.url, critical="> 50", repeat_every="30d"))
+    pool.checked_out = 19
+    await bot.run_job(JOB)
+    clock.advance(days=7)
+    async with bot.deps.db.session() as session:
+        [row_id] = (await session.scalars(select(AlertState.id).where(AlertState.state == "firing"))).all()
+    async with bot.deps.db.session() as session:  # alerts.acknowledge's conditional write, held open
+        await session.execute(update(AlertState).where(AlertState.id == row_id)
+                              .values(acked_by="U0ALICE01", acked_at=clock(), version=AlertState.version + 1))
+        housekeeping = asyncio.create_task(bot.run_job(HOUSEKEEPING_JOB))
+        await _blocked_on_a_lock(bot)
+    await housekeeping
+    async with bot.deps.db.session() as session:
+        stored = await session.get(AlertState, row_id)
+    assert stored is not None and stored.acked_by == "U0ALICE01"
+    assert "Auto-acknowledged" not in bot.messages("#alerts")[0].all_text()
+    assert not any("Auto-acknowledged" in t for t in threads(bot))
