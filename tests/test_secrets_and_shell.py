@@ -126,3 +126,12 @@ def test_an_uncaught_exception_leaves_through_the_scrubbing_handler(tmp_path: Pa
     assert result.returncode == 1
     assert "CRITICAL opsbot: uncaught exception" in result.stderr and "RuntimeError" in result.stderr
     assert "pw-uncaught" not in result.stderr and "xoxb-9-9" not in result.stderr
+
+
+def test_health_check_details_are_scrubbed_like_everything_else() -> None:
+    """checks_common.scrub masks through bot.secrets: a header secret echoed URL-encoded by a target's error,
+    and a token-shaped string nobody configured, never reach a check's detail."""
+    from bot.providers.checks_common import scrub
+
+    detail = scrub("401 for token=tk%2BVb9%2FQe3 from xoxb-1234-abcd\n  again", ["tk+Vb9/Qe3"])
+    assert "Vb9" not in detail and "xoxb-1234" not in detail and "\n" not in detail

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.secrets import Scrubber
+
 ProbeStatus = Literal["ok", "warn", "fail"]
 DETAIL_LIMIT = 300
 
@@ -50,8 +52,7 @@ def os_reason(exc: BaseException) -> str | None:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret value replaced by `***`, on one line and cut to a readable length."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
+    """`text` scrubbed as opsbot scrubs everything (bot/secrets.py: each value, also URL- or JSON-encoded, and
+    token- and password-shaped strings), on one line and cut to a readable length."""
+    text = " ".join(Scrubber(s for s in secrets if len(s) >= 3)(text).split())
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
