@@ -61,11 +61,14 @@ class OpsbotApp:
         db = Database(settings.database_url.get_secret_value())
         self.deps = Deps(
             settings=settings, config=config, db=db, slack=make_client(settings), http=make_http_client(),
-            # With a worker process the worker runs the scheduled jobs; the acking process only acks.
+            # With a worker process the worker runs the jobs and the scheduled work; the web process acks.
             scheduler=Scheduler(db, enabled=settings.scheduler_enabled and role is not worker.Role.WEB,
                                 lock_interval=scheduler_lock_interval),
             clock=clock,
         )
+        commands.load_jobs()
+        self.deps.queue.reporter = commands.failure_reporter(self.deps)
+        commands.schedule_all(self.deps)
         self.identity = BotIdentity()
         # bolt warns that `client.token` is ignored when `authorize` is given; that is the intent here.
         logging.getLogger("slack_bolt.AsyncApp").addFilter(_IGNORED_TOKEN_WARNING)
@@ -79,10 +82,12 @@ class OpsbotApp:
             # bot/inbound.py checks the signature before it parses the body (and Socket Mode has none).
             request_verification_enabled=False,
         )
-        commands.register_all(self.bolt, self.deps, prepare=self._shared_respond)
+        self.bolt.use(self._context)
+        commands.register_all(self.bolt, self.deps)
         self.inbound = inbound.Inbound(self.bolt, settings.signing_secret,
                                        clock=self.deps.clock)
-        self.worker = worker.WorkerLink(settings, on_exit=metrics.process_exited) if role is worker.Role.WEB else None
+        self.worker = (worker.WorkerProcess(settings, on_exit=metrics.process_exited)
+                       if role is worker.Role.WEB else None)
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False
         self._db_probe: asyncio.Task[None] | None = None
@@ -97,10 +102,13 @@ class OpsbotApp:
 
         return authorize
 
-    def _shared_respond(self, context: Any) -> None:
-        """Before each listener: `respond()` over the app's keep-alive session instead of a new one per call."""
+    async def _context(self, context: Any, next: Any) -> Any:
+        """The one middleware: listeners get `deps` injected by name, and `respond()` over the app's
+        keep-alive session instead of a new session and connection per call."""
+        context["deps"] = self.deps
         if context.response_url and self.deps.slack.session is not None:
             context["respond"] = SharedSessionRespond(context.response_url, self.deps.slack)
+        return await next()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,6 +130,7 @@ class OpsbotApp:
             self._db_probe = asyncio.create_task(self._probe_database_every(self.settings.db_probe_interval),
                                                  name="db-probe")
         deps.tasks.spawn(self.identity.load(deps), name="auth.test")
+        await self._start_queue()
         await deps.scheduler.start()
         if self.worker is not None:
             await self.worker.start()
@@ -133,6 +142,16 @@ class OpsbotApp:
         log.info("opsbot %s started: database %s (%s), Slack API %s", __version__, deps.db.display_url,
                  deps.db.url.get_backend_name(), self.settings.slack_api_url)
 
+    async def _start_queue(self) -> None:
+        queue = self.deps.queue
+        try:
+            if self.role is worker.Role.WEB:
+                await queue.open()  # this process only enqueues
+            else:
+                await queue.start_worker(self.deps)
+        except Exception as exc:  # the database is down: requests are answered with a clear error meanwhile
+            log.error("job queue did not open: %s; requests will be refused until it does", type(exc).__name__)
+
     async def stop(self) -> None:
         if not self._started:
             return
@@ -143,12 +162,14 @@ class OpsbotApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._db_probe
             self._db_probe = None
+        await deps.scheduler.shutdown()
+        await deps.queue.stop_worker(timeout=10)  # PostgreSQL: what is not finished goes back to the queue
         cancelled = await deps.tasks.drain(timeout=10)
         if cancelled:
             log.warning("shutdown cancelled %d unfinished background task(s)", cancelled)
+        await deps.queue.close()
         if self.worker is not None:
             await self.worker.stop()
-        await deps.scheduler.shutdown()
         await deps.http.aclose()
         if deps.slack.session is not None:
             await deps.slack.session.close()
@@ -197,10 +218,6 @@ class OpsbotApp:
             return _response(answer)
         kept = inbound.bolt_headers(headers)
         tasks.foreground_started()
-        forward = token = None
-        if self.worker is not None:
-            forward = worker.Forward()
-            token = worker.CURRENT.set(forward)
         try:
             answer = await self.inbound.dispatch(body, kept)
         except payloads.Malformed as exc:
@@ -213,10 +230,6 @@ class OpsbotApp:
             return _malformed("malformed request body", content_type)
         finally:
             tasks.foreground_finished()
-            if token is not None:
-                worker.CURRENT.reset(token)
-        if forward is not None and forward.wanted and self.worker is not None:
-            self.worker.forward(body, kept, forward.report)
         return _response(answer)
 
     async def _probe_database(self) -> None:
@@ -251,19 +264,33 @@ class OpsbotApp:
             "version": __version__,
             "database": {"status": "ok" if reason is None else ("schema" if reachable else "down"),
                          "backend": self.deps.db.url.get_backend_name(), **({"reason": reason} if reason else {})},
-            "scheduler": {"leader": self._is_leader()},
+            "scheduler": {"leader": await self._is_leader()},
         }
+        body["jobs"] = await self._queue_stats()
         if self.worker is not None:
             body["worker"] = {"running": self.worker.running, "pid": self.worker.pid,
-                              "pending": self.worker.pending, "restarts": self.worker.restarts}
+                              "restarts": self.worker.restarts}
         return JSONResponse(body, status_code=200 if reason is None else 503)
 
-    def _is_leader(self) -> bool:
-        if self.worker is not None:
-            return bool(self.worker.status.get("leader"))
+    async def _queue_stats(self) -> dict[str, Any]:
+        queue = self.deps.queue
+        try:
+            stats = await queue.stats()
+        except Exception as exc:
+            return {"backend": queue.backend, "status": "unavailable", "reason": type(exc).__name__}
+        return {"backend": queue.backend, **stats.as_dict()}
+
+    async def _is_leader(self) -> bool:
+        if self.worker is not None and self.worker.pid is not None:  # the worker process runs the scheduler
+            try:
+                return await self.deps.scheduler.held_by(self.worker.pid)
+            except Exception:
+                return False
         return self.deps.scheduler.is_leader
 
     async def metrics(self, _request: Request) -> Response:
+        with contextlib.suppress(Exception):  # the gauges keep their last reading when the database is down
+            await self.deps.queue.stats()
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 

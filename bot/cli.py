@@ -128,7 +128,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, config, source = server_start(socket_mode=False)
-    with _metrics_dir(settings.worker_process):  # before anything imports prometheus_client
+    from bot.db import is_sqlite, normalize_url
+
+    # SQLite is one instance: its in-process queue runs the jobs beside the acks (bot/worker.py).
+    separate_worker = settings.worker_process and not is_sqlite(normalize_url(settings.database_url.get_secret_value()))
+    with _metrics_dir(separate_worker):  # before anything imports prometheus_client
         import uvicorn
 
         from bot import logs
@@ -137,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         logs.configure(settings, config)
         _log_start(settings, source)
-        app = build(settings, config, freeze_gc=True, role=Role.WEB if settings.worker_process else Role.INLINE)
+        app = build(settings, config, freeze_gc=True, role=Role.WEB if separate_worker else Role.INLINE)
         # log_config=None: uvicorn installs no handlers or formatters of its own; its records reach the
         # root handler, whose formatter scrubs secrets from messages and tracebacks alike.
         uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
@@ -168,7 +172,7 @@ def _metrics_dir(needed: bool) -> Iterator[None]:
 def cmd_worker(args: argparse.Namespace) -> int:
     from bot.worker import main
 
-    return main(args.fd)
+    return main()
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
@@ -227,8 +231,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    worker = sub.add_parser("worker")  # started by `serve` with its end of a socket pair; not for hand use
-    worker.add_argument("--fd", type=int, required=True)
+    worker = sub.add_parser("worker", help="run queued jobs and the scheduler (started by `serve` on PostgreSQL)")
     worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("socket", help="the same app over Socket Mode").set_defaults(func=cmd_socket)

@@ -18,6 +18,7 @@ from bot.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 JOB = "housekeeping.prune"
+FAILED_JOB_RETENTION = timedelta(days=3)  # failed jobs stay this long in the queue's tables, for inspection
 INTERVAL = timedelta(minutes=10)
 # Seen-request keys only have to outlive Slack's redeliveries (3 retries over about 5 minutes) and double
 # submissions of a view or trigger (seconds to minutes). A day is far past both, and keeps the table to a

@@ -244,6 +244,7 @@ class ProcessedRequest(Base):
     __tablename__ = "processed_requests"
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     at: Mapped[datetime]
+    owner: Mapped[str | None] = mapped_column(String(64))  # the job that wrote it (bot/queue.py)
     __table_args__ = (Index("ix_processed_requests_at", "at"),)  # pruned by age (bot/housekeeping.py)
 
 

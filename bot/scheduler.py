@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +35,10 @@ class Job:
     func: JobFunc
     every: timedelta | None = None
     cron: str | None = None
+
+
+def lock_holder_name(pid: int) -> str:
+    return f"opsbot-scheduler-{socket.gethostname()[:30]}-{pid}"
 
 
 class Scheduler:
@@ -105,6 +111,9 @@ class Scheduler:
             if self._lock_conn is None:
                 self._lock_conn = await self.db.engine.connect()
                 await self._lock_conn.execution_options(isolation_level="AUTOCOMMIT")
+                # So the web process beside a worker can tell whether its worker leads (`held_by`).
+                await self._lock_conn.execute(text("SELECT set_config('application_name', :n, false)"),
+                                              {"n": lock_holder_name(os.getpid())})
             if self.is_leader:
                 await self._lock_conn.execute(text("SELECT 1"))  # still connected means still holding
                 return
@@ -116,6 +125,14 @@ class Scheduler:
             log.warning("scheduler leadership check failed (%s); stepping down", type(exc).__name__)
             self._set_leader(False)
             await self._drop_connection()
+
+    async def held_by(self, pid: int) -> bool:
+        """Whether process `pid` (this replica's worker) holds the leader lock (PostgreSQL)."""
+        async with self.db.engine.connect() as conn:
+            return bool(await conn.scalar(text(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                "WHERE a.application_name = :n AND l.locktype = 'advisory' AND l.objid = :k AND l.granted)"),
+                {"n": lock_holder_name(pid), "k": LEADER_LOCK}))
 
     def _set_leader(self, value: bool) -> None:
         self.is_leader = value

@@ -1,6 +1,9 @@
 """Slack-facing command families. Each module here may define:
 
-- `register(app, deps)`: bolt listeners (commands, actions, views, shortcuts) and scheduled jobs;
+- `register(app)`: its bolt listeners, module-level functions (`app.command("/incident")(incident_command)`);
+  they get `deps` injected by name from the request context (bot/app.py's middleware);
+- a `jobs` submodule: its named jobs (bot/jobs.py), imported with the family;
+- `schedule(deps)`: its scheduled work (`deps.scheduler.every(...)`), which runs named jobs;
 - `routes(deps)`: extra HTTP routes (e.g. GET /flags, POST /deploys);
 - `HELP`: (usage, description) pairs shown by `/opsbot help`.
 
@@ -9,18 +12,21 @@ Modules are discovered, so a new family is one new module and no edit elsewhere.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
+from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from commands.router import Prepare, Router
+from commands.router import Router
 
 if TYPE_CHECKING:
     from slack_bolt.async_app import AsyncApp
     from starlette.routing import BaseRoute
 
     from bot.deps import Deps
+    from bot.jobs import Reporter
 
 _SKIP = {"common", "blocks", "ids", "router"}
 
@@ -34,18 +40,57 @@ def families() -> list[ModuleType]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register") or hasattr(module, "routes"):
             found.append(module)
+        with _suppress_missing(f"{__name__}.{info.name}.jobs"):
+            importlib.import_module(f"{__name__}.{info.name}.jobs")
     # /opsbot first in help.
     return sorted(found, key=lambda m: (m.__name__ != f"{__name__}.opsbot", m.__name__))
 
 
-def register_all(app: AsyncApp, deps: Deps, prepare: Prepare | None = None) -> Router:
+def load_jobs() -> None:
+    """Import every family (and its `jobs` module): their named jobs join bot.jobs.REGISTRY."""
+    families()
+
+
+def register_all(app: AsyncApp, deps: Deps) -> Router:
     """Every family's listeners, behind one routed bolt listener per kind (see commands.router)."""
-    router = Router(app, prepare)
+    router = Router(app)
     for module in families():
         if hasattr(module, "register"):
-            module.register(cast("AsyncApp", router), deps)
+            if len(inspect.signature(module.register).parameters) == 2:
+                module.register(cast("AsyncApp", router), deps)
+            else:
+                module.register(cast("AsyncApp", router))
     router.install()
     return router
+
+
+def schedule_all(deps: Deps) -> None:
+    for module in families():
+        if hasattr(module, "schedule"):
+            module.schedule(deps)
+
+
+def failure_reporter(deps: Deps) -> Reporter:
+    """How a job that failed for good tells its requester (bot/queue.py calls it)."""
+    from commands.common import report_failure
+
+    async def report(name: str, args: Mapping[str, Any], exc: BaseException) -> None:
+        await report_failure(deps, args, exc)
+
+    return report
+
+
+class _suppress_missing:
+    """Import errors of a family's optional `jobs` module only when that very module does not exist."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, _tb: Any) -> bool:
+        return isinstance(exc, ModuleNotFoundError) and exc.name == self.name
 
 
 def routes(deps: Deps) -> list[BaseRoute]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import worker
 from bot.deps import Deps
 from bot.errors import DependencyDown, InvalidInput, OpsbotError
-from bot.idempotency import first_time
+from bot.slack import SharedSessionRespond
 
 log = logging.getLogger(__name__)
 Respond = Callable[..., Awaitable[Any]]
@@ -36,9 +35,14 @@ def parse_id(value: object, *, what: str) -> int:
     return int(text)
 
 
-async def refuse(exc: OpsbotError) -> None:
-    """Background work that only tells the user `exc` (through run_after_ack's error report): for a button
-    whose value is invalid, since a button's ack carries no text."""
+def refuse(deps: Deps, exc: OpsbotError, *, respond: Respond | None = None, user: str | None = None,
+                 channel: str | None = None) -> None:
+    """Tell the user `exc` right after the ack: for a button whose value is invalid, since a button's ack
+    carries no text."""
+    right_after_ack(deps, _raise(exc), name="refuse", respond=respond, user=user, channel=channel)
+
+
+async def _raise(exc: OpsbotError) -> None:
     raise exc
 
 
@@ -84,55 +88,66 @@ def request_key(body: dict[str, Any]) -> str | None:
     return f"trigger:{trigger}" if trigger else None
 
 
-def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
-                  respond: Respond | None = None, user: str | None = None,
-                  channel: str | None = None, urgent: bool = False, once: str | None = None) -> None:
-    """Hand slow work to the background; failures are told to the user (response_url, else ephemeral/DM).
+async def defer(deps: Deps, name: str, *, once: str | None = None, **kwargs: Any) -> None:
+    """Enqueue the named job `name` (bot/jobs.py) with plain JSON arguments; call it before the ack.
 
-    `urgent=True` for work that opens a modal: it skips the queue that lets acks go first in a burst,
-    because a trigger_id expires 3 s after the click.
+    It returns once the job is stored (on PostgreSQL: committed), so an acknowledged request's work survives
+    any crash after it. The requester's `user`, `channel` and `response_url` among the arguments are where a
+    job that fails for good reports it. `once` (usually `request_key(body)`) makes the job run once per
+    Slack interaction: a redelivered or double-submitted copy does nothing (bot/queue.py)."""
+    await deps.queue.defer(name, kwargs, once=once)
 
-    `once` (usually `request_key(body)`) makes the work idempotent under redelivery: the first request with
-    that key runs it, across processes and replicas (a primary key in `processed_requests` decides); a
-    redelivered or double-submitted copy is acknowledged and does nothing."""
+
+async def ack_deferred(ack: Any, deps: Deps, name: str, *, answer: dict[str, Any] | None = None,
+                       once: str | None = None, **kwargs: Any) -> None:
+    """`defer`, then ack with `answer` (or an empty ack); when the job cannot be stored, the ack says so and
+    nothing is done."""
+    try:
+        await defer(deps, name, once=once, **kwargs)
+    except DependencyDown as exc:
+        await ack(ephemeral(error_text(exc)))
+        return
+    await (ack(answer) if answer is not None else ack())
+
+
+def right_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str,
+                    respond: Respond | None = None, user: str | None = None, channel: str | None = None) -> None:
+    """Work that must run in this process right after the ack, not as a job: opening a modal, whose
+    trigger_id expires 3 s after the click (a queued open could come too late, and a lost one costs a
+    click). Failures are told to the user (response_url, else ephemeral/DM)."""
 
     async def report(exc: BaseException) -> None:
-        text = error_text(exc)
-        if respond is not None:
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-        elif user is not None:
-            await tell_user(deps, user=user, channel=channel, text=text)
+        await tell(deps, text=error_text(exc), respond=respond, user=user, channel=channel)
 
     if not deps.tasks.accepting:
         work.close()
         raise DependencyDown("opsbot is restarting; please try again in a few seconds.")
-    current = worker.CURRENT.get()
-    if isinstance(current, worker.Forward) and not urgent:
-        work.close()  # the worker process replays this request and runs it there (bot/worker.py)
-        current.wanted = True
-        current.report = current.report or report
-        return
-    if isinstance(current, worker.Replay) and urgent:
-        work.close()  # the web process already did it, while the trigger_id was fresh
-        return
-    if once is not None:
-        work = _once(deps, f"{name}:{once}", work)
-    task = deps.tasks.spawn(work, name=name, on_error=report, urgent=urgent)
-    if isinstance(current, worker.Replay):
-        current.tasks.append(task)
+    deps.tasks.spawn(work, name=name, on_error=report, urgent=True)
 
 
-async def _once(deps: Deps, key: str, work: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        fresh = await first_time(deps.db, key, clock=deps.clock)
-    except BaseException:
-        work.close()
-        raise
-    if not fresh:
-        work.close()
-        log.info("redelivered request %s ignored", key)
+def responder(deps: Deps, response_url: str | None) -> Respond | None:
+    """`respond()` for a job: the request's response_url over the app's shared session."""
+    if not response_url:
         return None
-    return await work
+    return SharedSessionRespond(response_url, deps.slack)
+
+
+async def tell(deps: Deps, *, text: str, blocks: list[dict[str, Any]] | None = None, respond: Respond | None = None,
+               user: str | None = None, channel: str | None = None) -> None:
+    """An ephemeral answer: through `respond` when there is one, else to `user` in `channel` (or a DM)."""
+    if respond is not None:
+        await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+    elif user:
+        await tell_user(deps, user=user, channel=channel, text=text, blocks=blocks)
+
+
+async def report_failure(deps: Deps, args: Mapping[str, Any], exc: BaseException) -> None:
+    """A job failed for good: its requester (the job's `response_url`, else `user` in `channel`) is told."""
+    response_url = args.get("response_url")
+    user, channel = args.get("user"), args.get("channel")
+    await tell(deps, text=error_text(exc), respond=responder(deps, response_url if isinstance(response_url, str)
+                                                            else None),
+               user=user if isinstance(user, str) else None, channel=channel if isinstance(channel, str) else None)
 
 
 async def tell_user(deps: Deps, *, user: str, channel: str | None, text: str,
@@ -161,3 +176,11 @@ def channel_of(body: dict[str, Any]) -> str | None:
         return channel.get("id")
     container = body.get("container") or {}
     return body.get("channel_id") or container.get("channel_id")
+
+
+def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str, respond: Respond | None = None,
+                  user: str | None = None, channel: str | None = None, urgent: bool = False,
+                  once: str | None = None) -> None:
+    """TRANSITION (issue 15): the families still being converted to named jobs; removed when they are."""
+    del urgent, once
+    right_after_ack(deps, work, name=name, respond=respond, user=user, channel=channel)

@@ -15,9 +15,10 @@ from starlette.routing import BaseRoute, Route
 from bot import deploys, metrics
 from bot.deps import Deps
 from bot.errors import Conflict, NotFound
+from bot.jobs import job
 from bot.webhooks import authorized_body
 from commands import blocks as bk
-from commands.common import ephemeral, run_after_ack, split_args
+from commands.common import ack_deferred, ephemeral, responder, split_args, tell
 
 HELP = [("/deploys <service> [env]", "Recent deploys of a service (recorded by CI through POST /deploys)")]
 MAX_BODY = 64 * 1024
@@ -41,33 +42,37 @@ def history_blocks(service: str, environment: str | None, rows: list[dict[str, A
     return [bk.header(f"Deploys of {service}{where}"), bk.section("\n".join(lines))]
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    @app.command("/deploys")
-    async def deploys_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.count_command("deploys")
-        words = split_args(command.get("text"))
-        if not words or len(words) > 2:
-            await ack(ephemeral("Usage: `/deploys <service> [env]`"))
+async def deploys_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    metrics.count_command("deploys")
+    words = split_args(command.get("text"))
+    if not words or len(words) > 2:
+        await ack(ephemeral("Usage: `/deploys <service> [env]`"))
+        return
+    service, environment = words[0], (words[1] if len(words) > 1 else None)
+    if environment is not None and deps.config.environments:
+        match = _environment(deps, environment)
+        if match is None:
+            await ack(ephemeral(f":warning: {NotFound('environment', environment, deps.config.environments)}"))
             return
-        service, environment = words[0], (words[1] if len(words) > 1 else None)
-        if environment is not None and deps.config.environments:
-            match = _environment(deps, environment)
-            if match is None:
-                await ack(ephemeral(f":warning: {NotFound('environment', environment, deps.config.environments)}"))
-                return
-            environment = match
-        await ack()
+        environment = match
+    await ack_deferred(ack, deps, "deploys.list", user=command["user_id"], channel=command.get("channel_id"),
+                       response_url=command.get("response_url"), service=service, environment=environment)
 
-        async def answer() -> None:
-            async with deps.db.session() as session:
-                rows = await deploys.history(session, service=service, environment=environment, limit=SHOWN)
-            data = [{"version": d.version, "environment": d.environment, "deployed_at": d.deployed_at,
-                     "commit": d.commit, "deployed_by": d.deployed_by, "source": d.source, "status": d.status}
-                    for d in rows]
-            await respond(text=f"Deploys of {service}", blocks=history_blocks(service, environment, data),
-                          response_type="ephemeral")
 
-        run_after_ack(deps, answer(), name="deploys.list", respond=respond)
+def register(app: AsyncApp) -> None:
+    app.command("/deploys")(deploys_command)
+
+
+@job("deploys.list", retries=2)
+async def list_deploys(deps: Deps, *, user: str, channel: str | None, response_url: str | None, service: str,
+                       environment: str | None) -> None:
+    async with deps.db.session() as session:
+        rows = await deploys.history(session, service=service, environment=environment, limit=SHOWN)
+    data = [{"version": d.version, "environment": d.environment, "deployed_at": d.deployed_at,
+             "commit": d.commit, "deployed_by": d.deployed_by, "source": d.source, "status": d.status}
+            for d in rows]
+    await tell(deps, text=f"Deploys of {service}", blocks=history_blocks(service, environment, data),
+               respond=responder(deps, response_url), user=user, channel=channel)
 
 
 def _environment(deps: Deps, environment: str) -> str | None:

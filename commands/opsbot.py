@@ -8,10 +8,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import __version__, metrics
 from bot.deps import Deps
-from bot.idempotency import first_time
+from bot.jobs import job
 from commands import blocks as bk
 from commands import help_entries
-from commands.common import ephemeral, run_after_ack, split_args
+from commands.common import ack_deferred, defer, ephemeral, request_key, responder, split_args, tell
 
 HELP = [
     ("/opsbot help", "List every command"),
@@ -43,34 +43,39 @@ async def whoami_rows(deps: Deps, user: str) -> list[tuple[str, str, bool, str]]
 MENTION_HELP = "Hi! I answer slash commands: try `/opsbot help`, `/incident open P1 <title>` or `/health`."
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    @app.event("app_mention")
-    async def mentioned(event: dict[str, Any], body: dict[str, Any]) -> None:
-        # Events are acked by bolt when this returns; the reply happens after, once per event_id
-        # (Slack redelivers with X-Slack-Retry-Num when an answer was slow).
-        async def reply() -> None:
-            if await first_time(deps.db, f"event:{body.get('event_id')}", clock=deps.clock):
-                await deps.slack.chat_postMessage(channel=event["channel"], text=MENTION_HELP,
-                                                  thread_ts=event.get("thread_ts") or event.get("ts"))
+async def mentioned(event: dict[str, Any], body: dict[str, Any], deps: Deps) -> None:
+    # Events are acked by bolt when this returns; the reply is a job, once per event_id (Slack redelivers
+    # with X-Slack-Retry-Num when an answer was slow).
+    await defer(deps, "opsbot.mention", once=request_key(body), channel=event["channel"],
+                thread_ts=event.get("thread_ts") or event.get("ts"))
 
-        run_after_ack(deps, reply(), name="opsbot.mention")
 
-    @app.command("/opsbot")
-    async def opsbot_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.count_command("opsbot")
-        words = split_args(command.get("text"))
-        sub = words[0].lower() if words else "help"
-        if sub == "help":
-            await ack(ephemeral("opsbot commands", render_help(help_entries())))
-        elif sub == "whoami":
-            # Group membership may need a Slack call: ack first, answer through response_url.
-            await ack()
+async def opsbot_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    metrics.count_command("opsbot")
+    words = split_args(command.get("text"))
+    sub = words[0].lower() if words else "help"
+    if sub == "help":
+        await ack(ephemeral("opsbot commands", render_help(help_entries())))
+    elif sub == "whoami":
+        # Group membership may need a Slack call: ack first, answer through response_url.
+        await ack_deferred(ack, deps, "opsbot.whoami", user=command["user_id"], channel=command.get("channel_id"),
+                           response_url=command.get("response_url"))
+    else:
+        await ack(ephemeral(f"Unknown subcommand `{sub}`. Try `/opsbot help` or `/opsbot whoami`."))
 
-            async def answer() -> None:
-                rows = await whoami_rows(deps, command["user_id"])
-                await respond(text="Your permissions", blocks=render_whoami(command["user_id"], rows),
-                              response_type="ephemeral")
 
-            run_after_ack(deps, answer(), name="opsbot.whoami", respond=respond)
-        else:
-            await ack(ephemeral(f"Unknown subcommand `{sub}`. Try `/opsbot help` or `/opsbot whoami`."))
+def register(app: AsyncApp) -> None:
+    app.event("app_mention")(mentioned)
+    app.command("/opsbot")(opsbot_command)
+
+
+@job("opsbot.mention", retries=2)
+async def reply_to_mention(deps: Deps, *, channel: str, thread_ts: str | None) -> None:
+    await deps.slack.chat_postMessage(channel=channel, text=MENTION_HELP, thread_ts=thread_ts)
+
+
+@job("opsbot.whoami", retries=2)
+async def whoami(deps: Deps, *, user: str, channel: str | None, response_url: str | None) -> None:
+    rows = await whoami_rows(deps, user)
+    await tell(deps, text="Your permissions", blocks=render_whoami(user, rows), respond=responder(deps, response_url),
+               user=user, channel=channel)

@@ -99,12 +99,13 @@ class BotHarness:
         return response
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until opsbot has no background work left (tasks may spawn tasks)."""
+        """Wait until opsbot has no job waiting or running and no task left (jobs may enqueue jobs)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await self.deps.tasks.wait_idle(timeout=deadline - time.monotonic()):
+            if (await self.deps.tasks.wait_idle(timeout=max(0.0, deadline - time.monotonic()))
+                    and await self.deps.queue.wait_idle(timeout=max(0.0, deadline - time.monotonic()))):
                 await asyncio.sleep(0.01)
-                if self.deps.tasks.pending == 0:
+                if self.deps.tasks.pending == 0 and await self.deps.queue.wait_idle(timeout=0.5):
                     return
         raise TimeoutError("opsbot still busy after settle timeout")
 

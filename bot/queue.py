@@ -1,0 +1,422 @@
+"""Where named jobs (bot/jobs.py) wait and run: procrastinate on PostgreSQL, in-process on SQLite.
+
+- `PostgresQueue`: a job is a row in procrastinate's tables, written before the Slack ack is sent, so it
+  survives the death of the web process, the worker or the whole replica. Every replica's worker process
+  takes jobs; jobs with the same lock run one at a time across all of them. A worker that dies mid-job
+  stops its heartbeat; `recover_stalled` (scheduled on the leader) puts its jobs back in the queue.
+  Defers made while another is being written are sent together in one statement (group commit), so a
+  burst of acks costs a few round trips, not one per request.
+- `InProcessQueue`: SQLite is one instance (the shell, a trial): the same jobs, locks, retries and failure
+  reports, as tasks of this process. Not durable: it lives as long as the process.
+
+Both run each attempt through `JobQueue.attempt`, which applies the redelivery key, counts the outcome
+and tells the requester when a job has failed for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot import metrics
+from bot.errors import DependencyDown, OpsbotError
+from bot.idempotency import first_time
+from bot.jobs import Job, Registry, Reporter, will_retry
+from bot.jobs import run as run_job
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+    from bot.tasks import BackgroundTasks
+
+log = logging.getLogger(__name__)
+ONCE = "_once"  # reserved argument: the Slack request's redelivery key (commands.common.request_key)
+STATS_TTL = 2.0  # seconds /metrics and /health reuse one reading of the queue's depth
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int  # ready or scheduled, not started
+    running: int
+    failed: int  # failed for good, kept for inspection until housekeeping prunes them
+    oldest_seconds: float  # age of the oldest waiting job (0 when none)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"waiting": self.waiting, "running": self.running, "failed": self.failed,
+                "oldest_seconds": round(self.oldest_seconds, 3)}
+
+
+class QueueUnavailable(DependencyDown):
+    def __init__(self) -> None:
+        super().__init__("opsbot could not queue this (its database did not answer), so nothing was done; "
+                         "please try again in a moment.")
+
+
+def plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as JSON will carry them; anything JSON cannot carry is a programming error here."""
+    try:
+        return json.loads(json.dumps(dict(kwargs)))  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"job arguments must be plain JSON: {exc}") from None
+
+
+class JobQueue:
+    """What listeners (`defer`), the app (`start`/`stop`, `stats`) and the tests (`wait_idle`) use."""
+
+    durable = False
+    backend = "in-process"
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.reporter: Reporter | None = None
+        self.deps: Deps | None = None
+        self._stats: tuple[float, QueueStats] | None = None
+
+    async def open(self) -> None:
+        """Connect (to defer); idempotent."""
+
+    async def close(self) -> None:
+        await self.stop_worker()
+
+    async def defer(self, name: str, kwargs: Mapping[str, Any], *, once: str | None = None) -> None:
+        raise NotImplementedError
+
+    async def start_worker(self, deps: Deps) -> None:
+        """Run jobs in this process from now on."""
+        self.deps = deps
+
+    async def stop_worker(self, timeout: float = 10.0) -> None:
+        """Finish (for up to `timeout` seconds) what this process is running; take no more."""
+
+    async def stats(self) -> QueueStats:
+        now = time.monotonic()
+        if self._stats is not None and now - self._stats[0] < STATS_TTL:
+            return self._stats[1]
+        stats = await self._read_stats()
+        self._stats = (now, stats)
+        metrics.set_queue(stats)
+        return stats
+
+    async def _read_stats(self) -> QueueStats:
+        raise NotImplementedError
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        raise NotImplementedError
+
+    async def recover_stalled(self) -> int:
+        """Put back the jobs of workers that stopped without finishing them; how many."""
+        return 0
+
+    async def prune(self, older_than: timedelta) -> None:
+        """Forget failed jobs older than `older_than` (finished ones are deleted when they finish)."""
+
+    # -- one attempt, the same on both backends ----------------------------------------------------
+    async def attempt(self, job: Job, kwargs: Mapping[str, Any], *, attempt: int, owner: str) -> None:
+        """Run `job` once; raise if it failed. On its final failure (no retry will follow) the requester
+        is told before the exception is re-raised."""
+        deps = self.deps
+        assert deps is not None, "start_worker() first"
+        args = {key: value for key, value in kwargs.items() if key != ONCE}
+        once = kwargs.get(ONCE)
+        started = time.perf_counter()
+        try:
+            if isinstance(once, str) and not await first_time(deps.db, f"{job.name}:{once}", clock=deps.clock,
+                                                             owner=owner):
+                log.info("redelivered request %s ignored (job %s)", once, job.name)
+                metrics.count_job(job.name, "duplicate", time.perf_counter() - started)
+                return
+            await run_job(deps, job, args)
+        except Exception as exc:
+            elapsed = time.perf_counter() - started
+            if will_retry(job, exc, attempt):
+                metrics.count_job(job.name, "retried", elapsed)
+                log.warning("job %s failed (%s), attempt %d of %d; retrying in %.0fs", job.name,
+                            type(exc).__name__, attempt + 1, job.retries + 1, job.backoff(attempt))
+            else:
+                metrics.count_job(job.name, "failed", elapsed)
+                if isinstance(exc, OpsbotError):
+                    log.info("job %s: %s", job.name, exc)
+                else:
+                    log.error("job %s failed for good after %d attempt(s)", job.name, attempt + 1, exc_info=exc)
+                await self._report(job, args, exc)
+            raise
+        metrics.count_job(job.name, "done", time.perf_counter() - started)
+
+    async def _report(self, job: Job, args: Mapping[str, Any], exc: BaseException) -> None:
+        if self.reporter is None:
+            return
+        try:
+            await self.reporter(job.name, args, exc)
+        except Exception:
+            log.exception("telling the requester that job %s failed, failed too", job.name)
+
+
+# -- SQLite: in this process ------------------------------------------------------------------------
+
+class InProcessQueue(JobQueue):
+    """Jobs as tasks of this process (bot/tasks.py: tracked, drained at shutdown, acks first in a burst)."""
+
+    def __init__(self, registry: Registry, tasks: BackgroundTasks) -> None:
+        super().__init__(registry)
+        self.tasks = tasks
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: defaultdict[str, int] = defaultdict(int)
+        self._waiting = 0
+        self._running = 0
+        self._failed = 0
+
+    async def defer(self, name: str, kwargs: Mapping[str, Any], *, once: str | None = None) -> None:
+        job = self.registry.get(name)
+        args = plain({**kwargs, **({ONCE: once} if once else {})})
+        lock = job.lock_for(args)
+        if not self.tasks.accepting:
+            raise DependencyDown("opsbot is restarting; please try again in a few seconds.")
+        self._waiting += 1
+        self.tasks.spawn(self._run(job, args, lock), name=name)
+
+    async def _run(self, job: Job, args: dict[str, Any], lock: str | None) -> None:
+        owner = uuid.uuid4().hex
+        async with self._locked(lock):
+            self._waiting -= 1
+            self._running += 1
+            try:
+                attempt = 0
+                while True:
+                    try:
+                        await self.attempt(job, args, attempt=attempt, owner=owner)
+                        return
+                    except Exception as exc:
+                        if not will_retry(job, exc, attempt):
+                            self._failed += 1
+                            return
+                    await asyncio.sleep(job.backoff(attempt))
+                    attempt += 1
+            finally:
+                self._running -= 1
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, lock: str | None) -> Any:
+        if lock is None:
+            yield
+            return
+        self._holders[lock] += 1
+        guard = self._locks.setdefault(lock, asyncio.Lock())
+        try:
+            async with guard:  # asyncio.Lock wakes its waiters in FIFO order: jobs run in the order deferred
+                yield
+        finally:
+            self._holders[lock] -= 1
+            if not self._holders[lock]:
+                del self._holders[lock]
+                self._locks.pop(lock, None)
+
+    async def _read_stats(self) -> QueueStats:
+        return QueueStats(waiting=self._waiting, running=self._running, failed=self._failed, oldest_seconds=0.0)
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        return await self.tasks.wait_idle(timeout)
+
+
+# -- PostgreSQL: procrastinate -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    concurrency: int = 20  # jobs one worker process runs at once
+    fetchers: int = 2  # procrastinate workers in the process: each fetches one job per round trip
+    polling_interval: float = 0.5  # seconds; also how soon a retry or the next job on a lock starts
+    heartbeat_interval: float = 1.0
+    stalled_after: float = 5.0  # seconds without a heartbeat before a worker's jobs are taken back
+
+
+class PostgresQueue(JobQueue):
+    durable = True
+    backend = "postgresql"
+
+    def __init__(self, conninfo: str, registry: Registry, *, pool_size: int = 10,
+                 tuning: WorkerTuning | None = None) -> None:
+        import procrastinate
+
+        super().__init__(registry)
+        self.tuning = tuning or WorkerTuning()
+        self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(
+            conninfo=conninfo, min_size=1, max_size=pool_size, timeout=10,
+            kwargs={"connect_timeout": 5, "application_name": "opsbot-jobs"}))
+        for job in registry:
+            self._register(job)
+        self._opened = False
+        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    def _register(self, job: Job) -> None:
+        from procrastinate import BaseRetryStrategy, RetryDecision
+
+        queue = self
+
+        class Retry(BaseRetryStrategy):
+            def get_retry_decision(self, *, exception: BaseException, job: Any) -> RetryDecision | None:
+                spec = queue.registry.get(job.task_name)
+                if not will_retry(spec, exception, job.attempts):
+                    return None
+                return RetryDecision(retry_in={"seconds": int(max(1, spec.backoff(job.attempts)))})
+
+        async def run(context: Any, **kwargs: Any) -> None:
+            await queue.attempt(job, kwargs, attempt=context.job.attempts, owner=f"job:{context.job.id}")
+
+        self.app.task(name=job.name, pass_context=True, retry=Retry())(run)
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self.app.open_async()
+            self._opened = True
+
+    async def close(self) -> None:
+        await self.stop_worker()
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        if self._opened:
+            await self.app.close_async()
+            self._opened = False
+
+    async def defer(self, name: str, kwargs: Mapping[str, Any], *, once: str | None = None) -> None:
+        """Written (committed) when this returns; several concurrent defers share one statement."""
+        from procrastinate import jobs as pjobs
+
+        job = self.registry.get(name)
+        args = plain({**kwargs, **({ONCE: once} if once else {})})
+        row = pjobs.Job(id=None, queue="default", lock=job.lock_for(args), queueing_lock=None,
+                        task_name=job.name, task_kwargs=args)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="queue.flush")
+        await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:500], self._pending[500:]
+                try:
+                    await self.app.job_manager.batch_defer_jobs_async([row for row, _ in batch])
+                except Exception as exc:
+                    log.error("enqueueing %d job(s) failed: %s", len(batch), type(exc).__name__)
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(QueueUnavailable())
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._flusher = None
+
+    async def start_worker(self, deps: Deps) -> None:
+        await super().start_worker(deps)
+        await self.open()
+        tuning = self.tuning
+        per_fetcher = max(1, tuning.concurrency // tuning.fetchers)
+        for index in range(tuning.fetchers):
+            self._workers.append(asyncio.create_task(self._fetcher(index, per_fetcher), name=f"queue.worker.{index}"))
+
+    async def _fetcher(self, index: int, concurrency: int) -> None:
+        """One procrastinate worker, started again (with backoff) when it ends because the database went
+        away: its running jobs are taken back by `recover_stalled` once its heartbeat is stale."""
+        tuning = self.tuning
+        backoff = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                await self.app.run_worker_async(
+                    name=f"opsbot-{index}", concurrency=concurrency, install_signal_handlers=False,
+                    fetch_job_polling_interval=tuning.polling_interval, abort_job_polling_interval=60,
+                    update_heartbeat_interval=tuning.heartbeat_interval,
+                    stalled_worker_timeout=tuning.stalled_after, delete_jobs="successful",
+                    shutdown_graceful_timeout=10)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("job worker %d stopped (%s); starting it again in %.1fs", index, type(exc).__name__,
+                          backoff)
+            backoff = 0.5 if time.monotonic() - started > 60 else min(backoff * 2, 15)
+            await asyncio.sleep(backoff)
+
+    async def stop_worker(self, timeout: float = 10.0) -> None:
+        workers, self._workers = self._workers, []
+        for task in workers:
+            task.cancel()  # procrastinate's worker stops fetching and waits for its running jobs
+        if workers:
+            done, _pending = await asyncio.wait(workers, timeout=timeout + 5)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("job worker ended with %s", type(task.exception()).__name__)
+
+    async def recover_stalled(self) -> int:
+        stalled = list(await self.app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=self.tuning.stalled_after))
+        for job in stalled:
+            try:
+                await self.app.job_manager.retry_job(job)
+            except Exception as exc:  # another replica's sweep took it first
+                log.info("job %s (%s) not put back: %s", job.id, job.task_name, type(exc).__name__)
+                continue
+            log.warning("job %s (%s) was running on a worker that stopped; it runs again", job.id, job.task_name)
+            metrics.count_job(job.task_name, "recovered", 0.0)
+        return len(stalled)
+
+    async def prune(self, older_than: timedelta) -> None:
+        await self.app.job_manager.delete_old_jobs(nb_hours=max(1, int(older_than.total_seconds() // 3600)),
+                                                   include_failed=True)
+
+    async def _read_stats(self) -> QueueStats:
+        row = await self.app.connector.execute_query_one_async(query=_STATS_SQL)
+        return QueueStats(waiting=int(row["waiting"]), running=int(row["running"]), failed=int(row["failed"]),
+                          oldest_seconds=float(row["oldest"] or 0.0))
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        """No job waiting or running (tests; scheduled retries included)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._pending and self._flusher is None:
+                row = await self.app.connector.execute_query_one_async(query=_BUSY_SQL)
+                if not row["busy"]:
+                    return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+_STATS_SQL = """
+SELECT count(*) FILTER (WHERE status = 'todo') AS waiting,
+       count(*) FILTER (WHERE status = 'doing') AS running,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       (SELECT extract(epoch FROM now() - min(e.at))
+          FROM procrastinate_events e JOIN procrastinate_jobs t ON t.id = e.job_id
+         WHERE t.status = 'todo' AND e.type = 'deferred') AS oldest
+  FROM procrastinate_jobs
+"""
+_BUSY_SQL = "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')) AS busy"
+
+
+def conninfo(url: str) -> str:
+    """A libpq connection string from opsbot's DATABASE_URL (any of the spellings bot/db.py accepts)."""
+    from bot.db import normalize_url
+
+    return normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_queue(database_url: str, registry: Registry, tasks: BackgroundTasks, *,
+               tuning: WorkerTuning | None = None) -> JobQueue:
+    from bot.db import is_sqlite, normalize_url
+
+    if is_sqlite(normalize_url(database_url)):
+        return InProcessQueue(registry, tasks)
+    return PostgresQueue(conninfo(database_url), registry, tuning=tuning)
