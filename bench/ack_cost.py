@@ -5,9 +5,11 @@ requests, called straight through each app's ASGI interface in one process.
 bench/ack_latency.py measures what Slack sees, but on a 2-core machine its per-request CPU figures move by
 ±25 % with everything else the machine runs. This script isolates the part opsbot adds on top of bolt, so a
 change to the ack path can be judged in a minute. opsbot runs as its web process does under `opsbot serve`
-(role WEB): background work is forwarded over a socket pair whose far end a thread reads and discards.
+(role WEB, PostgreSQL): each ack enqueues its named job in a private database that no worker drains (the
+CPU PostgreSQL spends is not counted: only this process's).
 
     .venv/bin/python bench/ack_cost.py [--requests 2000] [--repeats 15] [--profile opsbot|baseline]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ import asyncio
 import cProfile
 import os
 import pstats
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -69,28 +69,45 @@ async def call(app: Asgi, body: bytes, headers: list[tuple[bytes, bytes]]) -> in
     return status
 
 
-async def opsbot_app(tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
+async def opsbot_app(tmp: Path, pg: str) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
     from bot import worker
     from bot.app import build
+    from bot.db import run_migrations
     from bot.settings import Settings
 
+    name = f"opsbot_ack_cost_{os.getpid()}"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(pg).set(database=name)
+    engine = create_engine(url.set(drivername="postgresql+psycopg"))
+    with engine.begin() as conn:
+        run_migrations(conn)
+    engine.dispose()
     config = tmp / "opsbot.yml"
     config.write_text((ROOT / "bench" / "opsbot.bench.yml").read_text().replace("TARGET", "http://127.0.0.1:9"))
     settings = Settings(slack_signing_secret=SECRET, slack_bot_token="xoxb-bench",
                         slack_api_url="http://127.0.0.1:9/api/",
-                        database_url=f"sqlite:///{tmp / 'opsbot.db'}", opsbot_config=config, log_level="ERROR")
-    app = build(settings, role=worker.Role.WEB, freeze_gc=True)
-    link = app.worker
-    assert link is not None
-    ours, theirs = socket.socketpair()
-    threading.Thread(target=lambda: [None for _ in iter(lambda: theirs.recv(1 << 20), b"")], daemon=True).start()
+                        database_url=url.render_as_string(hide_password=False), opsbot_config=config,
+                        log_level="ERROR")
+    app = build(settings, role=worker.Role.WEB, freeze_gc=True, migrate=False)
+    assert app.worker is not None
 
-    async def connect_instead_of_spawning() -> None:  # the far end is the draining thread, not a worker
-        _reader, link._writer = await asyncio.open_unix_connection(sock=ours)
+    async def no_worker_process() -> None:  # only the acking side is measured
+        return None
 
-    link.start = connect_instead_of_spawning  # type: ignore[method-assign]
+    app.worker.start = no_worker_process  # type: ignore[method-assign]
     await app.start()
-    return app.asgi, app.stop
+
+    async def stop() -> None:
+        await app.stop()
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return app.asgi, stop
 
 
 async def baseline_app(_tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
@@ -112,10 +129,10 @@ async def timed(app: Asgi, pool: list[tuple[bytes, list[tuple[bytes, bytes]]]], 
     return (time.process_time() - began) / n * 1e6
 
 
-async def measure(n: int, repeats: int, profile: str | None) -> dict[str, list[float]]:
+async def measure(n: int, repeats: int, profile: str | None, pg: str) -> dict[str, list[float]]:
     """Both apps in one process, taking turns repeat after repeat: the machine's drift costs both alike."""
     with tempfile.TemporaryDirectory() as tmp:
-        apps = {"baseline": await baseline_app(Path(tmp)), "opsbot": await opsbot_app(Path(tmp))}
+        apps = {"baseline": await baseline_app(Path(tmp)), "opsbot": await opsbot_app(Path(tmp), pg)}
         if profile:
             apps = {profile: apps[profile]}
         try:
@@ -132,7 +149,6 @@ async def measure(n: int, repeats: int, profile: str | None) -> dict[str, list[f
                     results[name].append(await timed(app, pool, n))
                     if profiler:
                         profiler.disable()
-                    await asyncio.sleep(0.02)  # let batched forwards go out between turns
             if profiler:
                 stats = pstats.Stats(profiler)
                 stats.sort_stats("tottime").print_stats(30)
@@ -148,8 +164,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--profile", choices=["opsbot", "baseline"])
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.requests, args.repeats, args.profile))
+    results = asyncio.run(measure(args.requests, args.repeats, args.profile, args.pg))
     for name, values in results.items():
         print(f"{name:9} CPU µs per ack: best {min(values):6.1f}, median {statistics.median(values):6.1f}")
     if len(results) == 2:
