@@ -1,12 +1,10 @@
 """Slack's HTTP requests on their way to bolt: the signature first, then one parse, then bolt's dispatch.
 
-This replaces bolt's Starlette adapter, for three reasons:
+This replaces bolt's Starlette adapter, for two reasons:
 - The signature is checked before anything in the body is parsed; bolt parses first.
 - The body is parsed once, by `bot.payloads.parse`, which also fixes bolt's form parsing (see there) and
   refuses payloads of a shape bolt or opsbot's listeners would fail on. The adapter parsed the body again, and
   the query string and every header besides.
-- The worker process (bot/worker.py) replays a forwarded request through the very same path, from the same
-  bytes and the same headers, so a listener sees the same request twice.
 
 bolt takes an already parsed body only as a Socket Mode request. In bolt 1.30 the mode decides nothing else but
 whether bolt checks the signature itself (done here, before) and how lazy listeners copy the request (opsbot
@@ -53,7 +51,7 @@ NUL_FIELD = "Remove the NUL character (U+0000) from this field."
 
 
 def bolt_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers bolt gets (and the worker is sent): the few it reads, nothing else."""
+    """The headers bolt gets: the few it reads, nothing else."""
     return {name: value for name in BOLT_HEADERS if (value := headers.get(name)) is not None}
 
 

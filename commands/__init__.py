@@ -17,7 +17,7 @@ import pkgutil
 from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from commands.router import Router
 
@@ -53,14 +53,14 @@ def load_jobs() -> None:
 
 def register_all(app: AsyncApp, deps: Deps) -> Router:
     """Every family's listeners, behind one routed bolt listener per kind (see commands.router)."""
-    router = Router(app)
+    router = Router()
     for module in families():
         if hasattr(module, "register"):
-            if len(inspect.signature(module.register).parameters) == 2:
-                module.register(cast("AsyncApp", router), deps)
+            if len(inspect.signature(module.register).parameters) == 2:  # TRANSITION: families not yet converted
+                module.register(router, deps)
             else:
-                module.register(cast("AsyncApp", router))
-    router.install()
+                module.register(router)
+    router.install(app)
     return router
 
 

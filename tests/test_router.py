@@ -1,4 +1,5 @@
-"""commands.router: one bolt listener per kind, dispatch by id, registration mistakes refused at start-up."""
+"""commands.router: one bolt listener per kind, dispatch by id (injecting context values like `deps`),
+registration mistakes refused at start-up."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Any
 
 import pytest
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 
 from commands.router import Router
 
 
 def make_app() -> AsyncApp:
-    async def authorize(**_kwargs: Any) -> None:
-        return None
+    async def authorize(**_kwargs: Any) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test", bot_user_id="UBOT",
+                               bot_id="BBOT")
 
     return AsyncApp(signing_secret="secret", authorize=authorize, process_before_response=True)
 
@@ -24,18 +27,18 @@ async def handler(ack: Any) -> None:
 
 def test_one_listener_per_kind_whatever_the_number_of_ids() -> None:
     app = make_app()
-    router = Router(app)
+    router = Router()
     for name in ("/a", "/b", "/c"):
         router.command(name)(handler)
     router.action("x")(handler)
     router.action("y")(handler)
-    router.install()
+    router.install(app)
     assert len(app._async_listeners) == 2
     assert router.routed("command") == ["/a", "/b", "/c"]
 
 
 def test_the_same_id_twice_is_a_start_up_error() -> None:
-    router = Router(make_app())
+    router = Router()
     router.action("confirm")(handler)
     with pytest.raises(ValueError, match="two handlers for action 'confirm'"):
         router.action("confirm")(handler)
@@ -44,14 +47,34 @@ def test_the_same_id_twice_is_a_start_up_error() -> None:
 @pytest.mark.parametrize("args", [(re.compile("x.*"),), ({"type": "block_actions", "action_id": "x"},)])
 def test_patterns_and_constraints_are_refused(args: tuple[Any, ...]) -> None:
     with pytest.raises(TypeError, match="plain string id"):
-        Router(make_app()).action(*args)
+        Router().action(*args)
 
 
-def test_unrouted_listener_kinds_are_refused() -> None:
-    with pytest.raises(TypeError, match="not routed"):
-        Router(make_app()).view_closed("modal")
+def test_only_the_routed_kinds_exist() -> None:
+    assert not hasattr(Router(), "view_closed") and not hasattr(Router(), "middleware")
 
 
-def test_other_app_attributes_pass_through() -> None:
+async def test_the_listener_bolt_matched_runs_with_context_values_injected() -> None:
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
     app = make_app()
-    assert Router(app).client is app.client
+    seen: list[tuple[str, object]] = []
+
+    async def inject(context: Any, next: Any) -> Any:
+        context["deps"] = "the deps"
+        return await next()
+
+    async def b_command(ack: Any, command: dict[str, Any], deps: object) -> None:
+        seen.append((command["command"], deps))
+        await ack()
+
+    app.use(inject)
+    router = Router()
+    router.command("/a")(handler)
+    router.command("/b")(b_command)
+    router.install(app)
+    body = {"command": "/b", "text": "", "team_id": "T1", "user_id": "U1", "channel_id": "C1",
+            "response_url": "http://127.0.0.1:9/r", "trigger_id": "1.2.3"}
+    response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
+    assert response.status == 200
+    assert seen == [("/b", "the deps")]
