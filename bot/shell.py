@@ -159,6 +159,8 @@ class Shell:
         elif response.content:
             self._show_ack(response)
         await self.app.deps.tasks.wait_idle(timeout=30)
+        await self.app.deps.queue.wait_idle(timeout=30)  # the jobs this request enqueued (and theirs)
+        await self.app.deps.tasks.wait_idle(timeout=30)
         await self._handle_views()
 
     def _show_ack(self, response: httpx.Response) -> None:
