@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from bot.clock import Clock
 from bot.db import Database
+from bot.errors import DependencyDown, ProviderError
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class FlagProvider(Protocol):
 
         Raises ProviderError with nothing changed when the store fails before the write."""
         ...
+
+
+class StoreUnreachable(ProviderError, DependencyDown):
+    """The store did not answer (connection refused, timeout): worth another attempt (bot.jobs.is_transient),
+    and safe, since a change sets values rather than toggling them."""
 
 
 def describe_error(exc: BaseException) -> str:

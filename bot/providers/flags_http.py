@@ -19,7 +19,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bot.config.flags import HttpFlagStore
 from bot.errors import ProviderError
-from bot.providers.flags_base import FlagChange, FlagState, ProviderContext
+from bot.providers.flags_base import FlagChange, FlagState, ProviderContext, StoreUnreachable
 
 MAX_BODY = 1_000_000
 _WHOLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}$", re.DOTALL)
@@ -127,7 +127,9 @@ class HttpFlags:
             response: httpx.Response = await self.ctx.http.request(
                 method, url, headers=self._headers(), timeout=self.timeout, **kwargs)
         except httpx.TimeoutException:
-            raise ProviderError(f"{self.where}: no answer within {self.timeout:g}s.") from None
+            raise StoreUnreachable(f"{self.where}: no answer within {self.timeout:g}s.") from None
+        except httpx.TransportError as exc:
+            raise StoreUnreachable(f"{self.where}: unreachable ({type(exc).__name__}).") from None
         except httpx.HTTPError as exc:
             raise ProviderError(f"{self.where}: unreachable ({type(exc).__name__}).") from None
         if not response.is_success:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from aiohttp import ClientError
 from slack_bolt.async_app import AsyncAck, AsyncApp
-from slack_sdk.errors import SlackApiError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -15,23 +12,10 @@ from starlette.routing import BaseRoute, Route
 from bot import flags, metrics
 from bot.deps import Deps
 from bot.errors import DependencyDown, InvalidInput, NotFound, OpsbotError
-from bot.flags import FlagChange, Outcome, Target
-from bot.providers.flags_builtin import load_rows, row_state
-from commands import blocks as bk
-from commands.common import (
-    Respond,
-    channel_of,
-    ephemeral,
-    error_text,
-    request_key,
-    run_after_ack,
-    split_args,
-    user_of,
-)
-from commands.flags import render
+from bot.flags import FlagChange, Target
+from bot.providers.flags_builtin import row_state
+from commands.common import ack_deferred, channel_of, ephemeral, error_text, request_key, split_args, user_of
 from commands.flags.ids import Action
-
-log = logging.getLogger(__name__)
 
 HELP = [
     ("/killswitch <flag> on|off [env]", "Engage or release a kill switch (confirmed, audited, posted to #ops)"),
@@ -81,27 +65,7 @@ def validate(deps: Deps, action: str, text: str | None) -> tuple[Target, FlagCha
     return target, change
 
 
-# -- Slack ------------------------------------------------------------------------------------
-
-async def _post(deps: Deps, channel: str, outcome: Outcome) -> str | None:
-    """Post the change; a Slack failure after the flip is reported, never mistaken for a failed flip."""
-    try:
-        await deps.slack.chat_postMessage(channel=channel, text=render.outcome_text(outcome),
-                                          blocks=render.outcome(outcome))
-        return None
-    except (SlackApiError, TimeoutError, ClientError) as exc:  # refused, or timed out / unreachable
-        error = exc.response.get("error", "error") if isinstance(exc, SlackApiError) else type(exc).__name__
-        log.warning("posting a flag change to %s failed: %s", channel, error)
-        return f"Posting to {channel} failed ({error})."
-
-
-async def announce(deps: Deps, outcome: Outcome) -> list[str]:
-    """The ops channel always; the incident channel too when the command was run in one."""
-    problems = [await _post(deps, deps.config.channels.ops_channel, outcome)]
-    if outcome.incident_id is not None and outcome.channel:
-        problems.append(await _post(deps, outcome.channel, outcome))
-    return [p for p in problems if p]
-
+# -- listeners --------------------------------------------------------------------------------
 
 def _token(body: dict[str, Any]) -> str:
     """The confirmation token in a button press (empty when the payload is not what a button sends)."""
@@ -110,80 +74,63 @@ def _token(body: dict[str, Any]) -> str:
     return str(action.get("value") or "") if isinstance(action, dict) else ""
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    async def propose(action: str, target: Target, change: FlagChange, command: dict[str, Any],
-                      respond: Respond) -> None:
-        proposal = await flags.request_change(deps, actor=command["user_id"], action=action, target=target,
-                                              change=change, channel=command.get("channel_id"))
-        await respond(text=f"{render.title(action, change)}? `{target.flag}` in {target.environment}",
-                      blocks=render.confirmation(proposal, production=deps.config.is_production(target.environment)),
-                      response_type="ephemeral", replace_original=True)
+async def _change_command(action: str, ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    metrics.count_command(action)
+    try:
+        target, change = validate(deps, action, command.get("text"))
+    except OpsbotError as exc:
+        await ack(ephemeral(error_text(exc)))
+        return
+    reading = ephemeral(f"Reading `{target.flag}` in {target.environment}…")
+    await ack_deferred(ack, deps, "flags.propose", answer=reading,
+                       once=request_key(command), user=command["user_id"], channel=command.get("channel_id"),
+                       response_url=command.get("response_url"), action=action, flag=target.flag,
+                       environment=target.environment, change=change.as_dict())
 
-    async def change_command(action: str, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.count_command(action)
-        try:
-            target, change = validate(deps, action, command.get("text"))
-        except OpsbotError as exc:
-            await ack(ephemeral(error_text(exc)))
-            return
-        await ack(ephemeral(f"Reading `{target.flag}` in {target.environment}…"))
-        run_after_ack(deps, propose(action, target, change, command, respond), name=f"flags.{action}",
-                      respond=respond, once=request_key(command))
 
-    @app.command("/killswitch")
-    async def killswitch_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        await change_command("killswitch", ack, command, respond)
+async def killswitch_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    await _change_command("killswitch", ack, command, deps)
 
-    @app.command("/flag")
-    async def flag_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        await change_command("flag", ack, command, respond)
 
-    @app.command("/flags")
-    async def flags_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.count_command("flags")
-        words = split_args(command.get("text"))
-        environment = words[0] if words else None
-        valid = flags.environment_names(deps.config)
-        if environment:
-            environment = next((e for e in valid if e.lower() == environment.lower()), None)
-        if len(words) > 1 or (words and environment is None):
-            await ack(ephemeral(error_text(NotFound("environment", " ".join(words), valid))))
-            return
-        await ack(ephemeral("Reading flags…"))
+async def flag_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    await _change_command("flag", ack, command, deps)
 
-        async def table() -> None:
-            rows = await flags.read_all(deps, environment=environment)
-            await respond(text=f"Feature flags ({len(rows)})", blocks=render.states_table(rows, environment),
-                          response_type="ephemeral", replace_original=True)
 
-        run_after_ack(deps, table(), name="flags.list", respond=respond)
+async def flags_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    metrics.count_command("flags")
+    words = split_args(command.get("text"))
+    environment = words[0] if words else None
+    valid = flags.environment_names(deps.config)
+    if environment:
+        environment = next((e for e in valid if e.lower() == environment.lower()), None)
+    if len(words) > 1 or (words and environment is None):
+        await ack(ephemeral(error_text(NotFound("environment", " ".join(words), valid))))
+        return
+    await ack_deferred(ack, deps, "flags.list", answer=ephemeral("Reading flags…"), user=command["user_id"],
+                       channel=command.get("channel_id"), response_url=command.get("response_url"),
+                       environment=environment)
 
-    @app.action(Action.CONFIRM)
-    async def on_confirm(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        token = _token(body)
 
-        async def work() -> None:
-            outcome = await flags.confirm(deps, token=token, user=user_of(body))
-            problems = await announce(deps, outcome)
-            blocks = render.outcome(outcome) + ([bk.context(" ".join(problems))] if problems else [])
-            await respond(text=render.outcome_text(outcome), blocks=blocks, response_type="ephemeral",
-                          replace_original=True)
+async def _decision(name: str, ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    """A Confirm or Cancel press: one job per press, one at a time per confirmation (its token)."""
+    await ack_deferred(ack, deps, name, once=request_key(body), user=user_of(body), channel=channel_of(body),
+                       response_url=body.get("response_url"), token=_token(body), request=request_key(body))
 
-        run_after_ack(deps, work(), name="flags.confirm", respond=respond, user=user_of(body),
-                      channel=channel_of(body), once=request_key(body))
 
-    @app.action(Action.CANCEL)
-    async def on_cancel(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        token = _token(body)
+async def confirm_pressed(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    await _decision("flags.confirm", ack, body, deps)
 
-        async def work() -> None:
-            target = await flags.cancel(deps, token=token, user=user_of(body))
-            await respond(text=f"Cancelled: `{target.flag}` in {target.environment} was not changed.",
-                          response_type="ephemeral", replace_original=True)
 
-        run_after_ack(deps, work(), name="flags.cancel", respond=respond, once=request_key(body))
+async def cancel_pressed(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    await _decision("flags.cancel", ack, body, deps)
+
+
+def register(app: AsyncApp) -> None:
+    app.command("/killswitch")(killswitch_command)
+    app.command("/flag")(flag_command)
+    app.command("/flags")(flags_command)
+    app.action(Action.CONFIRM.value)(confirm_pressed)
+    app.action(Action.CANCEL.value)(cancel_pressed)
 
 
 # -- GET /flags (builtin flags, read-only) -------------------------------------------------------
@@ -205,13 +152,7 @@ def _flag_json(name: str, environment: str, row: Any) -> dict[str, Any]:
 
 def routes(deps: Deps) -> list[BaseRoute]:
     async def rows(names: list[str], environment: str | None) -> dict[tuple[str, str], Any]:
-        try:
-            async with deps.db.session() as session:
-                return await load_rows(session, names, environment)
-        except DependencyDown:
-            raise
-        except Exception as exc:  # the database answered with an error: the endpoint is unavailable
-            raise DependencyDown(f"opsbot's database failed ({type(exc).__name__}).") from exc
+        return await flags.builtin_rows(deps.db, names, environment)
 
     def environment_of(request: Request) -> str | None:
         return request.query_params.get("environment") or None
