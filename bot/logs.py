@@ -65,8 +65,10 @@ def configure(settings: Settings, config: Config | None = None) -> Scrubber:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("apscheduler", "httpx", "uvicorn.access"):
+    # procrastinate logs every job's start and end at INFO; opsbot logs retries and failures itself.
+    for noisy in ("apscheduler", "httpx", "uvicorn.access", "procrastinate", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("procrastinate.worker").addFilter(_JOB_OUTCOMES)  # filters do not inherit
     # A library logger with a handler of its own would print past the scrubber: send it to ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         logger = logging.getLogger(name)
@@ -75,6 +77,16 @@ def configure(settings: Settings, config: Config | None = None) -> Scrubber:
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     return scrubber
+
+
+class _JobOutcomes(logging.Filter):
+    """procrastinate's own line for a failed job (an ERROR with the traceback): bot/queue.py has logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "action", None) not in ("job_error", "job_error_retry")
+
+
+_JOB_OUTCOMES = _JobOutcomes()
 
 
 def _log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
