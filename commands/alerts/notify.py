@@ -1,24 +1,14 @@
-"""Turning the engine's notices into Slack messages: post once, edit on a visible change, reply in the thread."""
+"""The Slack side of alerts: `SlackAlerts` implements bot.alerts.flows.AlertNotifier with Block Kit (render.py)
+and Web API calls; `engine(deps)` is the process's alert engine delivering through it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-
-from bot import metrics
-from bot.alerts import (
-    ALERTMANAGER,
-    CRITICAL,
-    FIRING,
-    AlertEngine,
-    Change,
-    Notice,
-    silenced_until,
-)
+from bot.alerts import ALERTMANAGER, CRITICAL, AlertEngine, Change, Notice, silenced_until
+from bot.alerts.flows import AlertMessage, Posted, engine_for
 from bot.config.alerts import AlertRule
 from bot.deps import Deps
 from bot.durations import format_duration
@@ -26,25 +16,47 @@ from bot.models import AlertState
 from commands.alerts.render import AlertCard, digest, format_value, render_alert
 
 log = logging.getLogger(__name__)
-SLACK_CONCURRENCY = 20
 
 
-def engine_for(deps: Deps) -> AlertEngine:
-    """The process's alert engine (one per Deps: the scheduler job and the webhook share its lock)."""
-    engine: AlertEngine | None = getattr(deps, "_alert_engine", None)
-    if engine is None:
-        settings = deps.config.alerts
-
-        async def notifier(changes: list[Change]) -> None:
-            await deliver(deps, changes)
-
-        engine = AlertEngine(db=deps.db, clock=deps.clock, settings=settings, notifier=notifier)
-        deps._alert_engine = engine  # type: ignore[attr-defined]
-    return engine
+def engine(deps: Deps) -> AlertEngine:
+    """The process's alert engine, delivering to Slack."""
+    return engine_for(deps, SlackAlerts(deps))
 
 
-def channel_for(deps: Deps, row: Any, rule: AlertRule | None) -> str:
-    return row.channel or (rule.channel if rule and rule.channel else deps.config.channels.alerts)
+class SlackAlerts:
+    """Alert notices as Slack messages: the card in the alerts channel, notices in its thread."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def message(self, row: AlertState, change: Change, now: datetime) -> AlertMessage:
+        text, blocks = render_alert(card_for(self.deps, row, change.rule, change.silenced_until, now))
+        return AlertMessage(text, blocks, digest(text, blocks))
+
+    async def reply_text(self, row: AlertState, change: Change, notice: Notice) -> str | None:
+        return await _thread_text(self.deps, row, change.rule, notice, change)
+
+    def rule_text(self, row: AlertState, change: Change, notice: Notice) -> str | None:
+        if notice == Notice.ERROR:
+            return (f"⚠️ Alert rule `{row.rule}` cannot be evaluated: {row.error}. "
+                    "Its alerts keep their current state until it can.")
+        if notice == Notice.STALE:
+            waited = format_duration(change.policy.stale_after) if change.policy.stale_after else ""
+            return f"⌛ Alert rule `{row.rule}` has had no data for {waited}."
+        if notice == Notice.RECOVERED:
+            return f"✅ `{row.rule}` has data again."
+        return None
+
+    async def post(self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+                   thread_ts: str | None = None, broadcast: bool = False) -> Posted:
+        extra: dict[str, Any] = {}
+        if thread_ts is not None:
+            extra = {"thread_ts": thread_ts, "reply_broadcast": broadcast}
+        response = await self.deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, **extra)
+        return Posted(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def edit(self, *, channel: str, ts: str, message: AlertMessage) -> None:
+        await self.deps.slack.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
 
 
 def _severity(deps: Deps, level: str | None) -> str | None:
@@ -96,71 +108,12 @@ def card_for(deps: Deps, row: Any, rule: AlertRule | None, rule_silence: datetim
     )
 
 
-async def deliver(deps: Deps, changes: list[Change]) -> None:
-    """Send what `changes` call for; rows are re-read first (a click may have acknowledged one meanwhile)."""
-    ids = [c.row.id for c in changes]
-    async with deps.db.session() as session:
-        fresh = {r.id: r for r in await session.scalars(select(AlertState).where(AlertState.id.in_(ids)))}
-    gate = asyncio.Semaphore(SLACK_CONCURRENCY)
-    now = deps.clock()
-
-    async def one(change: Change) -> tuple[int, dict[str, Any]] | None:
-        row = fresh.get(change.row.id, change.row)
-        async with gate:
-            try:
-                if row.key.startswith("rule:"):
-                    values = await _rule_notices(deps, row, change)
-                else:
-                    values = await _alert_notices(deps, row, change, now)
-            except Exception as exc:
-                metrics.BACKGROUND_FAILURES.labels(name="alerts.deliver").inc()
-                log.warning("delivering alert %s failed: %s", row.key, exc)
-                return None
-        return (row.id, values) if values else None
-
-    results = [r for r in await asyncio.gather(*(one(c) for c in changes)) if r]
-    if results:
-        async with deps.db.session() as session:
-            for row_id, values in results:
-                await session.execute(update(AlertState).where(AlertState.id == row_id).values(**values))
-
-
-async def _alert_notices(deps: Deps, row: Any, change: Change, now: datetime) -> dict[str, Any]:
-    rule = change.rule
-    silenced = silenced_until(row, change.silenced_until, now)
-    text, blocks = render_alert(card_for(deps, row, rule, change.silenced_until, now))
-    shown = digest(text, blocks)
-    values: dict[str, Any] = {}
-    channel = channel_for(deps, row, rule)
-    fresh_post = False
-    if row.message_ts is None:
-        if row.state != FIRING or silenced:
-            return values  # silenced alerts are not posted; resolved ones that never posted say nothing
-        response = await deps.slack.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        row.message_ts, row.channel = response["ts"], response["channel"]
-        values.update(message_ts=row.message_ts, channel=row.channel, digest=shown)
-        fresh_post = True
-    elif shown != row.digest:
-        await deps.slack.chat_update(channel=channel, ts=row.message_ts, text=text, blocks=blocks)
-        values["digest"] = shown
-    if fresh_post:
-        return values
-    for notice in change.notices:
-        reply = await _thread_text(deps, row, rule, notice, change, silenced is not None)
-        if reply:
-            await deps.slack.chat_postMessage(channel=channel, thread_ts=row.message_ts, text=reply,
-                                              reply_broadcast=notice == Notice.ESCALATED)
-    return values
-
-
-async def _thread_text(deps: Deps, row: Any, rule: AlertRule | None, notice: Notice, change: Change,
-                       silenced: bool) -> str | None:
+async def _thread_text(deps: Deps, row: Any, rule: AlertRule | None, notice: Notice, change: Change) -> str | None:
+    """A notice in the alert's thread (a silenced alert's thread only hears RESOLVED: bot/alerts/flows)."""
     value = format_value(row.value, rule.unit, rule.decimals) if rule else None
     if notice == Notice.RESOLVED:
         took = format_duration(row.resolved_at - row.firing_since) if row.firing_since and row.resolved_at else ""
         return f"✅ Resolved{f' at {value}' if value else ''}" + (f" after {took}." if took else ".")
-    if silenced:
-        return None
     if notice == Notice.REMIND:
         since = format_duration(deps.clock() - row.firing_since) if row.firing_since else ""
         return f"🔁 Still firing ({value or row.level}) for {since}, not acknowledged."
@@ -176,26 +129,3 @@ async def _thread_text(deps: Deps, row: Any, rule: AlertRule | None, notice: Not
         waited = format_duration(change.policy.auto_ack_after) if change.policy.auto_ack_after else ""
         return f"✋ Auto-acknowledged: nobody acknowledged it in {waited}."
     return None
-
-
-async def _rule_notices(deps: Deps, row: Any, change: Change) -> dict[str, Any]:
-    """The rule's own row: its source failing, going stale, or answering again."""
-    channel = channel_for(deps, row, change.rule)
-    values: dict[str, Any] = {}
-    for notice in change.notices:
-        if notice == Notice.ERROR:
-            text = (f"⚠️ Alert rule `{row.rule}` cannot be evaluated: {row.error}. "
-                    "Its alerts keep their current state until it can.")
-        elif notice == Notice.STALE:
-            waited = format_duration(change.policy.stale_after) if change.policy.stale_after else ""
-            text = f"⌛ Alert rule `{row.rule}` has had no data for {waited}."
-        elif notice == Notice.RECOVERED and row.message_ts:
-            await deps.slack.chat_postMessage(channel=channel, thread_ts=row.message_ts,
-                                              text=f"✅ `{row.rule}` has data again.")
-            continue
-        else:
-            continue
-        response = await deps.slack.chat_postMessage(channel=channel, text=text)
-        row.message_ts = response["ts"]
-        values.update(message_ts=response["ts"], channel=response["channel"])
-    return values

@@ -2,7 +2,8 @@
 
 Each rule and series (or Alertmanager fingerprint) has one `alert_states` row. The transition
 functions below are pure: they take a `View` of that row, a value or a time, and return the
-notices to send; callers persist the view and hand the notices to a notifier (commands/alerts.py).
+notices to send; callers persist the view and hand the notices to a notifier (bot/alerts/flows.py,
+which reaches Slack through the `AlertNotifier` that commands/alerts implements).
 
     ok ─breach─> pending ─held for `for`─> firing ─no breach─> resolved ─breach─> pending …
 
@@ -274,7 +275,8 @@ class Reading:
     error: str | None = None
 
 
-Notifier = Callable[[list[Change]], Awaitable[None]]
+# Sends what changes call for (bot/alerts/flows.deliver, bound to a notifier).
+Deliver = Callable[[list[Change]], Awaitable[None]]
 
 
 def make_sources(settings: AlertSettings, fetcher: Fetcher) -> dict[str, MetricSource]:
@@ -294,9 +296,9 @@ def make_sources(settings: AlertSettings, fetcher: Fetcher) -> dict[str, MetricS
 class AlertEngine:
     """Evaluates rules and applies Alertmanager payloads; one per process, used by the scheduler leader."""
 
-    def __init__(self, *, db: Database, clock: Clock, settings: AlertSettings, notifier: Notifier) -> None:
+    def __init__(self, *, db: Database, clock: Clock, settings: AlertSettings, deliver: Deliver) -> None:
         self.db, self.clock, self.settings = db, clock, settings
-        self.notifier = notifier
+        self.deliver = deliver
         self.rules = {r.name: r for r in settings.rules}
         # Transitions and their Slack delivery run one at a time: two jobs never remind twice.
         self.lock = asyncio.Lock()
@@ -330,7 +332,7 @@ class AlertEngine:
         async with self.lock:
             changes = await self._apply(readings)
             if changes:
-                await self.notifier(changes)
+                await self.deliver(changes)
         return changes
 
     async def _apply(self, readings: list[Reading]) -> list[Change]:
@@ -400,7 +402,7 @@ class AlertEngine:
                     self._step(changes, row, policy, rule, silences.get(row.rule),
                                functools.partial(tick, policy=policy, now=now))
             if changes:
-                await self.notifier(changes)
+                await self.deliver(changes)
             return changes
 
     async def alertmanager(self, payload: Mapping[str, Any]) -> list[Change]:
@@ -434,7 +436,7 @@ class AlertEngine:
                                                  starts_at=alert["starts_at"], now=now))
                 await session.flush()
             if changes:
-                await self.notifier(changes)
+                await self.deliver(changes)
             return changes
 
 
