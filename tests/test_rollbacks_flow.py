@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
 from bot.models import Incident, IncidentEvent
-from commands.rollback import flow
+from commands.rollback.jobs import SlackRollbackNotifier
 from commands.rollback.ids import Ids
 from tests.test_rollbacks_support import (
     ALICE,
@@ -287,6 +287,7 @@ async def test_slack_timing_out_on_progress_and_updates_does_not_stop_the_rollba
     async with LocalServer(Starlette(routes=[Route("/api/{method}", hang, methods=["POST"])])) as slow:
         monkeypatch.setattr(bot.deps, "slack", AsyncWebClient(token="xoxb-test", base_url=f"{slow.url}/api/",
                                                               timeout=1))
-        await flow.refresh(bot.deps, row)  # both used to raise TimeoutError out of the rollback's run
-        await flow._thread(bot.deps, row, "progress")
+        notifier = SlackRollbackNotifier(bot.deps)
+        await notifier.refresh(row)  # both used to raise TimeoutError out of the rollback's run
+        await notifier.thread(row, "progress")
     assert row.channel and row.message_ts  # there was a message to update and a thread to post in

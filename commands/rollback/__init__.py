@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -12,9 +13,21 @@ from bot import metrics, rollbacks
 from bot.config.rollbacks import VERSION_RE
 from bot.deps import Deps
 from bot.errors import InvalidInput, OpsbotError
+from bot.rollbacks import flows
 from commands.blocks import state_value
-from commands.common import ephemeral, error_text, parse_id, refuse, request_key, run_after_ack, split_args, user_of
-from commands.rollback import flow, render
+from commands.common import (
+    ack_deferred,
+    channel_of,
+    ephemeral,
+    error_text,
+    parse_id,
+    refuse,
+    request_key,
+    right_after_ack,
+    split_args,
+    user_of,
+)
+from commands.rollback import render
 from commands.rollback.ids import Ids
 
 HELP = [
@@ -22,6 +35,7 @@ HELP = [
      "Roll a service back (default: the previous successful version); approvals in the ops channel"),
 ]
 USAGE = "Usage: `/rollback <service> [env] [to <version>]`"
+EXPIRE_EVERY = timedelta(seconds=30)
 
 
 def parse(words: list[str]) -> tuple[str, str | None, str | None]:
@@ -64,71 +78,72 @@ def _metadata(raw: Any) -> dict[str, Any] | None:
     return meta
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    @app.command("/rollback")
-    async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: Any) -> None:
-        metrics.count_command("rollback")
-        try:
-            service, environment, version = parse(split_args(command.get("text")))
-            found = rollbacks.target(deps.config, service, environment)
-        except OpsbotError as exc:
-            services = ", ".join(f"`{s}`" for s in rollbacks.services(deps.config)) or "(none configured)"
-            text = error_text(exc) + ("" if "Valid" in str(exc) else f"\nServices: {services}.")
-            await ack(ephemeral(text))
-            return
+async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: Any, deps: Deps) -> None:
+    metrics.count_command("rollback")
+    try:
+        service, environment, version = parse(split_args(command.get("text")))
+        found = rollbacks.target(deps.config, service, environment)
+    except OpsbotError as exc:
+        services = ", ".join(f"`{s}`" for s in rollbacks.services(deps.config)) or "(none configured)"
+        text = error_text(exc) + ("" if "Valid" in str(exc) else f"\nServices: {services}.")
+        await ack(ephemeral(text))
+        return
+    await ack()
+    user, channel = command["user_id"], command.get("channel_id")
+
+    async def open_modal() -> None:
+        plan = await flows.prepare(deps, user=user, found=found, version=version)
+        await deps.slack.views_open(trigger_id=command["trigger_id"], view=render.request_modal(plan, channel=channel))
+
+    # The trigger_id expires 3 s after the command: the modal opens in this process, not as a job.
+    right_after_ack(deps, open_modal(), name="rollback.modal", respond=respond)
+
+
+async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
+    meta = _metadata(view.get("private_metadata"))
+    if meta is None:  # not a modal opsbot opened: nothing to roll back
         await ack()
-        user, channel = command["user_id"], command.get("channel_id")
+        return
+    values = view.get("state", {}).get("values", {})
+    version = (state_value(values, Ids.VERSION_BLOCK, Ids.VERSION) or "").strip()
+    reason = (state_value(values, Ids.REASON_BLOCK, Ids.REASON) or "").strip()
+    errors = submission_errors(version, reason, meta.get("from"))
+    if errors:
+        await ack(response_action="errors", errors=errors)
+        return
+    await ack_deferred(ack, deps, "rollback.submit", once=request_key(body), user=user_of(body),
+                       channel=meta.get("channel"), response_url=None, service=meta["service"],
+                       environment=meta["environment"], from_version=meta.get("from"), to_version=version,
+                       reason=reason)
 
-        async def open_modal() -> None:
-            await deps.require(user=user, action="rollback", target=rollbacks.key(found.service, found.environment),
-                               environment=found.environment)
-            await deps.ratelimit.check(user, "rollback")
-            async with deps.db.session() as session:
-                plan = await rollbacks.plan(session, config=deps.config, service=found.service,
-                                            environment=found.environment, version=version)
-            await deps.slack.views_open(trigger_id=command["trigger_id"],
-                                        view=render.request_modal(plan, channel=channel))
 
-        run_after_ack(deps, open_modal(), name="rollback.modal", respond=respond, urgent=True)
-
-    @app.view(Ids.REQUEST.value)
-    async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        meta = _metadata(view.get("private_metadata"))
-        if meta is None:  # not a modal opsbot opened: nothing to roll back
-            await ack()
-            return
-        values = view.get("state", {}).get("values", {})
-        version = (state_value(values, Ids.VERSION_BLOCK, Ids.VERSION) or "").strip()
-        reason = (state_value(values, Ids.REASON_BLOCK, Ids.REASON) or "").strip()
-        errors = submission_errors(version, reason, meta.get("from"))
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
+async def _decision(name: str, ack: AsyncAck, body: dict[str, Any], respond: Any, deps: Deps) -> None:
+    """An Approve or Reject press: the button's value is the rollback id (a bad one is told, nothing looked up)."""
+    try:
+        rollback_id = parse_id(body["actions"][0].get("value"), what="rollback")
+    except InvalidInput as exc:
         await ack()
-        user = user_of(body)
-        run_after_ack(deps, flow.submit(deps, user=user, service=meta["service"], environment=meta["environment"],
-                                        from_version=meta.get("from"), to_version=version, reason=reason,
-                                        channel=meta.get("channel")),
-                      name="rollback.submit", user=user, channel=meta.get("channel"), once=request_key(body))
+        refuse(deps, exc, respond=respond)
+        return
+    await ack_deferred(ack, deps, name, once=request_key(body), user=user_of(body), channel=channel_of(body),
+                       response_url=body.get("response_url"), rollback_id=rollback_id)
 
-    def decision(verb: Any, name: str) -> Any:
-        """An Approve or Reject press: the button's value is the rollback id (a bad one is told, nothing looked up)."""
 
-        async def listener(ack: AsyncAck, body: dict[str, Any], respond: Any) -> None:
-            await ack()
-            try:
-                work = verb(deps, rollback_id=parse_id(body["actions"][0].get("value"), what="rollback"),
-                            user=user_of(body))
-            except InvalidInput as exc:
-                work = refuse(exc)
-            run_after_ack(deps, work, name=name, respond=respond, once=request_key(body))
+async def approve_pressed(ack: AsyncAck, body: dict[str, Any], respond: Any, deps: Deps) -> None:
+    await _decision("rollback.approve", ack, body, respond, deps)
 
-        return listener
 
-    app.action(Ids.APPROVE.value)(decision(flow.approve, "rollback.approve"))
-    app.action(Ids.REJECT.value)(decision(flow.reject, "rollback.reject"))
+async def reject_pressed(ack: AsyncAck, body: dict[str, Any], respond: Any, deps: Deps) -> None:
+    await _decision("rollback.reject", ack, body, respond, deps)
 
-    async def expire_rollbacks() -> None:
-        await flow.expire(deps)
 
-    deps.scheduler.every("rollbacks.expire", timedelta(seconds=30), expire_rollbacks)
+def register(app: AsyncApp) -> None:
+    app.command("/rollback")(rollback_command)
+    app.view(Ids.REQUEST.value)(rollback_submitted)
+    app.action(Ids.APPROVE.value)(approve_pressed)
+    app.action(Ids.REJECT.value)(reject_pressed)
+
+
+def schedule(deps: Deps) -> None:
+    """Approval expiry (and the lost-run sweep): the `rollbacks.expire` job every 30 s."""
+    deps.scheduler.every("rollbacks.expire", EXPIRE_EVERY, partial(deps.run_job, "rollbacks.expire"))
