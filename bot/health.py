@@ -1,6 +1,8 @@
 """The health-check engine: every check of an environment at once, each with its own timeout.
 
-Used by `/health`, by rollbacks (verification) and by alerts; knows nothing of Slack."""
+Used by `/health`, by rollbacks (verification) and by alerts; knows nothing of Slack. The scheduled monitor
+and smoke suites (`monitor_once`, `smoke_once`) announce through a `HealthNotifier`, which commands/health
+implements."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 from sqlalchemy import select
@@ -23,6 +25,7 @@ from bot import metrics
 from bot.childenv import child_env
 from bot.clock import Clock
 from bot.config.health import Check, Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
+from bot.db import Database
 from bot.errors import ConfigError
 from bot.models import MonitorState
 from bot.providers.checks_common import Probe, seconds_text
@@ -273,3 +276,40 @@ async def revert(session: AsyncSession, change: StateChange) -> None:
         row.state = change.previous
         if change.since is not None:
             row.changed_at = change.since
+
+
+# -- scheduled work: what the monitor and the smoke suites do each run ----------------------------------
+class HealthNotifier(Protocol):
+    """Where the monitor and the smoke suites announce (commands/health: the alerts channel)."""
+
+    async def state_changed(self, change: StateChange) -> None: ...
+
+    async def smoke_finished(self, result: SmokeResult) -> None: ...
+
+
+async def monitor_once(db: Database, *, clock: Clock, http: httpx.AsyncClient, environment: str,
+                       env: Environment, notifier: HealthNotifier) -> StateChange | None:
+    """Check, record the state, and announce only a change of state; an announcement that fails is undone
+    (the next run announces it again) and re-raised."""
+    report = await check_environment(environment, env, http=http)
+    async with db.session() as session:
+        change = await observe(session, report=report, clock=clock)
+    if change is None:
+        return None
+    try:
+        await notifier.state_changed(change)
+    except Exception:
+        async with db.session() as session:
+            await revert(session, change)
+        raise
+    return change
+
+
+async def smoke_once(environment: str, env: Environment, suite: SmokeSuite, *, http: httpx.AsyncClient,
+                     scrub: Callable[[str], str], notifier: HealthNotifier) -> SmokeResult:
+    """Run the suite; announce a failure (and a pass when the suite says `report_success`)."""
+    result = await run_smoke(environment, env, suite, http=http, scrub=scrub)
+    log.info("smoke suite %s on %s: %s", suite.name, environment, result.detail)
+    if not result.passed or suite.report_success:
+        await notifier.smoke_finished(result)
+    return result

@@ -11,7 +11,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import metrics
-from bot.config import Config, Environment, SmokeSuite
+from bot.config import Config, Environment
 from bot.deps import Deps
 from bot.durations import format_duration
 from bot.errors import InvalidInput, NotFound
@@ -21,12 +21,12 @@ from bot.health import (
     SmokeResult,
     StateChange,
     check_environment,
-    observe,
-    revert,
-    run_smoke,
+    monitor_once,
+    smoke_once,
 )
+from bot.jobs import job
 from commands import blocks as bk
-from commands.common import Respond, ephemeral, error_text, run_after_ack, split_args
+from commands.common import ack_deferred, ephemeral, error_text, responder, split_args, tell
 
 log = logging.getLogger(__name__)
 
@@ -182,53 +182,80 @@ def render_smoke(result: SmokeResult) -> tuple[str, list[bk.Block]]:
     return text, bk.fit(blocks)
 
 
-# -- work after the ack and scheduled jobs ----------------------------------------------------
-async def answer(deps: Deps, targets: list[tuple[str, Environment]], respond: Respond) -> None:
-    reports = await asyncio.gather(*(check_environment(name, env, http=deps.http) for name, env in targets))
-    await respond(text=reports_text(list(reports)), blocks=render_reports(list(reports)),
-                  response_type="ephemeral", replace_original=True)
-
-
-async def monitor_once(deps: Deps, environment: str) -> None:
-    """Check, record the state, and post to the alerts channel only when the state changed."""
-    report = await check_environment(environment, deps.config.environments[environment], http=deps.http)
-    async with deps.db.session() as session:
-        change = await observe(session, report=report, clock=deps.clock)
-    if change is None:
-        return
-    text, blocks = render_change(change, deps.clock())
+# -- listener, jobs and schedule ------------------------------------------------------------------
+async def health_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    metrics.count_command("health")
     try:
-        await deps.slack.chat_postMessage(channel=deps.config.channels.alerts, text=text, blocks=blocks)
-    except Exception:
-        async with deps.db.session() as session:
-            await revert(session, change)
-        raise
-
-
-async def smoke_once(deps: Deps, environment: str, suite: SmokeSuite) -> None:
-    result = await run_smoke(environment, deps.config.environments[environment], suite, http=deps.http,
-                             scrub=deps.scrubber)
-    log.info("smoke suite %s on %s: %s", suite.name, environment, result.detail)
-    if result.passed and not suite.report_success:
+        targets = resolve_targets(deps.config, command.get("text"))
+    except (NotFound, InvalidInput) as exc:
+        await ack(ephemeral(error_text(exc)))
         return
-    text, blocks = render_smoke(result)
-    await deps.slack.chat_postMessage(channel=deps.config.channels.alerts, text=text, blocks=blocks)
+    await ack_deferred(ack, deps, "health.check", answer=ephemeral(checking_text(targets)),
+                       user=command["user_id"], channel=command.get("channel_id"),
+                       response_url=command.get("response_url"), environments=[name for name, _ in targets])
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    @app.command("/health")
-    async def health_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.count_command("health")
-        try:
-            targets = resolve_targets(deps.config, command.get("text"))
-        except (NotFound, InvalidInput) as exc:
-            await ack(ephemeral(error_text(exc)))
-            return
-        await ack(ephemeral(checking_text(targets)))
-        run_after_ack(deps, answer(deps, targets, respond), name="health.run", respond=respond)
+def register(app: AsyncApp) -> None:
+    app.command("/health")(health_command)
 
+
+def schedule(deps: Deps) -> None:
+    """Each monitored environment's monitor and each smoke suite: named jobs run by the scheduler's leader."""
     for name, env in deps.config.environments.items():
         if env.monitor is not None and env.checks:
-            deps.scheduler.every(monitor_job(name), env.monitor, partial(monitor_once, deps, name))
+            deps.scheduler.every(monitor_job(name), env.monitor, partial(deps.run_job, "health.monitor",
+                                                                         environment=name))
         for suite in env.smoke:
-            deps.scheduler.cron(smoke_job(name, suite.name), suite.schedule, partial(smoke_once, deps, name, suite))
+            deps.scheduler.cron(smoke_job(name, suite.name), suite.schedule,
+                                partial(deps.run_job, "health.smoke", environment=name, suite=suite.name))
+
+
+@job("health.check", retries=1)
+async def check(deps: Deps, *, user: str, channel: str | None, response_url: str | None,
+                environments: list[str]) -> None:
+    """`/health`: every check of the environments at once; the answer replaces the "Checking…" ack."""
+    reports = list(await asyncio.gather(*(check_environment(name, _environment(deps, name), http=deps.http)
+                                          for name in environments)))
+    text, blocks = reports_text(reports), render_reports(reports)
+    respond = responder(deps, response_url)
+    if respond is None:
+        await tell(deps, text=text, blocks=blocks, user=user, channel=channel)
+        return
+    await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
+
+
+@job("health.monitor")
+async def monitor(deps: Deps, *, environment: str) -> None:
+    await monitor_once(deps.db, clock=deps.clock, http=deps.http, environment=environment,
+                       env=_environment(deps, environment), notifier=SlackHealth(deps))
+
+
+@job("health.smoke")
+async def smoke(deps: Deps, *, environment: str, suite: str) -> None:
+    env = _environment(deps, environment)
+    found = next((s for s in env.smoke if s.name == suite), None)
+    if found is None:
+        raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
+    await smoke_once(environment, env, found, http=deps.http, scrub=deps.scrubber, notifier=SlackHealth(deps))
+
+
+def _environment(deps: Deps, name: str) -> Environment:
+    try:
+        return deps.config.environments[name]
+    except KeyError:
+        raise NotFound("environment", name, list(deps.config.environments)) from None
+
+
+class SlackHealth:
+    """bot.health.HealthNotifier: changes of state and smoke results in the alerts channel."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def state_changed(self, change: StateChange) -> None:
+        text, blocks = render_change(change, self.deps.clock())
+        await self.deps.slack.chat_postMessage(channel=self.deps.config.channels.alerts, text=text, blocks=blocks)
+
+    async def smoke_finished(self, result: SmokeResult) -> None:
+        text, blocks = render_smoke(result)
+        await self.deps.slack.chat_postMessage(channel=self.deps.config.channels.alerts, text=text, blocks=blocks)

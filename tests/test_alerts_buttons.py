@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -203,3 +204,40 @@ async def test_permission_uses_the_env_label_set_on_the_rule(make_bot: Any, metr
     assert "Acknowledged" not in bot.messages("#alerts")[0].all_text()
     async with bot.deps.db.session() as session:
         assert await session.scalar(select(Silence)) is None
+
+
+async def test_a_press_whose_job_fails_for_good_tells_the_presser(make_bot: Any, metric: Metric) -> None:
+    """The Acknowledge press is acked and queued; its job finds the alert gone (pruned meanwhile), which no
+    retry would change: the presser is told why in the channel, and nothing is audited."""
+    bot = await make_bot(config=cpu_config(metric.url))
+    message = await firing(bot, metric)
+    async with bot.deps.db.session() as session:
+        await session.execute(delete(AlertState))
+    response = await bot.click("alerts.ack", button(message, "alerts.ack")["value"], message=message,
+                               user="U0BOB0001")
+    assert response.status_code == 200
+    told = [e["text"] for e in bot.slack.ephemerals if e["user"] == "U0BOB0001"]
+    assert told == [":warning: That alert no longer exists."]
+    async with bot.deps.db.session() as session:
+        assert await session.scalar(select(AuditEntry).where(AuditEntry.action == "alert.ack")) is None
+
+
+async def test_two_presses_at_once_on_one_alert_make_one_change(make_bot: Any, metric: Metric) -> None:
+    """Two people press Silence 1h at the same moment: the jobs take turns on the alert's lock, so one silence
+    is made, audited and announced once, and the second presser is told who was first."""
+    bot = await make_bot(config=cpu_config(metric.url))
+    message = await firing(bot, metric)
+    value = button(message, "alerts.silence_1h")["value"]
+    responses = await asyncio.gather(*(bot.click("alerts.silence_1h", value, message=message, user=user,
+                                                 settle=False) for user in ("U0ALICE01", "U0BOB0001")))
+    assert [r.status_code for r in responses] == [200, 200]
+    await bot.settle()
+    async with bot.deps.db.session() as session:
+        audits = list(await session.scalars(select(AuditEntry).where(AuditEntry.action == "alert.silence")))
+    [audit] = audits
+    winner = audit.actor
+    loser = "U0BOB0001" if winner == "U0ALICE01" else "U0ALICE01"
+    assert [m.text for m in bot.messages("#alerts") if m.thread_ts] == [f"🔕 Silenced for 1h by <@{winner}>."]
+    told = [e["text"] for e in bot.slack.ephemerals if e["user"] == loser]
+    assert len(told) == 1 and f"Already silenced by <@{winner}>" in told[0]
+    assert not any(e["user"] == winner for e in bot.slack.ephemerals)
