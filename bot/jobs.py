@@ -20,6 +20,7 @@ A Slack listener validates, enqueues a job by name with plain JSON arguments, an
 
 from __future__ import annotations
 
+import inspect
 import logging
 import string
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,6 +63,20 @@ class Job:
         return min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
 
 
+def _lock_fields(name: str, lock: str | None) -> list[str]:
+    """The argument names a lock template uses (`"incident:{incident_id}"` -> ["incident_id"])."""
+    if lock is None:
+        return []
+    fields = []
+    for _text, field, _spec, _conv in string.Formatter().parse(lock):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"job {name}: lock template field {field!r} is not an argument name")
+        fields.append(field)
+    return fields
+
+
 class _Strict(dict[str, Any]):
     def __missing__(self, key: str) -> Any:
         raise KeyError(f"lock template needs argument {key!r}")
@@ -72,14 +87,16 @@ class Registry:
         self._jobs: dict[str, Job] = {}
 
     def job(self, name: str, *, lock: str | None = None, retries: int = 0) -> Callable[[JobFunc], JobFunc]:
-        if lock is not None:
-            for _text, field, _spec, _conv in string.Formatter().parse(lock):
-                if field is not None and not field.isidentifier():
-                    raise ValueError(f"job {name}: lock template field {field!r} is not an argument name")
+        fields = _lock_fields(name, lock)
 
         def register(func: JobFunc) -> JobFunc:
             if name in self._jobs and self._jobs[name].func is not func:
                 raise ValueError(f"two jobs named {name!r}")
+            params = inspect.signature(func).parameters
+            missing = [f for f in fields if f not in params or params[f].kind is not inspect.Parameter.KEYWORD_ONLY]
+            if missing:
+                raise ValueError(f"job {name}: lock template needs keyword-only argument(s) {', '.join(missing)} "
+                                 f"that {func.__name__} does not take")
             self._jobs[name] = Job(name, func, lock, retries)
             return func
 

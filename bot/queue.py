@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ONCE = "_once"  # reserved argument: the Slack request's redelivery key (commands.common.request_key)
 STATS_TTL = 2.0  # seconds /metrics and /health reuse one reading of the queue's depth
+DEFER_TIMEOUT = 2.0  # seconds an enqueue may take before the request is refused (the ack is due in 3 s)
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: bot.metrics.set_queue's Protocol reads plain attributes
 class QueueStats:
     waiting: int  # ready or scheduled, not started
     running: int
@@ -63,7 +65,7 @@ class QueueUnavailable(DependencyDown):
 def plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments as JSON will carry them; anything JSON cannot carry is a programming error here."""
     try:
-        return json.loads(json.dumps(dict(kwargs)))  # type: ignore[no-any-return]
+        return json.loads(json.dumps(dict(kwargs)))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"job arguments must be plain JSON: {exc}") from None
 
@@ -169,7 +171,8 @@ class InProcessQueue(JobQueue):
         self.tasks = tasks
         self._locks: dict[str, asyncio.Lock] = {}
         self._holders: defaultdict[str, int] = defaultdict(int)
-        self._waiting = 0
+        self._waiting: dict[int, float] = {}  # a number per deferred job -> when it was deferred (monotonic)
+        self._numbers = itertools.count()
         self._running = 0
         self._failed = 0
 
@@ -179,13 +182,20 @@ class InProcessQueue(JobQueue):
         lock = job.lock_for(args)
         if not self.tasks.accepting:
             raise DependencyDown("opsbot is restarting; please try again in a few seconds.")
-        self._waiting += 1
-        self.tasks.spawn(self._run(job, args, lock), name=name)
+        number = next(self._numbers)
+        self._waiting[number] = time.monotonic()
+        self.tasks.spawn(self._run(job, args, lock, number), name=name)
 
-    async def _run(self, job: Job, args: dict[str, Any], lock: str | None) -> None:
+    async def _run(self, job: Job, args: dict[str, Any], lock: str | None, number: int) -> None:
+        try:
+            await self._run_locked(job, args, lock, number)
+        finally:
+            self._waiting.pop(number, None)  # also when cancelled (shutdown) while waiting for its lock
+
+    async def _run_locked(self, job: Job, args: dict[str, Any], lock: str | None, number: int) -> None:
         owner = uuid.uuid4().hex
         async with self._locked(lock):
-            self._waiting -= 1
+            self._waiting.pop(number, None)
             self._running += 1
             try:
                 attempt = 0
@@ -219,7 +229,9 @@ class InProcessQueue(JobQueue):
                 self._locks.pop(lock, None)
 
     async def _read_stats(self) -> QueueStats:
-        return QueueStats(waiting=self._waiting, running=self._running, failed=self._failed, oldest_seconds=0.0)
+        oldest = time.monotonic() - min(self._waiting.values()) if self._waiting else 0.0
+        return QueueStats(waiting=len(self._waiting), running=self._running, failed=self._failed,
+                          oldest_seconds=oldest)
 
     async def wait_idle(self, timeout: float = 10.0) -> bool:
         return await self.tasks.wait_idle(timeout)
@@ -249,8 +261,6 @@ class PostgresQueue(JobQueue):
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(
             conninfo=conninfo, min_size=1, max_size=pool_size, timeout=10,
             kwargs={"connect_timeout": 5, "application_name": "opsbot-jobs"}))
-        for job in registry:
-            self._register(job)
         self._opened = False
         self._pending: list[tuple[Any, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -306,7 +316,10 @@ class PostgresQueue(JobQueue):
             while self._pending:
                 batch, self._pending = self._pending[:500], self._pending[500:]
                 try:
-                    await self.app.job_manager.batch_defer_jobs_async([row for row, _ in batch])
+                    # Slack gives up on an ack after 3 s: a database that does not answer within
+                    # DEFER_TIMEOUT gets the request refused, and the cancelled insert leaves no job.
+                    await asyncio.wait_for(self.app.job_manager.batch_defer_jobs_async([row for row, _ in batch]),
+                                           DEFER_TIMEOUT)
                 except Exception as exc:
                     log.error("enqueueing %d job(s) failed: %s", len(batch), type(exc).__name__)
                     for _, done in batch:
@@ -321,6 +334,9 @@ class PostgresQueue(JobQueue):
 
     async def start_worker(self, deps: Deps) -> None:
         await super().start_worker(deps)
+        for job in self.registry:  # the families' jobs are imported after the queue is built
+            if job.name not in self.app.tasks:
+                self._register(job)
         await self.open()
         tuning = self.tuning
         per_fetcher = max(1, tuning.concurrency // tuning.fetchers)

@@ -1,0 +1,278 @@
+"""The job queue itself (bot/jobs.py, bot/queue.py) on the backend under test: procrastinate on PostgreSQL,
+in-process on SQLite. Jobs registered here have names starting with `test_jobs.`; their effects are
+recorded in `SEEN`, in this process (the harness runs the worker in the test's own process)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from bot import jobs
+from bot.deps import Deps
+from bot.emulator.harness import BotHarness, running_bot
+from bot.errors import DependencyDown, InvalidInput
+from bot.jobs import UnknownJob, job
+from bot.queue import ONCE
+from commands.common import GENERIC_FAILURE
+from tests.conftest import load_test_config
+from tests.tcpproxy import TcpProxy
+
+SEEN: defaultdict[str, list[Any]] = defaultdict(list)  # what each test job did, by a key of the test's choosing
+GATES: dict[str, asyncio.Event] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    SEEN.clear()
+    GATES.clear()
+
+
+@job("test_jobs.record")
+async def record(deps: Deps, *, key: str, value: Any) -> None:
+    SEEN[key].append(value)
+
+
+@job("test_jobs.locked", lock="thing:{thing}")
+async def locked(deps: Deps, *, thing: str, number: int) -> None:
+    SEEN["events"].append(("start", thing, number, time.monotonic()))
+    await asyncio.sleep(0.15)
+    SEEN["events"].append(("end", thing, number, time.monotonic()))
+
+
+@job("test_jobs.flaky", retries=3)
+async def flaky(deps: Deps, *, key: str, failures: int) -> None:
+    SEEN[key].append(time.monotonic())
+    if len(SEEN[key]) <= failures:
+        raise DependencyDown("the target did not answer")
+
+
+@job("test_jobs.broken", retries=1)
+async def broken(deps: Deps, *, user: str, channel: str | None, response_url: str | None) -> None:
+    SEEN["broken"].append(time.monotonic())
+    raise ConnectionResetError("the target hung up")
+
+
+@job("test_jobs.refused", retries=3)
+async def refused(deps: Deps, *, user: str, channel: str | None, response_url: str | None) -> None:
+    SEEN["refused"].append(time.monotonic())
+    raise InvalidInput("`frob` is not a thing opsbot can do")
+
+
+@job("test_jobs.gated", lock="gate:{gate}")
+async def gated(deps: Deps, *, gate: str) -> None:
+    SEEN["gated"].append(gate)
+    await GATES[gate].wait()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        found = re.fullmatch(rf"{name}(?:\{{(.*)\}})? ([0-9.e+-]+)", line)
+        if found and ",".join(sorted((found.group(1) or "").split(","))) == wanted:
+            return float(found.group(2))
+    return 0.0
+
+
+async def metrics_text(bot: BotHarness) -> str:
+    assert bot.http is not None
+    return (await bot.http.get("/metrics")).text
+
+
+async def job_count(bot: BotHarness, name: str, outcome: str) -> float:
+    return metric(await metrics_text(bot), "opsbot_jobs_total", job=name, outcome=outcome)
+
+
+def response_url(bot: BotHarness) -> str:
+    return bot.requests.response_url()
+
+
+# -- the registry ----------------------------------------------------------------------------------
+
+async def test_an_unknown_job_name_lists_the_valid_ones(bot: BotHarness) -> None:
+    with pytest.raises(UnknownJob) as raised:
+        await bot.deps.queue.defer("test_jobs.nope", {})
+    assert "no job named 'test_jobs.nope'" in str(raised.value)
+    assert "test_jobs.record" in str(raised.value) and "deploys.list" in str(raised.value)
+
+
+def test_a_lock_template_must_name_keyword_arguments_of_the_job() -> None:
+    with pytest.raises(ValueError, match="not an argument name"):
+        jobs.Registry().job("x.y", lock="incident:{incident-id}")
+    with pytest.raises(ValueError, match=r"needs keyword-only argument.*incident_id"):
+        @jobs.Registry().job("x.y", lock="incident:{incident_id}")
+        async def wrong(deps: Deps, *, incident: int) -> None: ...
+    with pytest.raises(ValueError, match="two jobs named"):
+        registry = jobs.Registry()
+        registry.job("x.y")(record)
+        registry.job("x.y")(locked)
+
+
+async def test_job_arguments_must_be_plain_json(bot: BotHarness) -> None:
+    with pytest.raises(TypeError, match="plain JSON"):
+        await bot.deps.queue.defer("test_jobs.record", {"key": "k", "value": object()})
+    assert not SEEN
+
+
+# -- locks -----------------------------------------------------------------------------------------
+
+async def test_same_lock_jobs_run_one_at_a_time_in_order_and_other_locks_in_parallel(bot: BotHarness) -> None:
+    for number in range(3):
+        for thing in ("a", "b"):
+            await bot.deps.queue.defer("test_jobs.locked", {"thing": thing, "number": number})
+    await bot.settle(timeout=15)
+    events = SEEN["events"]
+    for thing in ("a", "b"):
+        mine = [(kind, number) for kind, t, number, _ in events if t == thing]
+        assert mine == [("start", 0), ("end", 0), ("start", 1), ("end", 1), ("start", 2), ("end", 2)]
+    # a's and b's jobs overlapped: the locks are per object, not global.
+    spans = {(t, n): [at for kind, tt, nn, at in events if (tt, nn) == (t, n)] for _, t, n, _ in events}
+    assert any(spans[("a", n)][0] < spans[("b", m)][1] and spans[("b", m)][0] < spans[("a", n)][1]
+               for n in range(3) for m in range(3))
+
+
+# -- retries and final failures --------------------------------------------------------------------
+
+async def test_a_transient_failure_is_retried_with_backoff_then_succeeds(bot: BotHarness) -> None:
+    await bot.deps.queue.defer("test_jobs.flaky", {"key": "flaky", "failures": 2})
+    await bot.settle(timeout=20)
+    runs = SEEN["flaky"]
+    assert len(runs) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(runs)]
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9  # 1 s, then 2 s: exponential backoff
+    assert await job_count(bot, "test_jobs.flaky", "retried") == 2
+    assert await job_count(bot, "test_jobs.flaky", "done") == 1
+    assert await job_count(bot, "test_jobs.flaky", "failed") == 0
+
+
+async def test_a_job_failing_for_good_tells_its_requester_and_is_counted(bot: BotHarness) -> None:
+    url = response_url(bot)
+    await bot.deps.queue.defer("test_jobs.broken", {"user": "U0ALICE01", "channel": None, "response_url": url})
+    await bot.settle(timeout=15)
+    assert len(SEEN["broken"]) == 2  # retries=1: two attempts, then the requester is told
+    told = [r for r in bot.slack.responses if r["token"] == url.rsplit("/", 1)[1]]
+    assert len(told) == 1 and told[0]["response_type"] == "ephemeral"
+    assert GENERIC_FAILURE in told[0]["text"] and "hung up" not in told[0]["text"]  # no internals leak
+    text = await metrics_text(bot)
+    assert metric(text, "opsbot_jobs_total", job="test_jobs.broken", outcome="failed") == 1
+    assert metric(text, "opsbot_jobs_total", job="test_jobs.broken", outcome="retried") == 1
+
+
+async def test_without_a_response_url_the_requester_is_told_ephemerally(bot: BotHarness) -> None:
+    general = bot.slack.channel("general").id
+    await bot.deps.queue.defer("test_jobs.refused", {"user": "U0BOB0001", "channel": general, "response_url": None})
+    await bot.settle()
+    told = [e for e in bot.slack.ephemerals if e["user"] == "U0BOB0001"]
+    assert [e["channel"] for e in told] == [general]
+    assert told[0]["text"] == ":warning: `frob` is not a thing opsbot can do"
+
+
+async def test_a_domain_error_is_final_at_once(bot: BotHarness) -> None:
+    url = response_url(bot)
+    retried = await job_count(bot, "test_jobs.refused", "retried")
+    failed = await job_count(bot, "test_jobs.refused", "failed")
+    await bot.deps.queue.defer("test_jobs.refused", {"user": "U0ALICE01", "channel": None, "response_url": url})
+    await bot.settle()
+    assert len(SEEN["refused"]) == 1  # retries=3, but an OpsbotError comes out the same every time
+    assert await job_count(bot, "test_jobs.refused", "retried") == retried
+    assert await job_count(bot, "test_jobs.refused", "failed") == failed + 1
+    assert "not a thing opsbot can do" in bot.ephemeral_texts()[-1]
+
+
+# -- redelivery keys -------------------------------------------------------------------------------
+
+async def test_a_redelivered_request_does_nothing_but_the_same_jobs_rerun_does_its_work(bot: BotHarness) -> None:
+    duplicates = await job_count(bot, "test_jobs.record", "duplicate")
+    for _ in range(2):  # Slack delivered the same interaction twice
+        await bot.deps.queue.defer("test_jobs.record", {"key": "once", "value": 1}, once="trigger:123.abc")
+    await bot.settle()
+    assert SEEN["once"] == [1]
+    assert await job_count(bot, "test_jobs.record", "duplicate") == duplicates + 1
+
+    # A job re-run after its worker died (same owner) has to do its work again; another job may not.
+    spec = bot.deps.queue.registry.get("test_jobs.record")
+    args = {"key": "rerun", "value": 2, ONCE: "trigger:456.def"}
+    await bot.deps.queue.attempt(spec, args, attempt=0, owner="job:7")
+    await bot.deps.queue.attempt(spec, args, attempt=1, owner="job:7")
+    await bot.deps.queue.attempt(spec, args, attempt=0, owner="job:8")
+    assert SEEN["rerun"] == [2, 2]
+
+
+async def test_an_event_slack_redelivers_is_answered_once(bot: BotHarness) -> None:
+    general = bot.slack.channel("general").id
+    said = bot.slack.call("chat.postMessage", {"channel": general, "text": "<@U0BOT0001> hi"})
+    event = {"type": "app_mention", "user": "U0ALICE01", "channel": general, "text": "<@U0BOT0001> hi",
+             "ts": said["ts"]}
+    for retry in ("", "1"):
+        signed = bot.requests.event(event, event_id="Ev0REDELIVER")
+        headers = {"X-Slack-Retry-Num": retry, "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
+        assert (await bot.post(signed, **headers)).status_code == 200
+        await bot.settle()
+    replies = [m for m in bot.messages("general") if m.thread_ts == said["ts"]]
+    assert len(replies) == 1
+
+
+# -- depth and age in /metrics and /health ---------------------------------------------------------
+
+async def test_queue_depth_and_oldest_age_are_in_metrics_and_health(bot: BotHarness) -> None:
+    GATES["g"] = asyncio.Event()
+    for _ in range(4):  # one runs and holds the lock; three wait behind it
+        await bot.deps.queue.defer("test_jobs.gated", {"gate": "g"})
+    deadline = time.monotonic() + 10
+    while SEEN["gated"] != ["g"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    bot.deps.queue._stats = None  # the reading is cached for a couple of seconds
+    assert bot.http is not None
+    health = (await bot.http.get("/health")).json()["jobs"]
+    assert health["backend"] == bot.deps.queue.backend
+    assert health["waiting"] == 3 and health["running"] == 1 and health["oldest_seconds"] >= 0.25
+    text = await metrics_text(bot)
+    assert metric(text, "opsbot_queue_jobs", state="waiting") == 3
+    assert metric(text, "opsbot_queue_jobs", state="running") == 1
+    assert metric(text, "opsbot_queue_oldest_job_seconds") >= 0.25
+    GATES["g"].set()
+    await bot.settle()
+    assert SEEN["gated"] == ["g"] * 4
+    bot.deps.queue._stats = None
+    health = (await bot.http.get("/health")).json()["jobs"]
+    assert (health["waiting"], health["running"], health["oldest_seconds"]) == (0, 0, 0)
+
+
+# -- through Slack ---------------------------------------------------------------------------------
+
+async def test_converted_commands_run_as_jobs(bot: BotHarness) -> None:
+    before = await job_count(bot, "deploys.list", "done")
+    whoamis = await job_count(bot, "opsbot.whoami", "done")
+    response = await bot.command("/deploys", "api prod")
+    assert response.status_code == 200 and response.text == ""
+    assert "No deploys recorded for `api` in prod" in bot.ephemeral_texts()[-1]
+    await bot.command("/opsbot", "whoami")
+    assert "You are <@U0ALICE01>" in bot.ephemeral_texts()[-1]
+    assert await job_count(bot, "deploys.list", "done") == before + 1
+    assert await job_count(bot, "opsbot.whoami", "done") == whoamis + 1
+
+
+async def test_while_the_database_is_down_the_ack_says_so_and_nothing_is_queued(
+        pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    url, proxy = pg_via_proxy
+    async with running_bot(load_test_config(), url) as bot:
+        await bot.command("/deploys", "api prod")  # warm: the pool has its connection
+        answered = len(bot.slack.responses)
+        await proxy.cut()
+        started = time.monotonic()
+        response = await bot.command("/deploys", "api prod", settle=False)
+        took = time.monotonic() - started
+        assert response.status_code == 200
+        assert "could not queue this" in response.json()["text"] and "nothing was done" in response.json()["text"]
+        assert took < 3.0, f"the ack took {took:.1f}s: Slack would have given up"
+        await proxy.restore()
+        await bot.settle(timeout=15)
+        assert len(bot.slack.responses) == answered  # the refused request left no job behind
+        await bot.command("/deploys", "api prod")
+        assert len(bot.slack.responses) == answered + 1
