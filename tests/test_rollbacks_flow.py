@@ -17,8 +17,8 @@ from bot.config import Config
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
 from bot.models import Incident, IncidentEvent
-from commands.rollback.jobs import SlackRollbackNotifier
 from commands.rollback.ids import Ids
+from commands.rollback.jobs import SlackRollbackNotifier
 from tests.test_rollbacks_support import (
     ALICE,
     BOB,
