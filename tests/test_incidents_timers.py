@@ -9,8 +9,9 @@ from sqlalchemy import select
 from bot import incidents
 from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
+from bot.incidents import flows
 from bot.models import Incident
-from commands.incident import flows
+from commands.incident.notify import SlackIncidents, services
 from tests.conftest import load_test_config
 
 JOB = "incidents.timers"
@@ -67,7 +68,8 @@ async def test_an_acknowledgement_between_the_timers_read_and_its_page_wins(bot:
     async with bot.deps.db.session() as session:
         [due] = await incidents.due_escalations(session, config=bot.deps.config, now=clock())
     await bot.command("/incident", "ack", channel=incident.channel_id or "")
-    await flows.escalate(bot.deps, due)  # what the timer does next with the row it read before the ack
+    # What the timer does next with the row it read before the ack.
+    await flows.escalate(services(bot.deps), SlackIncidents(bot.deps), due)
     assert escalations(bot, incident) == []
     async with bot.deps.db.session() as session:
         kinds = [e.kind for e in await incidents.events(session, incident_id=incident.id)]

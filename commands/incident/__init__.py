@@ -1,14 +1,16 @@
 """`/incident`: declare, update, escalate and resolve incidents (issue 4).
 
-Handlers live in `handlers.py`; this module is what other features import:
+Listeners live in `handlers.py`, the named jobs they enqueue in `jobs.py`, the Slack side of the flows
+(bot/incidents/flows.py) in `notify.py`. This module is what other features import:
 `from commands.incident import open_declare_modal`."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
-from commands.incident import flows, modals
+from commands.incident import modals
 from commands.incident.render import HELP
 
 if TYPE_CHECKING:
@@ -16,8 +18,9 @@ if TYPE_CHECKING:
 
     from bot.deps import Deps
 
-__all__ = ["HELP", "open_declare_modal", "register"]
-TIMERS_JOB = "incidents.timers"
+__all__ = ["HELP", "open_declare_modal", "register", "schedule"]
+TIMERS_JOB = "incidents.timers"  # the scheduled job's name, and the named job it runs (jobs.timers)
+TIMERS_EVERY = timedelta(seconds=30)
 
 
 async def open_declare_modal(deps: Deps, *, trigger_id: str, user_id: str, title: str | None = None,
@@ -34,12 +37,11 @@ async def open_declare_modal(deps: Deps, *, trigger_id: str, user_id: str, title
     await deps.slack.views_open(trigger_id=trigger_id, view=view)
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
+def register(app: AsyncApp) -> None:
     from commands.incident import handlers
 
-    handlers.register(app, deps)
+    handlers.register(app)
 
-    async def timers() -> None:
-        await flows.run_timers(deps)
 
-    deps.scheduler.every(TIMERS_JOB, timedelta(seconds=30), timers)
+def schedule(deps: Deps) -> None:
+    deps.scheduler.every(TIMERS_JOB, TIMERS_EVERY, partial(deps.run_job, TIMERS_JOB))

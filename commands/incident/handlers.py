@@ -1,10 +1,12 @@
-"""bolt listeners for `/incident`, the shortcuts, the buttons and the modals. Each parses (pure), acks,
-and hands the rest to `flows` in the background."""
+"""bolt listeners for `/incident`, the shortcuts, the buttons and the modals. Each parses (pure), enqueues a
+named job (commands/incident/jobs.py) and acks; opening a modal (whose trigger_id lives 3 s) is the one
+thing done right after the ack in this process."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -12,126 +14,179 @@ from slack_sdk.errors import SlackApiError
 
 from bot import incidents, metrics
 from bot.deps import Deps
-from bot.errors import OpsbotError
-from bot.incidents import AlreadyDone, Declaration
-from commands.common import Respond, channel_of, ephemeral, error_text, request_key, run_after_ack, user_of
-from commands.incident import actions, flows, modals, open_declare_modal, render
-from commands.incident.ids import Action, Callback
+from bot.errors import DependencyDown, OpsbotError
+from bot.incidents import AlreadyDone, Declaration, flows
+from bot.models import Incident
+from commands.common import (
+    Respond,
+    ack_deferred,
+    channel_of,
+    defer,
+    ephemeral,
+    error_text,
+    request_key,
+    right_after_ack,
+    user_of,
+)
+from commands.incident import modals, open_declare_modal, render
+from commands.incident.ids import Action, Callback, Field
+from commands.incident.jobs import MUTATING
 from commands.incident.parse import Command, parse, unescape
 
 log = logging.getLogger(__name__)
+ModalBuilder = Callable[[Incident, str | None], dict[str, Any]]
 
 
-def register(app: AsyncApp, deps: Deps) -> None:
-    @app.command("/incident")
-    async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
-        metrics.count_command("incident")
-        user, channel = command["user_id"], command.get("channel_id")
+def register(app: AsyncApp) -> None:
+    app.command("/incident")(incident_command)
+    app.shortcut(Callback.GLOBAL_SHORTCUT)(global_shortcut)
+    app.shortcut(Callback.MESSAGE_SHORTCUT)(message_shortcut)
+    app.view(Callback.DECLARE)(declare_submitted)
+    app.view(Callback.UPDATE)(update_submitted)
+    app.view(Callback.RESOLVE)(resolve_submitted)
+    app.action(Action.ACKNOWLEDGE)(acknowledge_pressed)
+    app.action(Action.POST_UPDATE)(update_pressed)
+    app.action(Action.RESOLVE)(resolve_pressed)
+
+
+async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Respond, deps: Deps) -> None:
+    metrics.count_command("incident")
+    user, channel = command["user_id"], command.get("channel_id")
+    try:
+        cmd = parse(command.get("text"), deps.config)
+    except OpsbotError as exc:  # unknown severity or bad usage: nothing is created
+        await ack(ephemeral(error_text(exc)))
+        return
+    if cmd.verb == "help":
+        await ack(ephemeral("Incident commands", render.help_blocks(deps.config.severities)))
+        return
+    if cmd.verb == "modal":
+        await ack()
+        opening = open_declare_modal(deps, trigger_id=command.get("trigger_id") or "", user_id=user,
+                                     severity=cmd.severity)
+        right_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond)
+        return
+    requester = {"user": user, "channel": channel, "response_url": command.get("response_url")}
+    once = request_key(command)
+    if cmd.verb == "open":
+        declaration = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)
+        await ack_deferred(ack, deps, "incident.declare", answer=ephemeral(
+            f"Declaring a {cmd.severity} incident: {cmd.text}…"), once=once, **requester,
+            declaration=dataclasses.asdict(declaration), dedup_key=_key("trigger", command.get("trigger_id")))
+    elif cmd.verb not in MUTATING:  # list, show, timeline, postmortem
+        await ack_deferred(ack, deps, "incident.read", **requester, verb=cmd.verb, ref=cmd.ref)
+    else:  # a change runs once per request, under the incident's lock
+        args = _change_args(cmd, request=once)
+        number = incidents.parse_ref(cmd.ref) if cmd.ref else None
+        if number is not None:
+            await ack_deferred(ack, deps, MUTATING[cmd.verb], once=once, **requester, incident_id=number, **args)
+        else:  # named by the channel it is run in: found first (jobs.locate)
+            await ack_deferred(ack, deps, "incident.locate", once=once, **requester, verb=cmd.verb, args=args,
+                               request=once)
+
+
+def _change_args(cmd: Command, *, request: str | None) -> dict[str, Any]:
+    """The job arguments of a change, besides the requester and the incident."""
+    if cmd.verb == "update":
+        return {"text": cmd.text, "status": cmd.status, "request": request}
+    if cmd.verb == "severity":
+        return {"severity": cmd.severity or ""}
+    if cmd.verb == "assign":
+        return {"commander": cmd.user or ""}
+    if cmd.verb == "resolve":
+        return {"summary": cmd.text}
+    return {}
+
+
+async def global_shortcut(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    await ack()
+    right_after_ack(deps, open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body)),
+                    name="incident.shortcut", user=user_of(body))
+
+
+async def message_shortcut(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    await ack()
+    right_after_ack(deps, _open_from_message(deps, body), name="incident.shortcut", user=user_of(body),
+                    channel=channel_of(body))
+
+
+async def _open_from_message(deps: Deps, body: dict[str, Any]) -> None:
+    """The declare modal pre-filled with the message, linking back to it."""
+    message, channel = body.get("message") or {}, channel_of(body)
+    link = None
+    if channel and message.get("ts"):
         try:
-            cmd = parse(command.get("text"), deps.config)
-        except OpsbotError as exc:  # unknown severity or bad usage: nothing is created
-            await ack(ephemeral(error_text(exc)))
-            return
-        if cmd.verb == "help":
-            await ack(ephemeral("Incident commands", render.help_blocks(deps.config.severities)))
-            return
-        if cmd.verb == "modal":
-            await ack()
-            opening = open_declare_modal(deps, trigger_id=command.get("trigger_id") or "", user_id=user,
-                                         severity=cmd.severity)
-            run_after_ack(deps, _open_once(opening), name="incident.modal", respond=respond, urgent=True)
-            return
-        once = None
-        work: Coroutine[Any, Any, Any]
-        if cmd.verb == "open":
-            await ack(ephemeral(f"Declaring a {cmd.severity} incident: {cmd.text}…"))
-            request = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)
-            work = flows.declare(deps, request=request, dedup_key=_key("trigger", command.get("trigger_id")),
-                                 respond=respond)
-        else:
-            await ack()
-            work = actions.run(deps, cmd, user=user, channel_id=channel, respond=respond)
-            once = request_key(command) if cmd.verb in actions.MUTATING else None  # a change runs once
-        run_after_ack(deps, work, name=f"incident.{cmd.verb}", respond=respond, once=once)
-
-    @app.shortcut(Callback.GLOBAL_SHORTCUT)
-    async def global_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        run_after_ack(deps, open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body)),
-                      name="incident.shortcut", user=user_of(body), urgent=True)
-
-    @app.shortcut(Callback.MESSAGE_SHORTCUT)
-    async def message_shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        message, channel = body.get("message") or {}, channel_of(body)
-
-        async def work() -> None:
-            link = None
-            if channel and message.get("ts"):
-                response = await flows.quietly("permalink", deps.slack.chat_getPermalink(
-                    channel=channel, message_ts=message["ts"]))
-                link = response.get("permalink") if response is not None else None
-            await open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body),
-                                     description=unescape(message.get("text")) or None, source_link=link)
-
-        run_after_ack(deps, work(), name="incident.shortcut", user=user_of(body), channel=channel, urgent=True)
-
-    @app.view(Callback.DECLARE)
-    async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = user_of(body)
-        submitted = modals.parse_declare(deps.config, view, user_id=user)
-        if submitted.request is None:
-            await ack(response_action="errors", errors=submitted.errors)
-            return
-        await ack()
-        # The view id is the same for a double submit: the second one finds the first incident.
-        run_after_ack(deps, flows.declare(deps, request=submitted.request, dedup_key=_key("view", view.get("id"))),
-                      name="incident.declare", user=user)
-
-    @app.view(Callback.UPDATE)
-    async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        update, errors = modals.parse_update(view)
-        if update is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        cmd = Command("update", status=update.status, text=update.text)
-        run_after_ack(deps, actions.run(deps, cmd, user=user_of(body), channel_id=update.channel, respond=None,
-                                        incident_id=update.incident_id, impact=update.impact, eta=update.eta),
-                      name="incident.update", user=user_of(body), channel=update.channel, once=request_key(body))
-
-    @app.view(Callback.RESOLVE)
-    async def resolve_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        parsed, errors = modals.parse_resolve(view)
-        if parsed is None:
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
-        run_after_ack(deps, actions.run(deps, Command("resolve", text=parsed.summary), user=user_of(body),
-                                        channel_id=parsed.channel, respond=None, incident_id=parsed.incident_id),
-                      name="incident.resolve", user=user_of(body), channel=parsed.channel, once=request_key(body))
-
-    @app.action(Action.ACKNOWLEDGE)
-    async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        run_after_ack(deps, actions.run(deps, Command("ack"), user=user_of(body), channel_id=None, respond=respond,
-                                        incident_id=_button_incident(body)),
-                      name="incident.ack", respond=respond, once=request_key(body))
-
-    @app.action(Action.POST_UPDATE)
-    async def update_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.update_modal, respond), name="incident.update_modal",
-                      urgent=True, respond=respond, once=request_key(body))
-
-    @app.action(Action.RESOLVE)
-    async def resolve_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
-        await ack()
-        run_after_ack(deps, _open_modal(deps, body, modals.resolve_modal, respond), name="incident.resolve_modal",
-                      urgent=True, respond=respond, once=request_key(body))
+            link = (await deps.slack.chat_getPermalink(channel=channel, message_ts=message["ts"])).get("permalink")
+        except Exception as exc:  # the modal opens without the link
+            log.warning("permalink failed: %s", type(exc).__name__)
+    await open_declare_modal(deps, trigger_id=body.get("trigger_id") or "", user_id=user_of(body),
+                             description=unescape(message.get("text")) or None, source_link=link)
 
 
-async def _open_once(opening: Awaitable[None]) -> None:
+async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
+    user = user_of(body)
+    submitted = modals.parse_declare(deps.config, view, user_id=user)
+    if submitted.request is None:
+        await ack(response_action="errors", errors=submitted.errors)
+        return
+    # The view id is the same for a double submit: the second one finds the first incident.
+    await _defer_submission(ack, deps, Field.TITLE, "incident.declare", once=request_key(body), user=user,
+                            channel=None, response_url=None, declaration=dataclasses.asdict(submitted.request),
+                            dedup_key=_key("view", view.get("id")))
+
+
+async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
+    update, errors = modals.parse_update(view)
+    if update is None:
+        await ack(response_action="errors", errors=errors)
+        return
+    once = request_key(body)
+    await _defer_submission(ack, deps, Field.MESSAGE, "incident.update", once=once, user=user_of(body),
+                            channel=update.channel, response_url=None, incident_id=update.incident_id,
+                            text=update.text, status=update.status, impact=update.impact, eta=update.eta,
+                            request=once)
+
+
+async def resolve_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
+    parsed, errors = modals.parse_resolve(view)
+    if parsed is None:
+        await ack(response_action="errors", errors=errors)
+        return
+    await _defer_submission(ack, deps, Field.SUMMARY, "incident.resolve", once=request_key(body),
+                            user=user_of(body), channel=parsed.channel, response_url=None,
+                            incident_id=parsed.incident_id, summary=parsed.summary)
+
+
+async def _defer_submission(ack: AsyncAck, deps: Deps, field: str, name: str, *, once: str | None,
+                            **kwargs: Any) -> None:
+    """Enqueue, then close the modal; when the job cannot be stored the modal stays open and says so."""
+    try:
+        await defer(deps, name, once=once, **kwargs)
+    except DependencyDown as exc:
+        await ack(response_action="errors", errors={field: str(exc)[:150]})
+        return
+    await ack()
+
+
+async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:
+    await ack_deferred(ack, deps, "incident.ack", once=request_key(body), user=user_of(body),
+                       channel=channel_of(body), response_url=body.get("response_url"),
+                       incident_id=_button_incident(body))
+
+
+async def update_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond, deps: Deps) -> None:
+    await ack()
+    right_after_ack(deps, _open_modal(deps, body, modals.update_modal, respond), name="incident.update_modal",
+                    respond=respond)
+
+
+async def resolve_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond, deps: Deps) -> None:
+    await ack()
+    right_after_ack(deps, _open_modal(deps, body, modals.resolve_modal, respond), name="incident.resolve_modal",
+                    respond=respond)
+
+
+async def _open_once(opening: Awaitable[Any]) -> None:
     """A Slack retry carries the same trigger id: its modal is already open, which is not an error."""
     try:
         await opening
@@ -156,14 +211,13 @@ def _button_incident(body: dict[str, Any]) -> int:
     return incidents.parse_ref(value) or 0
 
 
-async def _open_modal(deps: Deps, body: dict[str, Any], build: Any, respond: Respond) -> None:
+async def _open_modal(deps: Deps, body: dict[str, Any], build: ModalBuilder, respond: Respond) -> None:
     """The update or resolve modal of an open incident; a resolved one is answered with who resolved it."""
     try:
-        async with deps.db.session() as session:
-            incident = await incidents.get(session, incident_id=_button_incident(body))
-            await incidents.require_open(session, clock=deps.clock, incident=incident)
+        incident = await flows.still_open(deps.db, clock=deps.clock, incident_id=_button_incident(body))
     except AlreadyDone as done:
         text, blocks = render.already_done(str(done))
         await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
         return
-    await deps.slack.views_open(trigger_id=body.get("trigger_id") or "", view=build(incident, channel_of(body)))
+    await _open_once(deps.slack.views_open(trigger_id=body.get("trigger_id") or "",
+                                           view=build(incident, channel_of(body))))

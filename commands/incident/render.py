@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.config import Severity
 from bot.incidents import RESOLVED, age, describe_response
+from bot.incidents.flows import Change
 from bot.models import Incident, IncidentEvent
 from commands import blocks as bk
 from commands.incident.ids import ACTIONS_BLOCK, Action
@@ -133,6 +134,16 @@ def postmortem(markdown: str) -> tuple[str, Blocks]:
 
 def note(text: str) -> tuple[str, Blocks]:
     return text, [bk.section(text)]
+
+
+def change_line(incident: Incident, change: Change) -> str:
+    """The note a change leaves in the incident's channel."""
+    if change.kind == "acknowledged":
+        return f"✋ <@{change.actor}> acknowledged {incident.ref}."
+    if change.kind == "severity":
+        return f"🔺 <@{change.actor}> changed the severity of {incident.ref}: {change.before} → {incident.severity}."
+    return (f"🧑‍✈️ <@{incident.commander_id}> is now the incident commander of {incident.ref} "
+            f"(was <@{change.before}>, changed by <@{change.actor}>).")
 
 
 def already_done(text: str) -> tuple[str, Blocks]:

@@ -1,6 +1,7 @@
 """Incidents: declare, acknowledge, update, change severity or commander, resolve, and the timers.
 
-Keyword-only verbs on an AsyncSession; no Slack types. Every change is a timeline entry (and an audit
+Keyword-only verbs on an AsyncSession; no Slack types. What the verbs do end to end (their transactions,
+and telling people through a notifier) is in `bot.incidents.flows`. Every change is a timeline entry (and an audit
 entry) through `bot.timeline.add_event`, in the caller's transaction.
 
 Changes of one incident take turns: `apply` runs a verb in a transaction whose first write is the incident's
@@ -257,9 +258,14 @@ async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident
 
 async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str, text: str,
                       status: str | None = None, impact: str | None = None,
-                      eta: str | None = None) -> IncidentEvent:
-    """A status update; `status`, `impact` and `eta` change the incident when given. Not for resolving."""
+                      eta: str | None = None, request: str | None = None) -> IncidentEvent | None:
+    """A status update; `status`, `impact` and `eta` change the incident when given. Not for resolving.
+
+    `request` names the Slack interaction: when an update of that request is on the timeline already (its
+    job ran again after a crash), nothing changes and None is returned."""
     await require_open(session, clock=clock, incident=incident)
+    if request and await _posted_by(session, incident_id=incident.id, request=request):
+        return None
     text = text.strip()
     if status is not None and parse_status(status) is None:
         raise InvalidInput(f"Unknown status `{status}`. Valid statuses: {', '.join(STATUSES)}.")
@@ -280,7 +286,13 @@ async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident
         incident.acknowledged_at, incident.acknowledged_by = now, actor
     return await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="update",
                            text=text or f"Status: {incident.status}",
-                           data={"status": status, "impact": impact, "eta": eta, "before": before})
+                           data={"status": status, "impact": impact, "eta": eta, "before": before,
+                                 **({"request": request} if request else {})})
+
+
+async def _posted_by(session: AsyncSession, *, incident_id: int, request: str) -> bool:
+    query = select(IncidentEvent.data).where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "update")
+    return any(isinstance(data, dict) and data.get("request") == request for data in (await session.scalars(query)))
 
 
 async def change_severity(session: AsyncSession, *, config: Config, clock: Clock, incident: Incident,
