@@ -83,7 +83,7 @@ class OpsbotApp:
             request_verification_enabled=False,
         )
         self.bolt.use(self._context)
-        commands.register_all(self.bolt, self.deps)
+        commands.register_all(self.bolt)
         self.inbound = inbound.Inbound(self.bolt, settings.signing_secret,
                                        clock=self.deps.clock)
         self.worker = (worker.WorkerProcess(settings, on_exit=metrics.process_exited)

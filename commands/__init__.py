@@ -12,7 +12,6 @@ Modules are discovered, so a new family is one new module and no edit elsewhere.
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 from collections.abc import Mapping
 from functools import cache
@@ -51,15 +50,12 @@ def load_jobs() -> None:
     families()
 
 
-def register_all(app: AsyncApp, deps: Deps) -> Router:
+def register_all(app: AsyncApp) -> Router:
     """Every family's listeners, behind one routed bolt listener per kind (see commands.router)."""
     router = Router()
     for module in families():
         if hasattr(module, "register"):
-            if len(inspect.signature(module.register).parameters) == 2:  # TRANSITION: families not yet converted
-                module.register(router, deps)
-            else:
-                module.register(router)
+            module.register(router)
     router.install(app)
     return router
 

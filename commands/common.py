@@ -177,10 +177,3 @@ def channel_of(body: dict[str, Any]) -> str | None:
     container = body.get("container") or {}
     return body.get("channel_id") or container.get("channel_id")
 
-
-def run_after_ack(deps: Deps, work: Coroutine[Any, Any, Any], *, name: str, respond: Respond | None = None,
-                  user: str | None = None, channel: str | None = None, urgent: bool = False,
-                  once: str | None = None) -> None:
-    """TRANSITION (issue 15): the families still being converted to named jobs; removed when they are."""
-    del urgent, once
-    right_after_ack(deps, work, name=name, respond=respond, user=user, channel=channel)

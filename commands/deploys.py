@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from pydantic import ValidationError
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -19,6 +19,7 @@ from bot.jobs import job
 from bot.webhooks import authorized_body
 from commands import blocks as bk
 from commands.common import ack_deferred, ephemeral, responder, split_args, tell
+from commands.router import Router
 
 HELP = [("/deploys <service> [env]", "Recent deploys of a service (recorded by CI through POST /deploys)")]
 MAX_BODY = 64 * 1024
@@ -59,7 +60,7 @@ async def deploys_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) ->
                        response_url=command.get("response_url"), service=service, environment=environment)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.command("/deploys")(deploys_command)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 
 from bot import metrics
 from bot.config import Config, Environment
@@ -27,6 +27,7 @@ from bot.health import (
 from bot.jobs import job
 from commands import blocks as bk
 from commands.common import ack_deferred, ephemeral, error_text, responder, split_args, tell
+from commands.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ async def health_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> 
                        response_url=command.get("response_url"), environments=[name for name, _ in targets])
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.command("/health")(health_command)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 
 from bot import __version__, metrics
 from bot.deps import Deps
@@ -12,6 +12,7 @@ from bot.jobs import job
 from commands import blocks as bk
 from commands import help_entries
 from commands.common import ack_deferred, defer, ephemeral, request_key, responder, split_args, tell
+from commands.router import Router
 
 HELP = [
     ("/opsbot help", "List every command"),
@@ -64,7 +65,7 @@ async def opsbot_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> 
         await ack(ephemeral(f"Unknown subcommand `{sub}`. Try `/opsbot help` or `/opsbot whoami`."))
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.event("app_mention")(mentioned)
     app.command("/opsbot")(opsbot_command)
 

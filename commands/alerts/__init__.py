@@ -10,7 +10,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -34,6 +34,7 @@ from commands.common import (
     split_args,
     user_of,
 )
+from commands.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ async def silence_command(ack: AsyncAck, body: dict[str, Any], command: dict[str
                        seconds=duration.total_seconds())
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.action(Action.ACK)(ack_button)
     for action_id in SILENCE_BUTTONS:
         app.action(action_id)(silence_button)

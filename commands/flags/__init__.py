@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,6 +16,7 @@ from bot.flags import FlagChange, Target
 from bot.providers.flags_builtin import row_state
 from commands.common import ack_deferred, channel_of, ephemeral, error_text, request_key, split_args, user_of
 from commands.flags.ids import Action
+from commands.router import Router
 
 HELP = [
     ("/killswitch <flag> on|off [env]", "Engage or release a kill switch (confirmed, audited, posted to #ops)"),
@@ -125,7 +126,7 @@ async def cancel_pressed(ack: AsyncAck, body: dict[str, Any], deps: Deps) -> Non
     await _decision("flags.cancel", ack, body, deps)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.command("/killswitch")(killswitch_command)
     app.command("/flag")(flag_command)
     app.command("/flags")(flags_command)

@@ -14,9 +14,9 @@ from commands.incident import modals
 from commands.incident.render import HELP
 
 if TYPE_CHECKING:
-    from slack_bolt.async_app import AsyncApp
 
     from bot.deps import Deps
+    from commands.router import Router
 
 __all__ = ["HELP", "open_declare_modal", "register", "schedule"]
 TIMERS_JOB = "incidents.timers"  # the scheduled job's name, and the named job it runs (jobs.timers)
@@ -37,7 +37,7 @@ async def open_declare_modal(deps: Deps, *, trigger_id: str, user_id: str, title
     await deps.slack.views_open(trigger_id=trigger_id, view=view)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     from commands.incident import handlers
 
     handlers.register(app)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 from slack_sdk.errors import SlackApiError
 
 from bot import incidents, metrics
@@ -32,12 +32,13 @@ from commands.incident import modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
 from commands.incident.parse import Command, parse, unescape
+from commands.router import Router
 
 log = logging.getLogger(__name__)
 ModalBuilder = Callable[[Incident, str | None], dict[str, Any]]
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.command("/incident")(incident_command)
     app.shortcut(Callback.GLOBAL_SHORTCUT)(global_shortcut)
     app.shortcut(Callback.MESSAGE_SHORTCUT)(message_shortcut)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck
 
 from bot import metrics, rollbacks
 from bot.config.rollbacks import VERSION_RE
@@ -29,6 +29,7 @@ from commands.common import (
 )
 from commands.rollback import render
 from commands.rollback.ids import Ids
+from commands.router import Router
 
 HELP = [
     ("/rollback <service> [env] [to <version>]",
@@ -137,7 +138,7 @@ async def reject_pressed(ack: AsyncAck, body: dict[str, Any], respond: Any, deps
     await _decision("rollback.reject", ack, body, respond, deps)
 
 
-def register(app: AsyncApp) -> None:
+def register(app: Router) -> None:
     app.command("/rollback")(rollback_command)
     app.view(Ids.REQUEST.value)(rollback_submitted)
     app.action(Ids.APPROVE.value)(approve_pressed)
