@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Methods that are safe to repeat after a 5xx or a dropped connection: reads and idempotent edits.
 # chat.postMessage and conversations.create are not: Slack may have acted before the answer was lost, so
-# the caller looks up what it may have created before asking again (commands/incident/flows.py). 429s,
+# the caller looks up what it may have created before asking again (bot/incidents/flows.py, through commands/incident/notify.py). 429s,
 # and connections that were never made, are retried for every method: Slack did not act on those.
 IDEMPOTENT = (
     "auth.test", "chat.update", "chat.getPermalink", "views.update", "conversations.setTopic",
@@ -173,12 +173,14 @@ async def find_message(client: AsyncWebClient, channel: str, metadata: dict[str,
     return None
 
 
-async def post_once(client: AsyncWebClient, *, channel: str, metadata: dict[str, Any], **message: Any) -> Outcome:
+async def post_once(client: AsyncWebClient, *, channel: str, metadata: dict[str, Any], look_first: bool = False,
+                    **message: Any) -> Outcome:
     """chat.postMessage that neither loses nor repeats the message. `metadata` (`event_type`, `event_payload`)
     must identify it: after an answer that leaves open whether Slack posted it (a timeout, a 5xx) the
-    channel's history is searched for it before posting again. 429s wait for Retry-After; a refusal
+    channel's history is searched for it before posting again, and before the first post with `look_first`
+    (a job run again after its worker died, which may have posted it). 429s wait for Retry-After; a refusal
     (`channel_not_found`, `not_in_channel`, `is_archived`…) is final."""
-    error, look = "error", False
+    error, look = "error", look_first
     for attempt in range(WRITE_ATTEMPTS):
         if look:
             try:

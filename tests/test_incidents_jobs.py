@@ -4,6 +4,7 @@ incident take turns on the queue (the incident's lock), not only on the database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import select
 
@@ -68,3 +69,33 @@ async def test_two_resolve_submissions_take_turns_on_the_incidents_lock(bot: Bot
     told = [e["text"] for e in bot.slack.ephemerals]
     assert told == [f":information_source: INC-1 was already resolved by <@{first}> just now."]
     assert [e["user"] for e in bot.slack.ephemerals] == [second]
+
+
+async def test_a_declaration_whose_run_stopped_before_recording_its_set_up_resumes_without_repeating(
+        bot: BotHarness) -> None:
+    """A worker killed mid-declaration: the incident is stored and Slack has the announcement and the channel,
+    but nothing of them is recorded. The job's next run finds them instead of making them again."""
+    args = {"user": "U0ALICE01", "channel": None, "response_url": None, "dedup_key": "trigger:resume-1",
+            "declaration": {"title": "Checkout is down", "severity": "P2", "reporter_id": "U0ALICE01",
+                            "commander_id": "U0ALICE01"}}
+    # Slack makes the channel but its answer never comes back: the run is stuck there when it is stopped.
+    bot.slack.fail("conversations.create", status=200, delay=60, applied=True)
+    first = asyncio.create_task(bot.deps.run_job("incident.declare", **args))
+    await eventually(lambda: bot.messages("#incidents") and bot.slack.faults == [],
+                     "the announcement posted and the channel made")
+    first.cancel()  # the worker dies here
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    async with bot.deps.db.session() as session:
+        [stored] = (await session.scalars(select(Incident))).all()
+    assert stored.announcement_ts is None and stored.channel_id is None  # nothing of it was recorded
+
+    await bot.deps.run_job("incident.declare", **args)  # the same job, run again on another worker
+    await bot.settle()
+    async with bot.deps.db.session() as session:
+        [stored] = (await session.scalars(select(Incident))).all()
+    assert len(bot.messages("#incidents")) == 1  # the announcement it had posted, found, not posted again
+    assert stored.announcement_ts == bot.messages("#incidents")[0].ts
+    channels = [c for c in bot.slack.channels.values() if c.name.startswith("inc-")]
+    assert len(channels) == 1 and stored.channel_id == channels[0].id  # the channel adopted
+    assert stored.summary_ts is not None and len(bot.messages(channels[0].name)) >= 1

@@ -117,8 +117,9 @@ class IncidentNotifier(Protocol):
     """The Slack effects of the incident flows, in incident terms. Methods that return nothing never raise
     (a failed post must not stop its siblings: it is logged and counted), except `page` and `remind`."""
 
-    async def announce(self, incident: Incident, *, pending_channel: str) -> Posted:
-        """Post the announcement in the incidents channel, once."""
+    async def announce(self, incident: Incident, *, pending_channel: str, look_first: bool = False) -> Posted:
+        """Post the announcement in the incidents channel, once (`look_first`: a run that may have posted it
+        already, before it was recorded, looks for it first)."""
         ...
 
     async def create_channel(self, incident: Incident, *, names: list[str], since: float) -> Channel:
@@ -126,8 +127,8 @@ class IncidentNotifier(Protocol):
         after `since`, a time.time())."""
         ...
 
-    async def post_summary(self, incident: Incident, channel: str) -> Posted:
-        """Post the summary in the incident channel, once."""
+    async def post_summary(self, incident: Incident, channel: str, look_first: bool = False) -> Posted:
+        """Post the summary in the incident channel, once (`look_first` as for `announce`)."""
         ...
 
     async def pin(self, channel: str, ts: str) -> None: ...
@@ -225,32 +226,47 @@ async def store(db: Database, *, config: Config, clock: Clock, request: Declarat
 async def declare(s: Services, notifier: IncidentNotifier, *, request: Declaration,
                   dedup_key: str | None) -> Incident:
     """Store (once per dedup_key), announce, and set up the incident channel. A second run with the same key
-    (a redelivery, a double submit, the job run again) finds the incident and posts nothing."""
+    (a redelivery, a double submit, the job run again) finds the incident and posts nothing — unless the
+    first run stopped before the set-up was recorded (its worker was killed): then it resumes, finding what
+    Slack already made before making anything."""
     await s.require(user=request.reporter_id, action="incident.declare", target=request.title[:200],
                     environment=request.environment)
     incident, created = await store(s.db, config=s.config, clock=s.clock, request=request, dedup_key=dedup_key)
-    if not created:
+    if created:
+        await _set_up(s, notifier, incident)
+    elif not _set_up_recorded(incident):
+        log.warning("resuming the set-up of %s (%s): an earlier run stopped before recording it", incident.ref,
+                    dedup_key)
+        await _set_up(s, notifier, incident, resume=True)
+    else:
         log.info("duplicate declaration %s ignored (%s)", dedup_key, incident.ref)
-        return incident
-    await _set_up(s, notifier, incident)
     return incident
 
 
-async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident) -> None:
+def _set_up_recorded(incident: Incident) -> bool:
+    """Whether a run recorded the announcement and the channel (made, or why not)."""
+    announced = incident.announcement_ts is not None or incident.announcement_channel is not None
+    return announced and (incident.channel_id is not None or incident.channel_error is not None)
+
+
+async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident, *, resume: bool = False) -> None:
     """Announce and create the channel, then set it up; record what Slack made (retrying while the database
-    is away), then answer the declarer once with the outcome."""
+    is away), then answer the declarer once with the outcome. `resume`: an earlier run may have made some of
+    it without recording it, so posts are looked for before they are made and a channel the bot created since
+    the declaration is adopted."""
     settings = s.config.incidents
     names = [incidents.channel_name(settings.channel_prefix, incident.id, incident.title, attempt)
              for attempt in range(NAME_ATTEMPTS)]
-    posted, made = await asyncio.gather(notifier.announce(incident, pending_channel=names[0]),
-                                        notifier.create_channel(incident, names=names, since=time.time()))
+    since = incident.created_at.timestamp() if resume else time.time()
+    posted, made = await asyncio.gather(notifier.announce(incident, pending_channel=names[0], look_first=resume),
+                                        notifier.create_channel(incident, names=names, since=since))
     # The local copy drives round trip 2; the database write runs beside it.
     incident.announcement_channel, incident.announcement_ts = posted.channel, posted.ts
     incident.channel_id, incident.channel_name, incident.channel_error = made.id, made.name, made.error
 
     saved = _save_set_up(s, incident, announcement_error=posted.error)
     summary: Awaitable[tuple[str | None, str | None]] = (
-        _post_summary(s, notifier, incident, made.id) if made.id else _nothing((None, None)))
+        _post_summary(s, notifier, incident, made.id, look_first=resume) if made.id else _nothing((None, None)))
     jobs: list[Awaitable[Any]] = []
     if incident.announcement_ts:
         jobs.append(notifier.show_announcement(incident, last_update=None))
@@ -327,9 +343,9 @@ async def _save_set_up(s: Services, incident: Incident, *, announcement_error: s
 
 
 async def _post_summary(s: Services, notifier: IncidentNotifier, incident: Incident,
-                        channel: str) -> tuple[str | None, str | None]:
+                        channel: str, *, look_first: bool = False) -> tuple[str | None, str | None]:
     """(why the summary is missing, why it is not recorded): None, None once posted, pinned and saved."""
-    posted = await notifier.post_summary(incident, channel)
+    posted = await notifier.post_summary(incident, channel, look_first=look_first)
     if posted.ts is None:
         log.warning("the summary of %s could not be posted: %s", incident.ref, posted.error)
         return posted.error, None

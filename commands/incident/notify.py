@@ -68,9 +68,10 @@ class SlackIncidents:
         """Where the incident's conversation happens: its channel, else the incidents channel."""
         return incident.channel_id or incident.announcement_channel or self.deps.config.channels.incidents
 
-    async def _post_once(self, incident: Incident, role: str, **message: Any) -> Posted:
+    async def _post_once(self, incident: Incident, role: str, *, look_first: bool = False, **message: Any) -> Posted:
         try:
-            made = await slack.post_once(self.deps.slack, metadata=_metadata(incident, role), **message)
+            made = await slack.post_once(self.deps.slack, metadata=_metadata(incident, role), look_first=look_first,
+                                         **message)
         except Exception as exc:
             log.exception("posting the %s of %s failed", role, incident.ref)
             return Posted(error=type(exc).__name__)
@@ -84,11 +85,11 @@ class SlackIncidents:
                                                                unfurl_links=False))
 
     # -- declaring ---------------------------------------------------------------------------------
-    async def announce(self, incident: Incident, *, pending_channel: str) -> Posted:
+    async def announce(self, incident: Incident, *, pending_channel: str, look_first: bool = False) -> Posted:
         text, blocks = render.announcement(incident, self._severity(incident), now=self.deps.clock(),
                                            pending_channel=pending_channel)
         return await self._post_once(incident, ANNOUNCEMENT, channel=self.deps.config.channels.incidents,
-                                     text=text, blocks=blocks, unfurl_links=False)
+                                     look_first=look_first, text=text, blocks=blocks, unfurl_links=False)
 
     async def create_channel(self, incident: Incident, *, names: list[str], since: float) -> Channel:
         try:
@@ -102,9 +103,10 @@ class SlackIncidents:
             return Channel(error=made.error)
         return Channel(id=made.data["id"], name=made.data.get("name") or names[0])
 
-    async def post_summary(self, incident: Incident, channel: str) -> Posted:
+    async def post_summary(self, incident: Incident, channel: str, look_first: bool = False) -> Posted:
         text, blocks = render.summary(incident, self._severity(incident), now=self.deps.clock())
-        return await self._post_once(incident, SUMMARY, channel=channel, text=text, blocks=blocks)
+        return await self._post_once(incident, SUMMARY, channel=channel, look_first=look_first, text=text,
+                                     blocks=blocks)
 
     async def pin(self, channel: str, ts: str) -> None:
         await quietly("pin", self.deps.slack.pins_add(channel=channel, timestamp=ts))
