@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Methods that are safe to repeat after a 5xx or a dropped connection: reads and idempotent edits.
 # chat.postMessage and conversations.create are not: Slack may have acted before the answer was lost, so
-# the caller looks up what it may have created before asking again (bot/incidents/flows.py, through commands/incident/notify.py). 429s,
+# the caller looks up what it may have created before asking again (post_once, create_channel_once). 429s,
 # and connections that were never made, are retried for every method: Slack did not act on those.
 IDEMPOTENT = (
     "auth.test", "chat.update", "chat.getPermalink", "views.update", "conversations.setTopic",
