@@ -242,7 +242,7 @@ class InProcessQueue(JobQueue):
 @dataclass(frozen=True)
 class WorkerTuning:
     concurrency: int = 20  # jobs one worker process runs at once
-    fetchers: int = 2  # procrastinate workers in the process: each fetches one job per round trip
+    fetchers: int = 4  # procrastinate workers in the process: each fetches one job per round trip
     polling_interval: float = 0.5  # seconds; also how soon a retry or the next job on a lock starts
     heartbeat_interval: float = 1.0
     stalled_after: float = 5.0  # seconds without a heartbeat before a worker's jobs are taken back
@@ -318,8 +318,7 @@ class PostgresQueue(JobQueue):
                 try:
                     # Slack gives up on an ack after 3 s: a database that does not answer within
                     # DEFER_TIMEOUT gets the request refused, and the cancelled insert leaves no job.
-                    await asyncio.wait_for(self.app.job_manager.batch_defer_jobs_async([row for row, _ in batch]),
-                                           DEFER_TIMEOUT)
+                    await asyncio.wait_for(self._insert([row for row, _ in batch]), DEFER_TIMEOUT)
                 except Exception as exc:
                     log.error("enqueueing %d job(s) failed: %s", len(batch), type(exc).__name__)
                     for _, done in batch:
@@ -331,6 +330,15 @@ class PostgresQueue(JobQueue):
                         done.set_result(None)
         finally:
             self._flusher = None
+
+    async def _insert(self, rows: list[Any]) -> None:
+        """One statement for `rows`; once more when the connection died under it (the database restarted)."""
+        from procrastinate.exceptions import ConnectorException
+
+        try:
+            await self.app.job_manager.batch_defer_jobs_async(rows)
+        except ConnectorException:
+            await self.app.job_manager.batch_defer_jobs_async(rows)
 
     async def start_worker(self, deps: Deps) -> None:
         await super().start_worker(deps)
