@@ -58,7 +58,7 @@ class QueueStats:
 
 class QueueUnavailable(DependencyDown):
     def __init__(self) -> None:
-        super().__init__("opsbot could not queue this (its database did not answer), so nothing was done; "
+        super().__init__("opsbot could not queue this: its database is unreachable, so nothing was done; "
                          "please try again in a moment.")
 
 
@@ -262,6 +262,7 @@ class PostgresQueue(JobQueue):
             conninfo=conninfo, min_size=1, max_size=pool_size, timeout=10,
             kwargs={"connect_timeout": 5, "application_name": "opsbot-jobs"}))
         self._opened = False
+        self._opening = asyncio.Lock()
         self._pending: list[tuple[Any, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -284,9 +285,27 @@ class PostgresQueue(JobQueue):
         self.app.task(name=job.name, pass_context=True, retry=Retry())(run)
 
     async def open(self) -> None:
-        if not self._opened:
-            await self.app.open_async()
-            self._opened = True
+        """Open the pool; idempotent. A process that started while the database was down opens it on first
+        use (a defer, a reading, a fetcher's next start) instead of staying without a queue."""
+        if self._opened:
+            return
+        async with self._opening:
+            if not self._opened:
+                await self._open()
+
+    async def _open(self) -> None:
+        try:
+            await asyncio.wait_for(self.app.open_async(), DEFER_TIMEOUT)
+        except BaseException:
+            # procrastinate keeps a pool that failed to open and would never try again: forget it.
+            connector = self.app.connector
+            pool = getattr(connector, "_async_pool", None)
+            connector._async_pool = None  # type: ignore[attr-defined]
+            if pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.close(timeout=0)
+            raise
+        self._opened = True
 
     async def close(self) -> None:
         await self.stop_worker()
@@ -335,6 +354,7 @@ class PostgresQueue(JobQueue):
         """One statement for `rows`; once more when the connection died under it (the database restarted)."""
         from procrastinate.exceptions import ConnectorException
 
+        await self.open()
         try:
             await self.app.job_manager.batch_defer_jobs_async(rows)
         except ConnectorException:
@@ -345,8 +365,7 @@ class PostgresQueue(JobQueue):
         for job in self.registry:  # the families' jobs are imported after the queue is built
             if job.name not in self.app.tasks:
                 self._register(job)
-        await self.open()
-        tuning = self.tuning
+        tuning = self.tuning  # each fetcher opens the pool (again) itself: the database may be down now
         per_fetcher = max(1, tuning.concurrency // tuning.fetchers)
         for index in range(tuning.fetchers):
             self._workers.append(asyncio.create_task(self._fetcher(index, per_fetcher), name=f"queue.worker.{index}"))
@@ -359,6 +378,7 @@ class PostgresQueue(JobQueue):
         while True:
             started = time.monotonic()
             try:
+                await self.open()
                 await self.app.run_worker_async(
                     name=f"opsbot-{index}", concurrency=concurrency, install_signal_handlers=False,
                     fetch_job_polling_interval=tuning.polling_interval, abort_job_polling_interval=60,
@@ -385,6 +405,7 @@ class PostgresQueue(JobQueue):
                     log.error("job worker ended with %s", type(task.exception()).__name__)
 
     async def recover_stalled(self) -> int:
+        await self.open()
         stalled = list(await self.app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=self.tuning.stalled_after))
         for job in stalled:
@@ -402,7 +423,8 @@ class PostgresQueue(JobQueue):
                                                    include_failed=True)
 
     async def _read_stats(self) -> QueueStats:
-        row = await self.app.connector.execute_query_one_async(query=_STATS_SQL)
+        await self.open()
+        row = await asyncio.wait_for(self.app.connector.execute_query_one_async(query=_STATS_SQL), DEFER_TIMEOUT)
         return QueueStats(waiting=int(row["waiting"]), running=int(row["running"]), failed=int(row["failed"]),
                           oldest_seconds=float(row["oldest"] or 0.0))
 
@@ -411,7 +433,12 @@ class PostgresQueue(JobQueue):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self._pending and self._flusher is None:
-                row = await self.app.connector.execute_query_one_async(query=_BUSY_SQL)
+                try:
+                    await self.open()
+                    row = await asyncio.wait_for(self.app.connector.execute_query_one_async(query=_BUSY_SQL),
+                                                 DEFER_TIMEOUT)
+                except Exception:  # the database is down: no job can start or finish anyway
+                    return True
                 if not row["busy"]:
                     return True
             await asyncio.sleep(0.02)

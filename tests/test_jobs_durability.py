@@ -203,10 +203,21 @@ async def test_a_web_process_killed_right_after_its_acks_loses_nothing(replicas:
     assert later.proc is not None and later.proc.returncode is None
 
 
+def declared(emulator: EmulatorServer, title: str) -> int:
+    """Incident channels created for `title` (the announcement names it too)."""
+    slug = title.lower().replace(" ", "-")
+    return sum(1 for method, args in emulator.state.calls
+               if method == "conversations.create" and slug in str(args.get("name")))
+
+
 async def test_a_whole_replica_killed_with_jobs_queued_runs_them_all_after_restart(
         replicas: Any, emulator: EmulatorServer, database_url: str) -> None:
     replica = await replicas()
     emulator.state.latency = 1.0  # every Slack answer takes a second: jobs pile up in the queue
+    titles = [f"Killed replica {n}" for n in range(4)]
+    for title in titles:
+        response, _ = await replica.command("/incident", f"open P2 {title}")
+        assert response.status_code == 200 and "Declaring" in response.text, response.text
     tokens = await burst(replica, 60)
     await eventually(lambda: _some_running(database_url), "the worker to be busy")
     replica.kill_group()  # web process and worker at once
@@ -221,6 +232,11 @@ async def test_a_whole_replica_killed_with_jobs_queued_runs_them_all_after_resta
     await eventually(lambda: all(answered(emulator)[t] for t in tokens), "every acked request's answer",
                      timeout=RECOVERY)
     check_effects(emulator, tokens, started)
+    await eventually(lambda: all(declared(emulator, t) for t in titles), "every declaration", timeout=RECOVERY)
+    announced = [m.text for m in emulator.state.messages("#incidents")]
+    for title in titles:  # declarations are idempotent: exactly once, even when one was mid-way at the kill
+        assert declared(emulator, title) == 1, title
+        assert sum(title in text for text in announced) == 1, (title, announced)
     await eventually(lambda: _idle(database_url), "the queue to drain")
 
 
