@@ -25,7 +25,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
@@ -337,7 +337,7 @@ class PostgresQueue(JobQueue):
                 try:
                     # Slack gives up on an ack after 3 s: a database that does not answer within
                     # DEFER_TIMEOUT gets the request refused, and the cancelled insert leaves no job.
-                    await asyncio.wait_for(self._insert([row for row, _ in batch]), DEFER_TIMEOUT)
+                    await asyncio.wait_for(self._insert(bundled([row for row, _ in batch])), DEFER_TIMEOUT)
                 except Exception as exc:
                     log.error("enqueueing %d job(s) failed: %s", len(batch), type(exc).__name__)
                     for _, done in batch:
@@ -365,6 +365,8 @@ class PostgresQueue(JobQueue):
         for job in self.registry:  # the families' jobs are imported after the queue is built
             if job.name not in self.app.tasks:
                 self._register(job)
+        if BUNDLE not in self.app.tasks:
+            self.app.task(name=BUNDLE, pass_context=True)(self._run_bundle)
         tuning = self.tuning  # each fetcher opens the pool (again) itself: the database may be down now
         per_fetcher = max(1, tuning.concurrency // tuning.fetchers)
         for index in range(tuning.fetchers):
@@ -403,6 +405,29 @@ class PostgresQueue(JobQueue):
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("job worker ended with %s", type(task.exception()).__name__)
+
+    async def _run_bundle(self, context: Any, *, jobs: list[dict[str, Any]]) -> None:
+        """The jobs of one bundle (see `bundled`), side by side. Each has its own outcome: one that fails for
+        a reason worth another attempt is enqueued again on its own (after the first backoff), one that fails
+        for good is reported as any job is. The bundle itself never fails (so it is never run again whole),
+        but it runs again whole when its worker dies: its jobs are read-only answers, which then come twice."""
+        from procrastinate import jobs as pjobs
+
+        async def one(index: int, item: dict[str, Any]) -> None:
+            try:
+                job = self.registry.get(item["name"])
+            except LookupError:
+                log.error("bundled job %s is not registered here; dropped", item.get("name"))
+                return
+            try:
+                await self.attempt(job, item["args"], attempt=0, owner=f"job:{context.job.id}:{index}")
+            except Exception as exc:
+                if will_retry(job, exc, 0):
+                    at = datetime.now(UTC) + timedelta(seconds=job.backoff(0))
+                    await self._insert([pjobs.Job(id=None, queue="default", lock=None, queueing_lock=None,
+                                                  task_name=job.name, task_kwargs=item["args"], scheduled_at=at)])
+
+        await asyncio.gather(*(one(index, item) for index, item in enumerate(jobs)))
 
     async def recover_stalled(self) -> int:
         await self.open()
@@ -455,6 +480,30 @@ SELECT count(*) FILTER (WHERE status = 'todo') AS waiting,
   FROM procrastinate_jobs
 """
 _BUSY_SQL = "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')) AS busy"
+
+
+BUNDLE = "jobs.bundle"
+BUNDLE_MAX = 50  # jobs per bundle
+
+
+def bundled(rows: list[Any]) -> list[Any]:
+    """The rows of one group commit, with the jobs that need neither a lock nor a redelivery key (read-only
+    answers: `/incident list`, `/health`, `/deploys`…) packed BUNDLE_MAX at a time into one `jobs.bundle` row.
+    A worker takes a job with one fetch round trip and finishes it with another, whatever the job does: during
+    a burst of acks, a bundle of 50 costs what one job does. A lone job stays a row of its own."""
+    from procrastinate import jobs as pjobs
+
+    alone: list[Any] = []
+    loose: list[Any] = []
+    for row in rows:
+        (alone if row.lock is not None or ONCE in row.task_kwargs or row.scheduled_at else loose).append(row)
+    if len(loose) < 2:
+        return rows
+    bundles = [pjobs.Job(id=None, queue="default", lock=None, queueing_lock=None, task_name=BUNDLE,
+                         task_kwargs={"jobs": [{"name": row.task_name, "args": row.task_kwargs}
+                                               for row in loose[start:start + BUNDLE_MAX]]})
+               for start in range(0, len(loose), BUNDLE_MAX)]
+    return alone + bundles
 
 
 def conninfo(url: str) -> str:

@@ -276,3 +276,31 @@ async def test_while_the_database_is_down_the_ack_says_so_and_nothing_is_queued(
         assert len(bot.slack.responses) == answered  # the refused request left no job behind
         await bot.command("/deploys", "api prod")
         assert len(bot.slack.responses) == answered + 1
+
+
+def test_a_group_commit_bundles_the_jobs_that_need_no_lock_nor_key() -> None:
+    from procrastinate import jobs as pjobs
+
+    from bot.queue import BUNDLE, BUNDLE_MAX, bundled
+
+    def row(name: str, lock: str | None = None, **args: Any) -> pjobs.Job:
+        return pjobs.Job(id=None, queue="default", lock=lock, queueing_lock=None, task_name=name, task_kwargs=args)
+
+    loose = [row("test_jobs.record", key="k", value=i) for i in range(BUNDLE_MAX + 3)]
+    keep = [row("test_jobs.locked", lock="thing:a", thing="a", number=1), row("test_jobs.record", **{ONCE: "t:1"})]
+    out = bundled([keep[0], *loose, keep[1]])
+    assert out[:2] == keep  # a lock or a redelivery key: a row of its own
+    assert [r.task_name for r in out[2:]] == [BUNDLE, BUNDLE]
+    assert [len(r.task_kwargs["jobs"]) for r in out[2:]] == [BUNDLE_MAX, 3]
+    assert out[2].task_kwargs["jobs"][0] == {"name": "test_jobs.record", "args": {"key": "k", "value": 0}}
+    assert bundled(loose[:1]) == loose[:1]  # a lone job is not wrapped
+
+
+async def test_jobs_deferred_together_all_run_once_and_a_bundled_failure_is_retried_on_its_own(
+        bot: BotHarness) -> None:
+    await asyncio.gather(*(bot.deps.queue.defer("test_jobs.record", {"key": "many", "value": i})
+                           for i in range(60)),
+                         bot.deps.queue.defer("test_jobs.flaky", {"key": "flaky", "failures": 1}))
+    await bot.settle(timeout=20)
+    assert sorted(SEEN["many"]) == list(range(60))
+    assert len(SEEN["flaky"]) == 2  # failed once inside whatever carried it, then ran again and succeeded
