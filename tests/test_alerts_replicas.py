@@ -64,8 +64,14 @@ class Replica:
         log = (self.logs / f"{self.name}.log").open("wb")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            env=self.env, cwd=str(self.logs), stdout=log, stderr=log)
+            env=self.env, cwd=str(self.logs), stdout=log, stderr=log, start_new_session=True)
         log.close()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole replica: the web process and its worker (which holds the leader lock)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     async def get(self, client: httpx.AsyncClient, path: str) -> httpx.Response | None:
         try:
@@ -86,9 +92,8 @@ class Replica:
         return float(found[0]) if found else 0.0
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+        if self.proc is not None:
+            self.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 10)
 
@@ -138,9 +143,9 @@ async def test_one_replica_posts_and_the_other_takes_over(database_url: str, emu
             assert await follower.evaluations(client) == 0
             assert await follower.leader(client) is False
 
-            # Kill the leader outright: its PostgreSQL session dies, the advisory lock is released.
+            # Kill the leading replica outright: its PostgreSQL sessions die, the advisory lock is released.
             assert leader.proc is not None
-            leader.proc.send_signal(signal.SIGKILL)
+            leader.kill()
             await leader.proc.wait()
             endpoint["value"] = 40.0
             await eventually(lambda: follower.leader(client), "replica b to take over")
