@@ -89,10 +89,14 @@ async def test_with_real_values_serve_starts_with_the_local_config_and_says_what
                     response = await http.get("/health")
                 except httpx.HTTPError:
                     return False
+                if response.status_code != 200:
+                    return False
+                if database_url.startswith("sqlite"):  # one instance, one process: the jobs run in it
+                    return response.json()["jobs"]["backend"] == "in-process"
                 # The worker process read the same opsbot.yml: serve handed it the resolved path.
-                return response.status_code == 200 and bool(response.json().get("worker", {}).get("running"))
+                return bool(response.json().get("worker", {}).get("running"))
 
-            await eventually(worker_running, "opsbot serve and its worker to start")
+            await eventually(worker_running, "opsbot serve (and its worker, on PostgreSQL) to start")
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
