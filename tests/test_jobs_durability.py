@@ -24,7 +24,7 @@ import pytest
 from bot.emulator.harness import BOT_TOKEN, SIGNING_SECRET
 from bot.emulator.server import EmulatorServer
 from bot.emulator.signing import SlackRequests
-from bot.queue import conninfo
+from bot.queue import BUNDLE, conninfo
 from tests.conftest import BACKEND_URL
 from tests.test_alerts_replicas import eventually, free_port
 
@@ -124,7 +124,9 @@ async def jobs_by_status(database_url: str) -> dict[str, list[dict[str, Any]]]:
     async with await psycopg.AsyncConnection.connect(conninfo(database_url)) as conn:
         cursor = await conn.execute("SELECT status::text, task_name, args FROM procrastinate_jobs")
         for status, task, args in await cursor.fetchall():
-            out.setdefault(status, []).append({"task": task, **args})
+            # A bundle (bot/queue.py `bundled`) carries several read-only jobs, all started when it is.
+            for item in (args["jobs"] if task == BUNDLE else [{"name": task, "args": args}]):
+                out.setdefault(status, []).append({"task": item["name"], **item["args"]})
     return out
 
 
@@ -137,10 +139,15 @@ def token_of(args: dict[str, Any]) -> str:
     return str(args.get("response_url") or "").rsplit("/", 1)[-1]
 
 
-async def burst(replica: Replica, count: int) -> list[str]:
-    """`count` commands at once, half /opsbot whoami, half /deploys; every one must be acked. Their tokens."""
-    sent = await asyncio.gather(*(replica.command(*(("/opsbot", "whoami") if n % 2 else ("/deploys", "api prod")))
-                                  for n in range(count)))
+async def burst(replica: Replica, count: int, *, at_once: bool = True) -> list[str]:
+    """`count` commands, half /opsbot whoami, half /deploys, all at once (acks that arrive together are
+    enqueued together, read-only ones in bundles) or one after the other (a job each); every one must be
+    acked. Their tokens."""
+    commands = [("/opsbot", "whoami") if n % 2 else ("/deploys", "api prod") for n in range(count)]
+    if at_once:
+        sent = await asyncio.gather(*(replica.command(*command) for command in commands))
+    else:
+        sent = [await replica.command(*command) for command in commands]
     for response, _ in sent:
         assert response.status_code == 200 and response.text == "", response.text
     return [token for _, token in sent]
@@ -218,7 +225,7 @@ async def test_a_whole_replica_killed_with_jobs_queued_runs_them_all_after_resta
     for title in titles:
         response, _ = await replica.command("/incident", f"open P2 {title}")
         assert response.status_code == 200 and "Declaring" in response.text, response.text
-    tokens = await burst(replica, 60)
+    tokens = await burst(replica, 60, at_once=False)  # 60 jobs: the worker runs 20 at a time
     await eventually(lambda: _some_running(database_url), "the worker to be busy")
     replica.kill_group()  # web process and worker at once
     assert replica.proc is not None
