@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import DependencyDown, OpsbotError, RateLimited
+from bot.errors import DependencyDown, OpsbotError
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -121,8 +121,8 @@ job = REGISTRY.job
 
 def is_transient(exc: BaseException) -> bool:
     """Worth another attempt: a dependency that did not answer (opsbot's database, Slack, a target), not a
-    decision (permission, input, state) that would come out the same."""
-    if isinstance(exc, DependencyDown | RateLimited):
+    decision (permission, input, state, the requester's own rate limit) that would come out the same."""
+    if isinstance(exc, DependencyDown):
         return True
     if isinstance(exc, OpsbotError):
         return False
