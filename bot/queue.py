@@ -22,6 +22,7 @@ import json
 import logging
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"job arguments must be plain JSON: {exc}") from None
 
 
-class JobQueue:
+class JobQueue(ABC):
     """What listeners (`defer`), the app (`start`/`stop`, `stats`) and the tests (`wait_idle`) use."""
 
     durable = False
@@ -84,12 +85,14 @@ class JobQueue:
 
     async def open(self) -> None:
         """Connect (to defer); idempotent."""
+        return None  # nothing to do in this process (the in-process queue)
 
     async def close(self) -> None:
         await self.stop_worker()
 
+    @abstractmethod
     async def defer(self, name: str, kwargs: Mapping[str, Any], *, once: str | None = None) -> None:
-        raise NotImplementedError
+        """Store the job `name` with `kwargs` (and the redelivery key `once`) for a worker."""
 
     async def start_worker(self, deps: Deps) -> None:
         """Run jobs in this process from now on."""
@@ -97,6 +100,7 @@ class JobQueue:
 
     async def stop_worker(self, timeout: float = 10.0) -> None:
         """Finish (for up to `timeout` seconds) what this process is running; take no more."""
+        return None  # nothing to do in this process (the in-process queue)
 
     async def stats(self) -> QueueStats:
         now = time.monotonic()
@@ -107,11 +111,13 @@ class JobQueue:
         metrics.set_queue(stats)
         return stats
 
+    @abstractmethod
     async def _read_stats(self) -> QueueStats:
-        raise NotImplementedError
+        """The queue's depth now."""
 
+    @abstractmethod
     async def wait_idle(self, timeout: float = 10.0) -> bool:
-        raise NotImplementedError
+        """True once no job is waiting or running."""
 
     async def recover_stalled(self) -> int:
         """Put back the jobs of workers that stopped without finishing them; how many."""
@@ -119,6 +125,7 @@ class JobQueue:
 
     async def prune(self, older_than: timedelta) -> None:
         """Forget failed jobs older than `older_than` (finished ones are deleted when they finish)."""
+        return None  # nothing to do in this process (the in-process queue)
 
     # -- one attempt, the same on both backends ----------------------------------------------------
     async def attempt(self, job: Job, kwargs: Mapping[str, Any], *, attempt: int, owner: str) -> None:
