@@ -151,6 +151,12 @@ async def history(session: AsyncSession, *, service: str, environment: str | Non
     return list((await session.scalars(query)).all())
 
 
+async def recent(db: Database, *, service: str, environment: str | None = None, limit: int = 20) -> list[Deploy]:
+    """`history` in a transaction of its own (for `/deploys`)."""
+    async with db.session() as session:
+        return await history(session, service=service, environment=environment, limit=limit)
+
+
 async def versions(session: AsyncSession, *, service: str, environment: str) -> Versions:
     """Current = the newest successful deploy. Previous = the newest successful version before it,
     skipping versions that a successful rollback has already moved away from (they were bad)."""

@@ -67,8 +67,7 @@ def register(app: Router) -> None:
 @job("deploys.list", retries=2)
 async def list_deploys(deps: Deps, *, user: str, channel: str | None, response_url: str | None, service: str,
                        environment: str | None) -> None:
-    async with deps.db.session() as session:
-        rows = await deploys.history(session, service=service, environment=environment, limit=SHOWN)
+    rows = await deploys.recent(deps.db, service=service, environment=environment, limit=SHOWN)
     data = [{"version": d.version, "environment": d.environment, "deployed_at": d.deployed_at,
              "commit": d.commit, "deployed_by": d.deployed_by, "source": d.source, "status": d.status}
             for d in rows]
