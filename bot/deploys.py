@@ -87,6 +87,10 @@ async def record_request(db: Database, *, clock: Clock, payload: DeployIn, envir
             found = await _recorded(session, clock=clock, payload=payload, environment=environment, digest=digest,
                                     idempotency_key=idempotency_key)
             if isinstance(found, Recorded):
+                if idempotency_key is not None and found.deploy.idempotency_key == idempotency_key:
+                    # Found by its natural key while the concurrent original with this key committed
+                    # between the two lookups: still a replay of this key.
+                    return Recorded(found.deploy, created=False, replayed_key=True)
                 return found
         try:
             async with db.session() as session:

@@ -194,7 +194,7 @@ async def test_database_gauge_is_right_before_any_readiness_probe(bot: BotHarnes
     assert await metric(bot) == 1.0  # /health/ready was never called
 
 
-async def test_database_gauge_follows_the_database(make_bot: Any, pg_via_proxy: tuple[str, TcpProxy]) -> None:
+async def test_database_gauge_follows_the_database(pg_via_proxy: tuple[str, TcpProxy], make_bot: Any) -> None:
     url, proxy = pg_via_proxy
     bot: BotHarness = await make_bot(settings_overrides={"database_url": url, "db_probe_interval": 0.2})
     assert await metric(bot) == 1.0

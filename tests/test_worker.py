@@ -121,7 +121,8 @@ async def test_the_worker_does_the_work_the_web_process_acked(served: Served, em
 
     texts = await eventually(lambda: announcements(emulator), "the announcement in #incidents")
     assert any("Checkout is down" in text for text in texts)
-    await eventually(lambda: _idle(served), "the job to finish")
+    # The queue's depth in /health is a reading up to STATS_TTL old: the job's own count says it finished.
+    await eventually(lambda: _counted_done(served, "incident.declare"), "the declaration job to finish")
     if served.separate_worker:
         worker = await served.worker()
         assert worker["pid"] and worker["restarts"] == 0
@@ -130,13 +131,13 @@ async def test_the_worker_does_the_work_the_web_process_acked(served: Served, em
         assert "worker" not in (await served.status() or {})
         assert (await served.jobs())["backend"] == "in-process"
     assert await served.metric("opsbot_commands_total", 'command="incident"') == 1.0
-    assert await served.metric("opsbot_jobs_total", 'job="incident.declare",outcome="done"') == 1.0
     assert [method for method, _ in emulator.state.calls].count("conversations.create") == 1
 
 
-async def _idle(served: Served) -> bool:
-    jobs = await served.jobs()
-    return jobs["waiting"] == 0 and jobs["running"] == 0
+async def _counted_done(served: Served, job: str) -> bool:
+    done = await served.metric("opsbot_jobs_total", f'job="{job}",outcome="done"')
+    assert done <= 1.0, f"{job} ran {done} times"
+    return done == 1.0
 
 
 async def test_modal_opening_runs_once_in_the_web_process(served: Served, emulator: EmulatorServer) -> None:
