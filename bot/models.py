@@ -257,3 +257,89 @@ class RateLimitBucket(Base):
     hits: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ISO times, oldest first, at most `limit`
     updated_at: Mapped[datetime]  # the newest hit: a bucket older than the window is empty (pruned)
     __table_args__ = (Index("ix_rate_limits_updated_at", "updated_at"),)
+
+
+# -- on-call and paging (issue 16) ------------------------------------------------------------------------
+
+class OncallOverride(Base):
+    """`/oncall override`: `user_id` is on call for `schedule` from `starts_at` until `ends_at`."""
+
+    __tablename__ = "oncall_overrides"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    __table_args__ = (Index("ix_oncall_overrides_schedule_ends_at", "schedule", "ends_at"),)
+
+
+class OncallFeed(Base):
+    """The last good copy of a schedule's iCal feed: shared by replicas, kept across restarts, used while
+    the feed's host is down."""
+
+    __tablename__ = "oncall_feeds"
+    schedule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    fetched_at: Mapped[datetime]
+    error: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the last refresh's failure
+
+
+class UsergroupSync(Base):
+    """What opsbot last set a schedule's Slack user group to (set again only on a change)."""
+
+    __tablename__ = "usergroup_syncs"
+    schedule: Mapped[str] = mapped_column(String(64), primary_key=True)
+    usergroup_id: Mapped[str] = mapped_column(String(32))
+    users: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    synced_at: Mapped[datetime]
+
+
+class EscalationStep(Base):
+    """One level of an escalation policy that fired for an incident or alert: the unique key makes it fire
+    once across retries, restarts and replicas."""
+
+    __tablename__ = "escalation_steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64))  # "incident:12", "alert:checkout-p95"
+    policy: Mapped[str] = mapped_column(String(64))
+    cycle: Mapped[int] = mapped_column(Integer)  # 0, then 1… for each repeat of the policy
+    level: Mapped[int] = mapped_column(Integer)
+    fired_at: Mapped[datetime]
+    targets: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    __table_args__ = (UniqueConstraint("subject", "cycle", "level", name="uq_escalation_steps_step"),)
+
+
+class Page(Base):
+    """One notification to one target (a person, a PagerDuty service, an Opsgenie team, an address, a
+    webhook): its delivery status, attempts and the provider's reference."""
+
+    __tablename__ = "pages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Unique per subject, target, action and step: a retried or redelivered page is the same row.
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # "incident:12", "alert:…", "manual:…"
+    target: Mapped[str] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(32))  # slack | email | pagerduty | opsgenie | webhook
+    action: Mapped[str] = mapped_column(String(16), default="trigger")  # trigger | acknowledge | resolve
+    dedup_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    reference: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the provider's id for it
+    requested_by: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WebhookDelivery(Base):
+    """Inbound provider webhooks already handled (PagerDuty's X-Webhook-Id is the same on its retries)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(index=True)

@@ -10,11 +10,15 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from bot.config import targets
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
-from bot.config.base import Model
+from bot.config.base import Model, Name
+from bot.config.escalation import EscalationLevel, EscalationPolicy
 from bot.config.flags import BuiltinFlagStore, Flag, HttpFlagStore, PostgresFlagStore
 from bot.config.health import Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
 from bot.config.incidents import IncidentSettings, Severity
+from bot.config.oncall import Schedule
+from bot.config.paging import Paging
 from bot.config.permissions import PermissionRule, Permissions
 from bot.config.rollbacks import (
     CommandRunner,
@@ -28,10 +32,10 @@ from bot.errors import ConfigError, NotFound, UnknownSeverity
 
 __all__ = [
     "AlertRule", "AlertSettings", "BuiltinFlagStore", "Channels", "CommandRunner", "Config", "EnvRef",
-    "Environment", "Flag", "GithubActionsRunner", "HttpCheck", "HttpFlagStore", "IncidentSettings",
-    "PermissionRule", "Permissions", "PostgresCheck", "PostgresFlagStore", "RollbackSettings",
-    "RollbackTarget", "Severity", "SmokeSuite", "TcpCheck", "Threshold", "WebhookRunner",
-    "check_file", "load_config",
+    "Environment", "EscalationLevel", "EscalationPolicy", "Flag", "GithubActionsRunner", "HttpCheck",
+    "HttpFlagStore", "IncidentSettings", "Paging", "PermissionRule", "Permissions", "PostgresCheck",
+    "PostgresFlagStore", "RollbackSettings", "RollbackTarget", "Schedule", "Severity", "SmokeSuite", "TcpCheck",
+    "Threshold", "WebhookRunner", "check_file", "load_config",
 ]
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "opsbot.yml"
@@ -60,6 +64,9 @@ class Config(Model):
     rollbacks: dict[str, RollbackTarget] = Field(default_factory=dict)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     permissions: Permissions = Field(default_factory=Permissions)
+    oncall: dict[Name, Schedule] = Field(default_factory=dict)
+    escalation_policies: dict[Name, EscalationPolicy] = Field(default_factory=dict)
+    paging: Paging = Field(default_factory=Paging)
 
     @field_validator("severities")
     @classmethod
@@ -82,6 +89,7 @@ class Config(Model):
         for service, target in self.rollbacks.items():
             problems += [f"rollbacks.{service}.environments.{e}: no such environment"
                          for e in target.environments if envs and e not in envs]
+        problems += targets.problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -230,4 +238,4 @@ def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) ->
         config = load_config(path)
     except ConfigError as exc:
         return exc.problems, []
-    return [], missing_env(config, env)
+    return [], missing_env(config, env) + targets.warnings(config)

@@ -83,6 +83,8 @@ class AlertRule(Model):
     auto_ack_after: Duration | None = None
     repeat_every: Duration | None = None
     escalate_to: list[str] = Field(default_factory=list)
+    # Levels of notification while the alert fires unacknowledged (escalation_policies).
+    escalation_policy: str | None = None
     # Digits after the decimal point in messages (default: 0 from 100 up, 1 from 10 up, else 2).
     decimals: int | None = Field(default=None, ge=0, le=6)
 

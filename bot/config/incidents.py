@@ -15,6 +15,10 @@ class Severity(Model):
     description: str = ""
     response: Duration = timedelta(hours=24)
     escalate_to: list[str] = Field(default_factory=list)
+    # Levels of notification until someone acknowledges (escalation_policies); replaces escalate_to.
+    escalation_policy: str | None = None
+    # Told at declaration whether or not anyone acknowledges ("Critical → VP Eng + CTO").
+    inform: list[str] = Field(default_factory=list)
     # While open, remind in the incident channel after this long without an update (None = never).
     remind_after: Duration | None = None
     color: str | None = None
