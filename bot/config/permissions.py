@@ -11,6 +11,7 @@ from bot.config.base import Model
 ACTIONS = (
     "incident.declare", "incident.update", "incident.resolve", "incident.assign", "incident.severity",
     "killswitch", "flag", "rollback", "rollback.approve", "alert.silence", "alert.ack",
+    "oncall.override", "page",
 )
 
 

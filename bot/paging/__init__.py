@@ -1,0 +1,1 @@
+"""Reaching people: escalation policies, on-call targets and paging providers (issue 16)."""
