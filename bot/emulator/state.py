@@ -488,6 +488,31 @@ class SlackState:
             raise SlackApiError("no_such_subteam")
         return {"users": list(group["users"])}
 
+    def m_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = str(_required(args, "email")).strip().lower()
+        for user in self.users.values():
+            if str((user.get("profile") or {}).get("email") or "").lower() == email and not user.get("deleted"):
+                return {"user": user}
+        raise SlackApiError("users_not_found")
+
+    def m_usergroups_users_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Replace the group's members (Slack cannot empty a group this way: `no_users_provided`)."""
+        group = self.usergroups.get(_required(args, "usergroup"))
+        if group is None:
+            raise SlackApiError("no_such_subteam")
+        raw = args.get("users")
+        users = [u.strip() for u in (raw if isinstance(raw, list) else str(raw or "").split(",")) if u.strip()]
+        if not users:
+            raise SlackApiError("no_users_provided")
+        if any(u not in self.users or self.users[u].get("deleted") or self.users[u].get("is_bot") for u in users):
+            raise SlackApiError("invalid_users")
+        group["users"] = list(dict.fromkeys(users))
+        group["user_count"] = len(group["users"])
+        group["date_update"] = int(time.time())
+        include_count = str(args.get("include_count", "false")).lower() in ("1", "true")
+        shown = {k: v for k, v in group.items() if include_count or k != "user_count"}
+        return {"usergroup": shown}
+
     # -- response_url ---------------------------------------------------------------------
     def respond(self, token: str, payload: dict[str, Any]) -> None:
         entry = {"token": token, **payload}
