@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.errors import OpsbotError
+from bot.errors import DependencyDown, OpsbotError
 
 Action = Literal["trigger", "acknowledge", "resolve"]
 
@@ -22,6 +22,8 @@ class Notice:
     text: str  # plain text body
     link: str | None = None  # the Slack channel (https://slack.com/app_redirect?channel=C…)
     details: dict[str, str] = field(default_factory=dict)
+    # The severity's place in `severities:` (0 = most severe) when known: PagerDuty's and Opsgenie's levels.
+    rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,14 @@ class PageRejected(OpsbotError):
     """The provider refused the page (a wrong key, an invalid event): final, not retried."""
 
 
+class Throttled(DependencyDown):
+    """The provider asked to slow down (HTTP 429): transient; `retry_after` seconds when it said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Provider(ABC):
     kind: str
 
@@ -42,3 +52,17 @@ class Provider(ABC):
         """Deliver `notice` to `name` (a service, team, address or webhook name). Raises DependencyDown for
         what may work on a retry (no answer, 5xx, 429) and PageRejected for a refusal; never a secret in
         either message."""
+
+
+_LEVELS = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def rank(notice: Notice) -> int | None:
+    """How severe `notice` is, 0 = most: its `rank`, else an alert level, else the number in P2/SEV-2/S2."""
+    if notice.rank is not None:
+        return max(notice.rank, 0)
+    name = notice.severity.strip().lower()
+    if name in _LEVELS:
+        return _LEVELS[name]
+    digits = "".join(c for c in name if c.isdigit())
+    return max(int(digits) - 1, 0) if digits and len(digits) <= 2 else None
