@@ -95,14 +95,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return 1
     path = found[0]
     errors, warnings = check_file(path)
+    if args.strict:  # --strict: every warning is an error, and says so
+        errors, warnings = errors + warnings, []
     for problem in errors:
         print(f"{path}: error: {problem}")
     for problem in warnings:
         print(f"{path}: warning: {problem}")
     if errors:
-        print(f"{path}: {len(errors)} problem(s) found", file=sys.stderr)
-        return 1
-    if warnings and args.strict:
+        print(f"{path}: {len(errors)} problem(s) found" + (f", {len(warnings)} warning(s)" if warnings else ""),
+              file=sys.stderr)
         return 1
     print(f"{path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return 0

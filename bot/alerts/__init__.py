@@ -288,7 +288,7 @@ def make_sources(settings: AlertSettings, fetcher: Fetcher) -> dict[str, MetricS
     }
     if settings.prometheus is not None:
         sources["prometheus"] = PrometheusSource(
-            fetcher, url=str(settings.prometheus.url), token=settings.prometheus.token,
+            fetcher, url=settings.prometheus.url, token=settings.prometheus.token,
             timeout=settings.prometheus.timeout.total_seconds())
     return sources
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from bot.config import targets
+from bot.config import files, targets
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.config.base import Model, Name
 from bot.config.escalation import EscalationLevel, EscalationPolicy
@@ -27,12 +26,12 @@ from bot.config.rollbacks import (
     RollbackTarget,
     WebhookRunner,
 )
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
 from bot.errors import ConfigError, NotFound, UnknownSeverity
 
 __all__ = [
     "AlertRule", "AlertSettings", "BuiltinFlagStore", "Channels", "CommandRunner", "Config", "EnvRef",
-    "Environment", "EscalationLevel", "EscalationPolicy", "Flag", "GithubActionsRunner", "HttpCheck",
+    "EnvUrl", "Environment", "EscalationLevel", "EscalationPolicy", "Flag", "GithubActionsRunner", "HttpCheck",
     "HttpFlagStore", "IncidentSettings", "Paging", "PermissionRule", "Permissions", "PostgresCheck",
     "PostgresFlagStore", "RollbackSettings", "RollbackTarget", "Schedule", "Severity", "SmokeSuite", "TcpCheck",
     "Threshold", "WebhookRunner", "check_file", "load_config",
@@ -168,36 +167,63 @@ def _message(error: ErrorDetails) -> str:
     return msg
 
 
-def format_errors(exc: ValidationError) -> list[str]:
-    return [f"{_loc(e['loc'])}: {_message(e)}" for e in exc.errors()]
+def format_errors(exc: ValidationError, origin: Callable[[tuple[Any, ...]], str | None] | None = None) -> list[str]:
+    """`path: problem`, with `(in FILE)` for what an included file wrote."""
+    out = []
+    for e in exc.errors():
+        file = origin(tuple(e["loc"])) if origin is not None else None
+        out.append(f"{_loc(e['loc'])}: {_message(e)}" + (f" (in {file})" if file else ""))
+    return out
 
 
-def parse_config(data: Any, *, source: str = "opsbot.yml") -> Config:
+def parse_config(data: Any, *, source: str = "opsbot.yml", env: Mapping[str, str] | None = None,
+                 origin: Callable[[tuple[Any, ...]], str | None] | None = None) -> Config:
+    """Validate parsed YAML. `env` (default os.environ) is what `${VAR}` URLs are checked with."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(["(top level): expected a mapping of sections"], source)
     try:
-        return Config.model_validate(dict(data))
+        return Config.model_validate(dict(data), context={"env": env})
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc), source) from None
+        raise ConfigError(format_errors(exc, origin), source) from None
 
 
-def load_config(path: Path | str | None = None) -> Config:
-    """Load and validate opsbot.yml; None means the bundled example config."""
+def _load(path: Path | str | None, env: Mapping[str, str] | None) -> tuple[Config | None, list[str], list[str]]:
+    """(config or None, errors, warnings): the file with its includes, renamed keys moved, validated."""
     file = Path(path) if path else EXAMPLE_CONFIG
-    source = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file: {exc.strerror}"], source) from None
+        loaded = files.read(file)
+    except ConfigError as exc:
+        return None, exc.problems, []
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"], source) from None
-    return parse_config(data, source=source)
+        warnings = files.renamed(loaded.data)
+    except ConfigError as exc:
+        return None, exc.problems, []
+    try:
+        return parse_config(loaded.data, source=str(file), env=env, origin=loaded.origin), [], warnings
+    except ConfigError as exc:
+        return None, exc.problems, warnings + _raw_missing_env(loaded.data, env)
+
+
+def load_config(path: Path | str | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate opsbot.yml (with its includes); None means the bundled example config."""
+    config, errors, _warnings = _load(path, env)
+    if config is None:
+        raise ConfigError(errors, str(Path(path) if path else EXAMPLE_CONFIG))
+    return config
+
+
+def _raw_missing_env(data: Any, env: Mapping[str, str] | None, path: str = "") -> list[str]:
+    """missing_env for a config that did not validate: every `${VAR}` string in the YAML itself."""
+    if isinstance(data, str):
+        return [f"{path}: environment variable {var} is not set" for var in EnvRef(data).missing(env)]
+    if isinstance(data, dict):
+        return [p for key, item in data.items() for p in _raw_missing_env(item, env, f"{path}.{key}" if path
+                                                                           else str(key))]
+    if isinstance(data, list):
+        return [p for i, item in enumerate(data) for p in _raw_missing_env(item, env, f"{path}[{i}]")]
+    return []
 
 
 def env_refs(config: Config) -> list[tuple[str, EnvRef]]:
@@ -233,9 +259,8 @@ def referenced_env(config: Config) -> list[str]:
 
 
 def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
-    """(errors, warnings) for `opsbot config check`."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return exc.problems, []
-    return [], missing_env(config, env) + targets.warnings(config)
+    """(errors, warnings) for `opsbot config check`: both, even when there are errors."""
+    config, errors, warnings = _load(path, env)
+    if config is None:
+        return errors, warnings
+    return [], warnings + missing_env(config, env) + targets.warnings(config)

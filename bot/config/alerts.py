@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, Field, model_validator
 
 from bot.config.base import Model, Name
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
 from bot.durations import Duration
 
 _THRESHOLD = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*%?\s*$")
@@ -44,7 +44,7 @@ class Threshold(Model):
 
 
 class PrometheusSource(Model):
-    url: AnyHttpUrl
+    url: EnvUrl
     token: EnvRef | None = None
     timeout: Duration = timedelta(seconds=10)
 

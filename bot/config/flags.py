@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import Field, field_validator
 
 from bot.config.base import Model
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
 from bot.durations import Duration
 
 SQL_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -53,7 +53,7 @@ class PostgresFlagStore(Model):
 
 class HttpFlagStore(Model):
     provider: Literal["http"]
-    url: AnyHttpUrl
+    url: EnvUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"
     token: EnvRef | None = None
     # JSON body; string values are Jinja2 templates over name, enabled, kill_switch, rollout, environment.
@@ -61,7 +61,7 @@ class HttpFlagStore(Model):
         default_factory=lambda: {"name": "{{ name }}", "enabled": "{{ enabled }}", "kill_switch": "{{ kill_switch }}"}
     )
     # GET answering the flag's current state (the flag object, a list of them, or an object by name).
-    state_url: AnyHttpUrl | None = None
+    state_url: EnvUrl | None = None
     key: str | None = None
     timeout: Duration = timedelta(seconds=5)
 

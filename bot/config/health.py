@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bot.config.base import Model, Name
-from bot.config.secrets import CommandEnv, EnvRef
+from bot.config.secrets import CommandEnv, EnvRef, EnvUrl
 from bot.durations import Duration
 
 
@@ -28,7 +28,7 @@ class _Check(Model):
 
 class HttpCheck(_Check):
     type: Literal["http"] = "http"
-    url: AnyHttpUrl
+    url: EnvUrl
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, EnvRef] = Field(default_factory=dict)
     # A status code, a list of them, or None for "any 2xx".

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator
+from pydantic import Field, field_validator
 
 from bot.config.base import Model
-from bot.config.secrets import CommandEnv, EnvRef
+from bot.config.secrets import REF, CommandEnv, EnvRef, EnvUrl
 from bot.durations import Duration
+from bot.errors import ConfigError
 
 # A version as CI and registries write it (tags, SHAs, image refs); never starts with "-" so it
 # cannot turn into a command-line option.
@@ -44,6 +46,28 @@ def fill_template(template: str, values: dict[str, str]) -> str:
     return template.format_map({name: values.get(name, "") for name in PLACEHOLDERS})
 
 
+def _escaped_refs(template: str, env: Mapping[str, str] | None = None, *, reveal: bool = False) -> str:
+    """`template` with each `${VAR}` made literal for str.format: as written, or (reveal) its value."""
+    out, pos = "", 0
+    for match in REF.finditer(template):
+        text = EnvRef(match.group(0)).reveal(env) if reveal else match.group(0)
+        out += template[pos:match.start()] + text.replace("{", "{{").replace("}", "}}")
+        pos = match.end()
+    return out + template[pos:]
+
+
+def fill_url(template: str, values: dict[str, str], env: Mapping[str, str] | None = None, *, where: str) -> str:
+    """A URL template with `${VAR}` references and `{placeholders}`: the variables are substituted first
+    (so a typed reason can never name one), then the placeholders; ConfigError when it is not a URL."""
+    try:
+        url = fill_template(_escaped_refs(template, env, reveal=True), values)
+    except ConfigError as exc:
+        raise ConfigError([f"{where}: {exc.problems[0]}"]) from None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError([f"{where}: not a valid URL once its variables are substituted"])
+    return url
+
+
 class _Runner(Model):
     # None: 2 for production environments, 0 otherwise.
     approvals: int | None = Field(default=None, ge=0, le=10)
@@ -59,7 +83,7 @@ class GithubActionsRunner(_Runner):
     workflow: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     ref: str = "main"
     token: EnvRef
-    api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
+    api_url: EnvUrl = EnvUrl("https://api.github.com/")
     # Extra workflow inputs; values are templates over service, environment, version, reason.
     inputs: dict[str, str] = Field(default_factory=dict)
     poll_interval: Duration = timedelta(seconds=10)
@@ -74,7 +98,7 @@ class GithubActionsRunner(_Runner):
 
 class WebhookRunner(_Runner):
     provider: Literal["webhook"]
-    url: AnyHttpUrl
+    url: EnvUrl
     secret: EnvRef
     # Optional: polled with GET until it reports a terminal status; may use {rollback_id}.
     status_url: str | None = None
@@ -87,8 +111,8 @@ class WebhookRunner(_Runner):
     @classmethod
     def _status_url(cls, value: str | None) -> str | None:
         if value is not None:
-            template_fields(value)
-            if not value.startswith(("http://", "https://")):
+            template_fields(_escaped_refs(value))
+            if not value.startswith(("http://", "https://", "${")):
                 raise ValueError("not a valid URL")
         return value
 

@@ -6,13 +6,14 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, GetCoreSchemaHandler
+from pydantic import AfterValidator, AnyHttpUrl, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
 from bot.errors import ConfigError
 
-_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class EnvRef:
@@ -24,11 +25,11 @@ class EnvRef:
         self.template = template
 
     def references(self) -> list[str]:
-        return [m.group(1) for m in _REF.finditer(self.template)]
+        return [m.group(1) for m in REF.finditer(self.template)]
 
     def missing(self, env: Mapping[str, str] | None = None) -> list[str]:
         env = os.environ if env is None else env
-        return [m.group(1) for m in _REF.finditer(self.template) if m.group(1) not in env and m.group(2) is None]
+        return [m.group(1) for m in REF.finditer(self.template) if m.group(1) not in env and m.group(2) is None]
 
     def reveal(self, env: Mapping[str, str] | None = None, *, where: str = "") -> str:
         """The resolved value. Raises ConfigError naming the variable (never its value)."""
@@ -41,7 +42,7 @@ class EnvRef:
         def sub(match: re.Match[str]) -> str:
             return env.get(match.group(1), match.group(2) or "")
 
-        return _REF.sub(sub, self.template)
+        return REF.sub(sub, self.template)
 
     def __repr__(self) -> str:
         refs = self.references()
@@ -67,6 +68,84 @@ class EnvRef:
         return core_schema.no_info_plain_validator_function(
             build, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.template)
         )
+
+
+class EnvUrl(EnvRef):
+    """An http(s) URL that may hold `${VAR}` references, validated as a URL once they are substituted.
+
+    A literal URL is checked (and normalised, as pydantic's AnyHttpUrl writes it) when the config loads; a
+    URL with references is checked at load when its variables are set, by `opsbot config check`, and again
+    by `reveal()` where it is used. `str()` is the URL as written (references unexpanded, never a value),
+    so labels and logs stay free of secrets; callers that make requests use `reveal()`."""
+
+    __slots__ = ()
+
+    def reveal(self, env: Mapping[str, str] | None = None, *, where: str = "") -> str:
+        """The substituted URL, normalised; ConfigError naming the variables (never their values)."""
+        value = super().reveal(env, where=where)
+        if not self.references():
+            return value
+        problem = _url_problem(value)
+        if problem:
+            place = f"{where}: " if where else ""
+            raise ConfigError([f"{place}{problem} once {', '.join('${' + r + '}' for r in self.references())} "
+                               "is substituted"])
+        return str(AnyHttpUrl(value))
+
+    def problem(self, env: Mapping[str, str] | None = None) -> str | None:
+        """Why this URL is not valid with `env`'s values, or None (also None while a variable is unset)."""
+        if self.missing(env):
+            return None
+        try:
+            self.reveal(env)
+        except ConfigError as exc:
+            return exc.problems[0]
+        return None
+
+    @property
+    def username(self) -> str | None:
+        return urlsplit(self.template).username
+
+    @property
+    def password(self) -> str | None:
+        return urlsplit(self.template).password
+
+    def __repr__(self) -> str:
+        return f"EnvUrl({self.template!r})"
+
+    def __str__(self) -> str:
+        return self.template
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def build(value: Any, info: core_schema.ValidationInfo) -> EnvUrl:
+            if isinstance(value, EnvUrl):
+                return value
+            if not isinstance(value, str):
+                raise ValueError("expected a URL (http:// or https://; ${VAR} may stand for any part)")
+            ref = cls(value.strip())
+            if not ref.references():
+                problem = _url_problem(ref.template)
+                if problem:
+                    raise ValueError(problem)
+                return cls(str(AnyHttpUrl(ref.template)))
+            env = (info.context or {}).get("env") if isinstance(info.context, dict) else None
+            problem = ref.problem(env)
+            if problem:
+                raise ValueError(problem)
+            return ref
+
+        return core_schema.with_info_plain_validator_function(
+            build, serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v.template)
+        )
+
+
+def _url_problem(value: str) -> str | None:
+    try:
+        AnyHttpUrl(value)
+    except ValidationError:
+        return "not a valid URL"
+    return None
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -18,6 +18,7 @@ from jinja2 import TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bot.config.flags import HttpFlagStore
+from bot.config.secrets import EnvUrl
 from bot.errors import ProviderError
 from bot.providers.flags_base import FlagChange, FlagState, ProviderContext, StoreUnreachable
 
@@ -122,6 +123,9 @@ class HttpFlags:
                 headers["Authorization"] = f"Bearer {token}"
         return headers
 
+    def _url(self, url: EnvUrl, field: str) -> str:
+        return url.reveal(where=f"flags.{self.ctx.flag}.environments.{self.ctx.environment}.{field}")
+
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response: httpx.Response = await self.ctx.http.request(
@@ -142,7 +146,7 @@ class HttpFlags:
     async def read(self) -> FlagState:
         if self.store.state_url is None:
             return FlagState()  # unknown: this API has no read endpoint configured
-        response = await self._request("GET", str(self.store.state_url))
+        response = await self._request("GET", self._url(self.store.state_url, "state_url"))
         try:
             data = response.json()
         except ValueError:
@@ -164,7 +168,7 @@ class HttpFlags:
             body = render_body(self.store.body, context)
         except TemplateError as exc:
             raise ProviderError(f"{self.where}: the body template failed ({type(exc).__name__}).") from None
-        response = await self._request(self.store.method, str(self.store.url), json=body)
+        response = await self._request(self.store.method, self._url(self.store.url, "url"), json=body)
         if self.store.state_url is not None:
             # The change is made: a failed read-back must not be reported as a failed (unmade) change.
             try:

@@ -6,17 +6,19 @@ import json
 from typing import Any
 
 from bot.config.alerts import AlertRule
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
+from bot.errors import ConfigError
 from bot.providers.metrics_base import Fetcher, MetricSourceError, Sample, as_number
 
 
 class PrometheusSource:
     """A vector answer gives one sample per series (labels from `metric`), a scalar one sample."""
 
-    def __init__(self, fetcher: Fetcher, *, url: str, token: EnvRef | None = None,
+    def __init__(self, fetcher: Fetcher, *, url: str | EnvUrl, token: EnvRef | None = None,
                  timeout: float = 10.0) -> None:
         self.fetcher = fetcher
-        self.url = url.rstrip("/") + "/api/v1/query"
+        self.base = url  # a `${VAR}` URL is substituted at each read
+        self.url = str(url).rstrip("/") + "/api/v1/query"
         self.token = token
         self.timeout = timeout
 
@@ -24,7 +26,13 @@ class PrometheusSource:
         headers = {"Accept": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token.reveal(where='alerts.prometheus.token')}"
-        body = await self.fetcher.get(self.url, params={"query": rule.query}, headers=headers,
+        url = self.url
+        if isinstance(self.base, EnvUrl) and self.base.references():
+            try:
+                url = self.base.reveal(where="alerts.prometheus.url").rstrip("/") + "/api/v1/query"
+            except ConfigError as exc:
+                raise MetricSourceError(exc.problems[0]) from None
+        body = await self.fetcher.get(url, params={"query": rule.query}, headers=headers,
                                 timeout=self.timeout)
         try:
             answer = json.loads(body)

@@ -34,7 +34,8 @@ class GithubActionsProvider(Provider):
                                                      f"{request.environment}.token")
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28"}
-        base = str(cfg.api_url).rstrip("/")
+        base = cfg.api_url.reveal(self.environ, where=f"rollbacks.{request.service}.environments."
+                                                        f"{request.environment}.api_url").rstrip("/")
         workflow_url = f"{base}/repos/{cfg.repo}/actions/workflows/{cfg.workflow}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.timeout.total_seconds()

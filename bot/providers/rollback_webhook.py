@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bot.config.rollbacks import WebhookRunner, fill_template
+from bot.config.rollbacks import WebhookRunner, fill_url
 from bot.durations import format_duration
 from bot.errors import ProviderError
 from bot.providers.rollback_base import Progress, Provider, RollbackOutcome, RollbackRequest, error_message, register
@@ -53,6 +53,8 @@ class WebhookProvider(Provider):
         cfg = self.config
         secret = cfg.secret.reveal(self.environ, where=f"rollbacks.{request.service}.environments."
                                                        f"{request.environment}.secret")
+        where = f"rollbacks.{request.service}.environments.{request.environment}"
+        url = cfg.url.reveal(self.environ, where=f"{where}.url")
         values = request.values()
         timestamp = str(int(time.time()))
         delivery = str(uuid.uuid4())
@@ -63,7 +65,7 @@ class WebhookProvider(Provider):
         }, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Opsbot-Timestamp": timestamp,
                    "X-Opsbot-Delivery": delivery, "X-Opsbot-Signature": signature(secret, body)}
-        response = await self._post(body, headers, progress)
+        response = await self._post(url, body, headers, progress)
         answer = _json(response)
         if not cfg.status_url:
             status = str(answer.get("status") or "").lower()
@@ -73,9 +75,10 @@ class WebhookProvider(Provider):
             return RollbackOutcome("succeeded", f"The webhook accepted the rollback (HTTP {response.status_code}).",
                                    run_url=_url(answer))
         await progress("The webhook accepted the rollback; following its status…")
-        return await self._follow(fill_template(cfg.status_url, values), progress)
+        status_url = fill_url(cfg.status_url, values, self.environ, where=f"{where}.status_url")
+        return await self._follow(status_url, progress)
 
-    async def _post(self, body: bytes, headers: dict[str, str], progress: Progress) -> httpx.Response:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], progress: Progress) -> httpx.Response:
         cfg = self.config
         assert self.http is not None, "build_runner always gives providers the shared HTTP client"
         attempts = cfg.retries + 1
@@ -85,7 +88,7 @@ class WebhookProvider(Provider):
                 await progress(f"Webhook attempt {attempt} failed ({problem}); retrying ({attempt + 1}/{attempts})…")
                 await asyncio.sleep(cfg.retry_backoff.total_seconds() * 2 ** (attempt - 1))
             try:
-                response = await self.http.post(str(cfg.url), content=body, headers=headers,
+                response = await self.http.post(url, content=body, headers=headers,
                                                 timeout=cfg.request_timeout.total_seconds())
             except httpx.TimeoutException:
                 problem = f"no answer within {format_duration(cfg.request_timeout)}"
