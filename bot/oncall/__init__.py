@@ -133,10 +133,10 @@ async def add_override(db: Database, config: Config, clock: Clock, *, schedule: 
     name, _ = schedule_of(config, schedule)
     now = clock()
     start = start or now
-    if end <= start:
-        raise InvalidInput("An override must end after it starts.")
     if end <= now:
         raise InvalidInput("That override would already be over.")
+    if end <= start:
+        raise InvalidInput("An override must end after it starts.")
     if end - start > MAX_OVERRIDE:
         raise InvalidInput(f"An override lasts at most {MAX_OVERRIDE.days} days.")
     if not (user.startswith(("U", "W")) and user.isalnum()):
