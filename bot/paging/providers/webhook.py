@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -35,6 +36,15 @@ def payload(notice: Notice, delivery: str, timestamp: int) -> bytes:
         "severity": notice.severity, "urgent": notice.urgent, "text": notice.text, "link": notice.link,
         "details": notice.details, "delivery": delivery, "timestamp": timestamp,
     }, separators=(",", ":")).encode()
+
+
+def url_secrets(target: str) -> list[str]:
+    """The URL and the parts of it that may be tokens (query values, a password, long path segments), masked
+    in error texts: a receiver's error page may echo any of them."""
+    parts = urlsplit(target)
+    found = [target, *(value for _key, value in parse_qsl(parts.query)), parts.password or ""]
+    found += [segment for segment in parts.path.split("/") if len(segment) >= 12]
+    return [f for f in found if len(f) >= 6]
 
 
 class WebhookProvider(Provider):
@@ -63,7 +73,7 @@ class WebhookProvider(Provider):
                    "X-Opsbot-Signature": signature(secret, body)}
         # The URL itself may carry a token: it is a secret too, kept out of every message.
         response = await _http.post(self.http, target, what=f"Webhook {name}", timeout=hook.timeout,
-                                    secrets=[secret, target], content=body, headers=headers)
+                                    secrets=[secret, *url_secrets(target)], content=body, headers=headers)
         _http.log.info("Webhook %s accepted %s %s (HTTP %s)", name, notice.action, notice.dedup_key,
                        response.status_code)
         return Delivery(delivery, f"Webhook {name}: HTTP {response.status_code}")
