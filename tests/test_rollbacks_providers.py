@@ -75,6 +75,39 @@ async def test_github_actions_dispatches_finds_the_new_run_and_follows_it(make_b
     assert GITHUB_TOKEN not in everything_said(bot)
 
 
+async def test_github_actions_inputs_are_mapped_renamed_and_dropped(make_bot: Any) -> None:
+    # An existing workflow that declares `app` and `version` only, as the runbook's deploy workflow does.
+    github = FakeGitHub(declared={"app": True, "version": True, "note": False})
+    inputs = {"service": None, "environment": None, "reason": None, "app": "{service}", "version": "v-{version}",
+              "note": "{reason} ({requested_by})"}
+    async with LocalServer(github.app()) as server:
+        bot = await staging_bot(make_bot, github_runner(server.url, inputs=inputs))
+        await request_rollback(bot, "api staging to v1.4.2", reason="bad migration")
+    [dispatch] = github.dispatches
+    assert dispatch["inputs"] == {"app": "api", "version": "v-v1.4.2", "note": f"bad migration ({ALICE})"}
+    [row] = await rollbacks_in_db(bot)
+    assert row.status == "succeeded"
+
+
+async def test_github_actions_unexpected_input_is_githubs_422_named_in_the_thread(make_bot: Any) -> None:
+    github = FakeGitHub(declared={"app": True, "version": True})
+    async with LocalServer(github.app()) as server:
+        bot = await staging_bot(make_bot, github_runner(server.url, inputs={"app": "{service}"}))
+        await request_rollback(bot, "api staging to v1")
+    [row] = await rollbacks_in_db(bot)
+    assert row.status == "failed" and github.dispatches == []
+    assert ('GitHub refused the workflow dispatch (HTTP 422: Unexpected inputs provided: ["service", '
+            '"environment", "reason"])') in thread(bot, request_message(bot))
+
+
+def test_github_actions_null_may_only_drop_an_input_opsbot_sends() -> None:
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="`ticket: null` drops nothing"):
+        rollback_config({"api": {"environments": {"staging": github_runner("http://127.0.0.1:9",
+                                                                            inputs={"ticket": None})}}})
+
+
 async def test_github_actions_failed_conclusion_is_a_failed_rollback(make_bot: Any) -> None:
     github = FakeGitHub(conclusion="failure")
     async with LocalServer(github.app()) as server:

@@ -142,8 +142,11 @@ class FakeGitHub:
     """The three Actions endpoints opsbot uses; a dispatched run shows up on the second listing and
     progresses queued -> in_progress -> completed, one step per status read."""
 
-    def __init__(self, *, token: str = GITHUB_TOKEN, conclusion: str = "success") -> None:
+    def __init__(self, *, token: str = GITHUB_TOKEN, conclusion: str = "success",
+                 declared: dict[str, bool] | None = None) -> None:
         self.token, self.conclusion = token, conclusion
+        # The workflow's `on.workflow_dispatch.inputs` (name -> required); None accepts any input.
+        self.declared = declared
         self.dispatches: list[dict[str, Any]] = []
         self.list_queries: list[dict[str, str]] = []
         self._ids = itertools.count(500)
@@ -173,6 +176,14 @@ class FakeGitHub:
             inputs = body.get("inputs") or {}
             if not isinstance(body.get("ref"), str) or not all(isinstance(v, str) for v in inputs.values()):
                 return JSONResponse({"message": "Invalid request"}, status_code=422)
+            if self.declared is not None:  # as GitHub answers for a workflow's declared inputs
+                unexpected = [name for name in inputs if name not in self.declared]
+                if unexpected:
+                    return JSONResponse({"message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
+                                         "documentation_url": "https://docs.github.com/rest"}, status_code=422)
+                absent = [name for name, required in self.declared.items() if required and name not in inputs]
+                if absent:
+                    return JSONResponse({"message": f"Required input '{absent[0]}' not provided"}, status_code=422)
             self.dispatches.append({"path": request.url.path, **body})
             self.hidden.append(self._run(next(self._ids), datetime.now(UTC)))
             return Response(status_code=204)

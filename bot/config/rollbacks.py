@@ -68,6 +68,10 @@ def fill_url(template: str, values: dict[str, str], env: Mapping[str, str] | Non
     return url
 
 
+# What the github_actions provider sends as workflow inputs unless `inputs:` drops them (`name: null`).
+DEFAULT_INPUTS = ("service", "environment", "version", "reason")
+
+
 class _Runner(Model):
     # None: 2 for production environments, 0 otherwise.
     approvals: int | None = Field(default=None, ge=0, le=10)
@@ -84,16 +88,35 @@ class GithubActionsRunner(_Runner):
     ref: str = "main"
     token: EnvRef
     api_url: EnvUrl = EnvUrl("https://api.github.com/")
-    # Extra workflow inputs; values are templates over service, environment, version, reason.
-    inputs: dict[str, str] = Field(default_factory=dict)
+    # The workflow's inputs. opsbot sends service, environment, version and reason unless told otherwise:
+    # a key here sets (or renames, e.g. `app: "{service}"`) an input from a template over the placeholders,
+    # and `null` drops one of those four (a workflow refuses inputs it does not declare with a 422).
+    inputs: dict[str, str | None] = Field(default_factory=dict)
     poll_interval: Duration = timedelta(seconds=10)
 
     @field_validator("inputs")
     @classmethod
-    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
-        for template in value.values():
-            template_fields(template)
+    def _templates(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for name, template in value.items():
+            if template is None:
+                if name not in DEFAULT_INPUTS:
+                    raise ValueError(f"`{name}: null` drops nothing: opsbot only sends {', '.join(DEFAULT_INPUTS)} "
+                                     "by itself")
+            else:
+                template_fields(template)
+        if len(value) > 10 + len(DEFAULT_INPUTS):
+            raise ValueError("GitHub accepts at most 10 workflow inputs")
         return value
+
+    def workflow_inputs(self, values: dict[str, str]) -> dict[str, str]:
+        """The dispatch's `inputs`: the defaults, then the configured ones (templates filled, nulls dropped)."""
+        inputs = {name: values.get(name, "") for name in DEFAULT_INPUTS}
+        for name, template in self.inputs.items():
+            if template is None:
+                inputs.pop(name, None)
+            else:
+                inputs[name] = fill_template(template, values)
+        return inputs
 
 
 class WebhookRunner(_Runner):

@@ -41,9 +41,7 @@ class GithubActionsProvider(Provider):
         deadline = loop.time() + cfg.timeout.total_seconds()
         interval = cfg.poll_interval.total_seconds()
 
-        inputs = {"service": request.service, "environment": request.environment, "version": request.version,
-                  "reason": request.reason}
-        inputs.update({name: request.fill(template) for name, template in cfg.inputs.items()})
+        inputs = cfg.workflow_inputs(request.values())
         known = {run["id"] for run in await self._runs(workflow_url, headers)}
         dispatched_at = datetime.now(UTC)
         response = await self._call("POST", f"{workflow_url}/dispatches", headers,
