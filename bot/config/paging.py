@@ -9,35 +9,17 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AnyHttpUrl, Field, ValidationError
+from pydantic import AfterValidator, Field
 
 from bot.config.base import Model, Name
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
 from bot.durations import Duration
 from bot.errors import ConfigError
 
 
-def _http_url(value: EnvRef) -> EnvRef:
-    """A literal must be an http(s) URL now; a `${VAR}` one is checked when it is resolved (`url()`)."""
-    if not value.references():
-        _parse_url(value.template, "")
-    return value
-
-
-def _parse_url(text: str, where: str) -> str:
-    try:
-        AnyHttpUrl(text)
-    except ValidationError:
-        raise (ConfigError([f"{where}: not a valid URL"]) if where else ValueError("not a valid URL")) from None
-    return text.rstrip("/")
-
-
-UrlRef = Annotated[EnvRef, AfterValidator(_http_url)]
-
-
-def url(ref: EnvRef, env: Mapping[str, str] | None = None, *, where: str) -> str:
+def url(ref: EnvUrl, env: Mapping[str, str] | None = None, *, where: str) -> str:
     """The resolved URL without a trailing slash; ConfigError (naming `where`, never the value) when unusable."""
-    return _parse_url(ref.reveal(env, where=where), where)
+    return ref.reveal(env, where=where).rstrip("/")
 
 
 class PagerDutyService(Model):
@@ -49,7 +31,7 @@ class PagerDutyService(Model):
 
 
 class PagerDuty(Model):
-    events_url: UrlRef = EnvRef("https://events.pagerduty.com")
+    events_url: EnvUrl = EnvUrl("https://events.pagerduty.com")
     services: dict[Name, PagerDutyService] = Field(default_factory=dict)
     # The signing secret of PagerDuty's v3 webhook subscription to POST /webhooks/pagerduty.
     webhook_secret: EnvRef | None = None
@@ -57,7 +39,7 @@ class PagerDuty(Model):
 
 
 class Opsgenie(Model):
-    api_url: UrlRef = EnvRef("https://api.opsgenie.com")  # EU accounts: https://api.eu.opsgenie.com
+    api_url: EnvUrl = EnvUrl("https://api.opsgenie.com")  # EU accounts: https://api.eu.opsgenie.com
     api_key: EnvRef
     # `opsgenie:<team>` targets: the teams opsbot may page (Opsgenie team names).
     teams: list[str] = Field(default_factory=list)
@@ -108,7 +90,7 @@ class Email(Model):
 class PagingWebhook(Model):
     """`webhook:<name>`: a JSON POST signed like rollback webhooks (X-Opsbot-Signature)."""
 
-    url: EnvRef
+    url: EnvUrl  # often a secret itself (a token in the path or query): ${OPS_WEBHOOK_URL}
     secret: EnvRef
     timeout: Duration = timedelta(seconds=10)
 
