@@ -216,3 +216,22 @@ def test_shifts_tile_the_range_without_gaps_or_overlaps(rotation: str) -> None:
     assert found[0].start == start and found[-1].end == end
     for before, after in pairwise(found):
         assert before.end == after.start and before.user != after.user
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    ({"usergroup": "oncall"}, "user group's @handle or its S… id"),
+    ({"restrictions": [{"days": []}]}, "at least 1 item"),
+    ({"rotation": "30m"}, "a rotation is at least 1h"),
+    ({"time_zone": "Mars/Olympus"}, "unknown time zone"),
+    ({"overrides": [{"user": "U1", "start": "2026-01-02 00:00", "end": "2026-01-01 00:00"}]}, "must be after"),
+])
+def test_schedule_config_problems_are_named(data: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        schedule(**{"members": ["U0ALICE01"], "start": "2026-01-01 00:00", **data})
+
+
+def test_a_schedule_has_layers_or_a_feed() -> None:
+    with pytest.raises(ValueError, match="either `layers`"):
+        schedule(members=["U0ALICE01"], start="2026-01-01 00:00", ical={"url": "https://example.invalid/x.ics"})
+    with pytest.raises(ValueError, match="either `layers`"):
+        schedule(time_zone="UTC")

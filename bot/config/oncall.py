@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,19 +15,23 @@ from bot.durations import Duration
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+USERGROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
+USERGROUP_HANDLE = re.compile(r"@[a-z0-9][a-z0-9._-]{0,79}")
 
 
 class Restriction(Model):
     """The layer applies only inside this window (e.g. business hours), in the schedule's time zone."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+    # The days a window starts on; a window whose `end` is not after its `start` ends the next day
+    # (22:00–06:00 crosses midnight, 00:00–00:00 is the whole day).
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
     start: time = time(0, 0)
     end: time = time(0, 0)  # 00:00 = until midnight
 
 
 class Layer(Model):
     name: str = ""
-    # Slack user ids (U…) or @handles, in rotation order.
+    # Slack user ids (U…), @names or e-mail addresses (looked up in Slack), in rotation order.
     members: list[str] = Field(min_length=1)
     rotation: Duration = timedelta(weeks=1)
     # The first hand-off (members[0] starts), in the schedule's time zone unless it carries an offset.
@@ -72,6 +77,13 @@ class Schedule(Model):
     ical: IcalFeed | None = None
     # Keep this Slack user group (handle or S… id) set to whoever is on call now.
     usergroup: str | None = None
+
+    @field_validator("usergroup")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and not (USERGROUP_ID.fullmatch(value) or USERGROUP_HANDLE.fullmatch(value)):
+            raise ValueError(f"`usergroup` is a user group's @handle or its S… id, not {value!r}")
+        return value
 
     @field_validator("time_zone")
     @classmethod

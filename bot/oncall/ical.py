@@ -20,6 +20,8 @@ import httpx
 import icalendar
 import recurring_ical_events
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.clock import Clock, as_utc
 from bot.config.oncall import IcalFeed
@@ -186,11 +188,14 @@ async def refresh(db: Database, http: httpx.AsyncClient, clock: Clock, *, schedu
 async def _store(db: Database, clock: Clock, *, schedule: str, body: str | None = None, etag: str | None = None,
                  error: str | None = None) -> FeedState:
     now = clock()
+    insert = sqlite_insert if db.is_sqlite else pg_insert
     async with db.session() as session:
-        row = await session.get(OncallFeed, schedule, with_for_update=True)
-        if row is None:
-            row = OncallFeed(schedule=schedule, body="", etag=None, fetched_at=now, error=None)
-            session.add(row)
+        # A write first (on SQLite it takes the lock before the read); two first refreshes make one row.
+        await session.execute(insert(OncallFeed).values(schedule=schedule, body="", etag=None, fetched_at=now,
+                                                        error=None).on_conflict_do_nothing(
+                                                            index_elements=["schedule"]))
+        row = await session.get(OncallFeed, schedule, with_for_update=True, populate_existing=True)
+        assert row is not None
         if error is not None:
             row.error = error[:255]
         else:
