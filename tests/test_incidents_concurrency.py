@@ -167,8 +167,8 @@ async def test_five_severity_changes_to_one_level_at_once_change_and_page_once(b
     await bot.settle()
 
     after, events = await counts(bot, incident), await timeline(bot, incident)
-    # The severity note and the page (P1 pages immediately): once.
-    assert changes(before, after, "severity") == {"events": 1, "audit": 1, "postmortems": 0, "posts": 2}
+    # The severity note and the page (P1 pages immediately, also noted in #incidents: issue 16): once.
+    assert changes(before, after, "severity") == {"events": 1, "audit": 1, "postmortems": 0, "posts": 3}
     assert after.get("event.escalated", 0) == 1
     winner = winner_of(events, "severity")
     assert len(answers(bot, f"INC-1 was already set to P1 by <@{winner}> just now")) == 4

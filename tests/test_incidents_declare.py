@@ -24,7 +24,10 @@ async def test_open_declares_announces_and_sets_up_the_channel(bot: BotHarness) 
     assert (incident.ref, incident.severity, incident.status) == ("INC-1", "P1", "investigating")
     assert incident.reporter_id == incident.commander_id == "U0ALICE01"
 
-    [announcement] = bot.messages("#incidents")
+    [announcement] = [m for m in bot.messages("#incidents") if not m.thread_ts]
+    # The escalation is also noted in the incidents channel, in the announcement's thread (issue 16).
+    assert [m.text for m in bot.messages("#incidents") if m.thread_ts] == [
+        "📣 INC-1 escalated to <!subteam^S0VPENG01> (Slack)."]
     text = announcement.all_text()
     assert "INC-1 · P1 · Checkout is down" in text
     assert f"<#{incident.channel_id}>" in text          # edited in place once the channel existed

@@ -44,7 +44,8 @@ async def test_update_in_the_channel_renders_the_template_everywhere(bot: BotHar
     bot.clock.advance(minutes=7)  # type: ignore[attr-defined]
     await bot.command("/incident", "update identified Bad deploy of checkout-api", channel=incident.channel_id or "")
     incident = await reload(bot, incident)
-    assert incident.status == "identified" and incident.acknowledged_by == "U0ALICE01"
+    # An update is not an acknowledgement (issue 16): only the button, `/incident ack` or a provider's ack.
+    assert incident.status == "identified" and incident.acknowledged_by is None
 
     posted = bot.messages(incident.channel_id or "")[-1].all_text()
     assert "🚨 *INCIDENT: Platform - Checkout is down* (INC-1)" in posted

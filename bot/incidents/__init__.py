@@ -30,6 +30,9 @@ from bot.db import Database
 from bot.durations import format_duration
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Incident, IncidentEvent
+from bot.paging import escalation
+from bot.paging import flows as paging_flows
+from bot.paging.escalation import Step
 from bot.templates import render
 from bot.timeline import OPEN, add_event
 
@@ -143,8 +146,18 @@ async def declare(session: AsyncSession, *, config: Config, clock: Clock, reques
     await add_event(session, clock=clock, incident_id=incident.id, actor=request.reporter_id, kind="declared",
                     text=f"{severity} declared: {incident.title}",
                     data={"severity": severity, "commander": incident.commander_id})
-    if level.immediate and level.escalate_to:  # claimed here, atomically: the timer job must not page again
-        await mark_escalated(session, clock=clock, incident=incident, targets=level.escalate_to, immediate=True)
+    # Levels due at once (an immediate severity, a policy's first level) and `inform:` are claimed here,
+    # atomically with the incident: the timer job must not page again. The set-up sends them.
+    await claim_escalation(session, config=config, clock=clock, incident=incident)
+    if level.inform:
+        await paging_flows.claim(session, config=config, clock=clock, subject=subject(incident),
+                                 policy=escalation.INFORM, step=Step(escalation.INFORM_CYCLE, 0, tuple(level.inform),
+                                                                     now),
+                                 requested_by=request.reporter_id, message=_page_text(incident, level))
+        await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalated",
+                        text=f"Informed {', '.join(level.inform)} (declared {severity})",
+                        data={"targets": level.inform, "policy": escalation.INFORM, "cycle": escalation.INFORM_CYCLE,
+                              "level": 0})
     return incident, True
 
 
@@ -246,7 +259,8 @@ async def newer(session: AsyncSession, *, incident_id: int,
 
 # -- changes ---------------------------------------------------------------------------------------
 async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident, actor: str) -> None:
-    """AlreadyDone when it was acknowledged already (by a press or by the first update)."""
+    """AlreadyDone when it was acknowledged already. Only an explicit acknowledgement (the button, `/incident
+    ack`, a paging provider's) stops the escalation; posting an update does not."""
     await require_open(session, clock=clock, incident=incident)
     if incident.acknowledged_at is not None:
         raise AlreadyDone(incident.ref, "acknowledged", actor=incident.acknowledged_by or "opsbot",
@@ -282,8 +296,6 @@ async def post_update(session: AsyncSession, *, clock: Clock, incident: Incident
         incident.eta = _clean(eta, 255)
     now = clock()
     incident.last_update_at = now
-    if incident.acknowledged_at is None:  # posting an update is a response
-        incident.acknowledged_at, incident.acknowledged_by = now, actor
     return await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="update",
                            text=text or f"Status: {incident.status}",
                            data={"status": status, "impact": impact, "eta": eta, "before": before,
@@ -305,8 +317,9 @@ async def change_severity(session: AsyncSession, *, config: Config, clock: Clock
     if new == old:
         raise await _done_by(session, incident, f"set to {new}", ("declared", "severity"), clock())
     incident.severity = new
-    if incident.acknowledged_at is None:
+    if incident.acknowledged_at is None:  # the new severity's escalation starts over (counted from declaration)
         incident.escalated_at = None
+        await paging_flows.forget(session, subject=subject(incident))
     await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="severity",
                     text=f"Severity {old} → {new}", data={"from": old, "to": new})
     return old
@@ -363,19 +376,93 @@ async def record_set_up(session: AsyncSession, *, clock: Clock, incident: Incide
 
 
 # -- timers -------------------------------------------------------------------------------------
+def subject(incident: Incident) -> str:
+    """The escalation subject of an incident (EscalationStep, Page)."""
+    return f"incident:{incident.id}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A step claimed for an incident: what to post, and the pages to send once committed."""
+
+    step: Step
+    policy: str
+    legacy: bool
+    pages: list[int]
+
+
+def policy_of(config: Config, incident: Incident) -> escalation.Resolved | None:
+    try:
+        level = config.severity(incident.severity)
+    except NotFound:
+        return None
+    return escalation.for_severity(config, level)
+
+
+async def due_steps(session: AsyncSession, *, config: Config, incident: Incident, now: datetime) -> list[Step]:
+    """The levels of the incident's policy due now (none once acknowledged or resolved)."""
+    resolved = policy_of(config, incident)
+    if resolved is None or incident.status not in OPEN:
+        return []
+    done = await paging_flows.fired(session, subject=subject(incident))
+    return escalation.due_steps(resolved.policy, incident.created_at, now, done,
+                                acknowledged=incident.acknowledged_at is not None)
+
+
 async def due_escalations(session: AsyncSession, *, config: Config, now: datetime) -> list[Incident]:
-    """Open, unacknowledged, not yet escalated, past the severity's response time, with targets."""
-    query = select(Incident).where(Incident.status.in_(OPEN), Incident.acknowledged_at.is_(None),
-                                   Incident.escalated_at.is_(None))
-    due = []
-    for incident in (await session.scalars(query)).all():
-        try:
-            level = config.severity(incident.severity)
-        except NotFound:
-            continue
-        if level.escalate_to and incident.created_at + level.response <= now:
-            due.append(incident)
-    return due
+    """Open, unacknowledged incidents with a level of their policy due."""
+    query = select(Incident).where(Incident.status.in_(OPEN), Incident.acknowledged_at.is_(None))
+    return [incident for incident in (await session.scalars(query)).all()
+            if await due_steps(session, config=config, incident=incident, now=now)]
+
+
+def _page_text(incident: Incident, level: Severity) -> str:
+    return (f"{incident.ref} ({level.name}): {incident.title}\n{level.description}".strip()
+            + f"\nCommander: {incident.commander_id}")
+
+
+async def claim_escalation(session: AsyncSession, *, config: Config, clock: Clock, incident: Incident) -> list[Claimed]:
+    """Record the due levels before they are posted, on the locked incident: nothing (no record) when an
+    acknowledgement, a resolution or another run's claim committed first, so nobody is paged for nothing."""
+    resolved = policy_of(config, incident)
+    steps = await due_steps(session, config=config, incident=incident, now=clock())
+    if resolved is None or not steps:
+        return []
+    level = config.severity(incident.severity)
+    claimed = []
+    for step in steps:
+        pages = await paging_flows.claim(session, config=config, clock=clock, subject=subject(incident),
+                                         policy=resolved.name, step=step, requested_by="opsbot",
+                                         message=_page_text(incident, level))
+        claimed.append(Claimed(step, resolved.name, resolved.legacy, [p.id for p in pages]))
+        await mark_escalated(session, clock=clock, incident=incident, targets=list(step.targets),
+                             why=_why(resolved, step, level), step=step, policy=resolved.name)
+    return claimed
+
+
+def _why(resolved: escalation.Resolved, step: Step, level: Severity) -> str:
+    if resolved.legacy:
+        return "immediate response" if level.immediate else "not acknowledged within the response time"
+    where = f"level {step.level + 1} of {resolved.name}" + (f", round {step.cycle + 1}" if step.cycle else "")
+    return where if step.first else f"{where}: not acknowledged"
+
+
+async def mark_escalated(session: AsyncSession, *, clock: Clock, incident: Incident, targets: list[str], why: str,
+                         step: Step, policy: str) -> None:
+    incident.escalated_at = incident.escalated_at or clock()
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalated",
+                    text=f"Escalated to {', '.join(targets)} ({why})",
+                    data={"targets": targets, "policy": policy, "cycle": step.cycle, "level": step.level})
+
+
+async def release_escalation(session: AsyncSession, *, clock: Clock, incident: Incident, step: Step,
+                             reason: str) -> None:
+    """The escalation's post failed: the level is due again (the timer retries), and the timeline says so."""
+    await paging_flows.release(session, subject=subject(incident), step=step)
+    if not await paging_flows.fired(session, subject=subject(incident)):
+        incident.escalated_at = None
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalation_failed",
+                    text=f"Escalation could not be posted ({reason}); it is retried")
 
 
 async def due_reminders(session: AsyncSession, *, config: Config, now: datetime) -> list[Incident]:
@@ -389,31 +476,6 @@ async def due_reminders(session: AsyncSession, *, config: Config, now: datetime)
         if now - last >= interval:
             due.append(incident)
     return due
-
-
-async def mark_escalated(session: AsyncSession, *, clock: Clock, incident: Incident, targets: list[str],
-                         immediate: bool) -> None:
-    incident.escalated_at = clock()
-    why = "immediate response" if immediate else "not acknowledged within the response time"
-    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalated",
-                    text=f"Escalated to {', '.join(targets)} ({why})", data={"targets": targets})
-
-
-async def claim_escalation(session: AsyncSession, *, clock: Clock, incident: Incident, targets: list[str],
-                           immediate: bool) -> bool:
-    """Record the escalation before it is posted, on the locked incident: False (nothing recorded) when an
-    acknowledgement, a resolution or another escalation committed first, so nobody is paged for nothing."""
-    if incident.status not in OPEN or incident.acknowledged_at is not None or incident.escalated_at is not None:
-        return False
-    await mark_escalated(session, clock=clock, incident=incident, targets=targets, immediate=immediate)
-    return True
-
-
-async def release_escalation(session: AsyncSession, *, clock: Clock, incident: Incident, reason: str) -> None:
-    """The escalation's post failed: the incident is due again (the timer retries), and the timeline says so."""
-    incident.escalated_at = None
-    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind="escalation_failed",
-                    text=f"Escalation could not be posted ({reason}); it is retried")
 
 
 async def mark_reminded(session: AsyncSession, *, clock: Clock, incident: Incident) -> None:

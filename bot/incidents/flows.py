@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot import incidents, metrics
@@ -30,7 +31,10 @@ from bot.config import Config, Severity
 from bot.db import Database
 from bot.errors import DependencyDown, NotFound, OpsbotError
 from bot.incidents import Declaration
-from bot.models import Incident, IncidentEvent
+from bot.models import EscalationStep, Incident, IncidentEvent
+from bot.paging import Recipients, expand
+from bot.paging import flows as paging
+from bot.paging.escalation import INFORM_CYCLE, LEGACY_PREFIX, Step
 from bot.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class Services:
     clock: Clock
     require: Require
     ratelimit: RateLimiter
+    pager: paging.Pager | None = None  # escalation recipients and provider pages (None: Slack mentions only)
 
     def severity(self, incident: Incident) -> Severity | None:
         try:
@@ -113,6 +118,20 @@ class PageDelayed(PageNotPosted, DependencyDown):
     """PageNotPosted because Slack did not answer (worth another attempt soon)."""
 
 
+@dataclass(frozen=True)
+class Escalation:
+    """One level of an incident's escalation (or its `inform:` at declaration), and whom it reaches now."""
+
+    step: Step
+    policy: str
+    legacy: bool  # the implicit policy of a severity's `escalate_to`: the older message
+    recipients: Recipients
+
+    @property
+    def inform(self) -> bool:
+        return self.step.cycle == INFORM_CYCLE
+
+
 class IncidentNotifier(Protocol):
     """The Slack effects of the incident flows, in incident terms. Methods that return nothing never raise
     (a failed post must not stop its siblings: it is logged and counted), except `page` and `remind`."""
@@ -147,8 +166,9 @@ class IncidentNotifier(Protocol):
         """Edit the pinned summary to the incident's state."""
         ...
 
-    async def page(self, incident: Incident, severity: Severity, *, immediate: bool) -> None:
-        """Mention the severity's escalation targets; raises PageNotPosted."""
+    async def page(self, incident: Incident, severity: Severity, escalation: Escalation) -> None:
+        """Post the escalation (who is notified and how) in the incident's channel, raising PageNotPosted, and
+        in the incidents channel; invite the Slack users it reaches to the incident channel."""
         ...
 
     async def remind(self, incident: Incident, *, quiet_for: str) -> None:
@@ -273,9 +293,7 @@ async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident, *
     if made.id:
         jobs += [notifier.invite(made.id, sorted({incident.reporter_id, incident.commander_id})),
                  notifier.set_topic(incident)]
-    severity = s.severity(incident)
-    if incident.escalated_at is not None and severity is not None:  # immediate severity: page at declaration
-        jobs.append(_page_quietly(notifier, incident, severity))
+    jobs.append(_page_declared(s, notifier, incident))  # levels due at once, and `inform:`
     unsaved, (summary_error, summary_unsaved), *_ = await asyncio.gather(saved, summary, *jobs)
     await notifier.declared(incident, SetUp(announcement_error=posted.error, summary_error=summary_error,
                                             unsaved=unsaved or summary_unsaved))
@@ -286,12 +304,32 @@ async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident, *
         await refresh(s, notifier, *latest)
 
 
-async def _page_quietly(notifier: IncidentNotifier, incident: Incident, severity: Severity) -> None:
-    try:
-        await notifier.page(incident, severity, immediate=True)
-    except PageNotPosted as exc:
-        metrics.BACKGROUND_FAILURES.labels(name="incident.escalate").inc()
-        log.warning("the immediate page of %s failed: %s", incident.ref, exc.reason)
+async def _page_declared(s: Services, notifier: IncidentNotifier, incident: Incident) -> None:
+    """What the declaration claimed: its pages sent, its levels posted (a failed post is logged, not retried:
+    the declaration's own answer must not wait for it)."""
+    severity = s.severity(incident)
+    async with s.db.session() as session:
+        rows = list((await session.scalars(select(EscalationStep).where(
+            EscalationStep.subject == incidents.subject(incident)).order_by(EscalationStep.id))).all())
+    if s.pager is not None:
+        await paging.send(s.pager, await paging.pending(s.db, subject=incidents.subject(incident)))
+    if severity is None:
+        return
+    for row in rows:
+        step = Step(row.cycle, row.level, tuple(row.targets or ()), row.fired_at)
+        try:
+            await notifier.page(incident, severity, await _escalation(s, step, row.policy))
+        except PageNotPosted as exc:
+            metrics.BACKGROUND_FAILURES.labels(name="incident.escalate").inc()
+            log.warning("the immediate page of %s failed: %s", incident.ref, exc.reason)
+
+
+async def _escalation(s: Services, step: Step, policy: str) -> Escalation:
+    if s.pager is None:
+        recipients = Recipients(mentions=step.targets)
+    else:
+        recipients = await expand(step.targets, config=s.config, people=s.pager.people, oncall=s.pager.oncall)
+    return Escalation(step=step, policy=policy, legacy=policy.startswith(LEGACY_PREFIX), recipients=recipients)
 
 
 async def _nothing(value: Any) -> Any:
@@ -407,24 +445,38 @@ async def update(s: Services, notifier: IncidentNotifier, *, incident_id: int, a
                          refresh(s, notifier, incident, timeline))
 
 
-async def acknowledge(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str) -> None:
-    incident, timeline, _ = await change(s, actor=actor, action="incident.update", incident_id=incident_id,
-                                         mutate=lambda session, i: incidents.acknowledge(
-        session, clock=s.clock, incident=i, actor=actor))
+async def acknowledge(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str,
+                      source: str | None = None) -> None:
+    """`source`: the paging provider whose acknowledgement this is (no permission check: its webhook is
+    signed; it is not told again)."""
+    mutate: Mutation = lambda session, i: incidents.acknowledge(session, clock=s.clock, incident=i, actor=actor)  # noqa: E731
+    if source is None:
+        incident, timeline, _ = await change(s, actor=actor, action="incident.update", incident_id=incident_id,
+                                             mutate=mutate)
+    else:
+        incident, timeline, _ = await incidents.apply(s.db, incident_id=incident_id, mutate=mutate)
     await asyncio.gather(notifier.changed(incident, Change("acknowledged", actor)),
-                         refresh(s, notifier, incident, timeline))
+                         refresh(s, notifier, incident, timeline),
+                         _propagate(s, incident, "acknowledge", actor, source))
+
+
+async def _propagate(s: Services, incident: Incident, action: paging.Action, actor: str, source: str | None) -> None:
+    """Tell PagerDuty, Opsgenie and webhooks that were paged for the incident (never the provider that told us)."""
+    if s.pager is not None:
+        await paging.propagate(s.pager, subject=incidents.subject(incident), action=action, actor=actor,
+                               skip=[source] if source else [])
 
 
 async def change_severity(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str,
                           severity: str) -> bool:
-    """True when the new severity pages now (an unacknowledged incident raised to an immediate level)."""
+    """True when the new severity pages now (an unacknowledged incident raised to a level due at once)."""
     incident, timeline, old = await change(s, actor=actor, action="incident.severity", incident_id=incident_id,
                                            mutate=lambda session, i: incidents.change_severity(
         session, config=s.config, clock=s.clock, incident=i, actor=actor, severity=severity))
     await asyncio.gather(notifier.changed(incident, Change("severity", actor, old)),
                          refresh(s, notifier, incident, timeline))
-    level = s.severity(incident)
-    return bool(level and level.immediate and incident.acknowledged_at is None and incident.escalated_at is None)
+    async with s.db.session() as session:
+        return bool(await incidents.due_steps(session, config=s.config, incident=incident, now=s.clock()))
 
 
 async def assign(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str, commander: str) -> None:
@@ -437,36 +489,50 @@ async def assign(s: Services, notifier: IncidentNotifier, *, incident_id: int, a
                          refresh(s, notifier, incident, timeline))
 
 
-async def resolve(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str, summary: str) -> None:
-    await s.ratelimit.check(actor, "incident.resolve")
-    incident, timeline, _ = await change(s, actor=actor, action="incident.resolve", incident_id=incident_id,
-                                         mutate=lambda session, i: incidents.resolve(
-        session, clock=s.clock, incident=i, actor=actor, summary=summary))
+async def resolve(s: Services, notifier: IncidentNotifier, *, incident_id: int, actor: str, summary: str,
+                  source: str | None = None) -> None:
+    """`source` as for `acknowledge` (a provider's resolution: no permission check or rate limit)."""
+    mutate: Mutation = lambda session, i: incidents.resolve(session, clock=s.clock, incident=i, actor=actor,  # noqa: E731
+                                                            summary=summary)
+    if source is None:
+        await s.ratelimit.check(actor, "incident.resolve")
+        incident, timeline, _ = await change(s, actor=actor, action="incident.resolve", incident_id=incident_id,
+                                             mutate=mutate)
+    else:
+        incident, timeline, _ = await incidents.apply(s.db, incident_id=incident_id, mutate=mutate)
     await asyncio.gather(notifier.status_update(incident, incidents.status_text(s.config, incident, timeline)),
                          refresh(s, notifier, incident, timeline),
-                         notifier.resolved(incident, incidents.postmortem(s.config, incident, timeline)))
+                         notifier.resolved(incident, incidents.postmortem(s.config, incident, timeline)),
+                         _propagate(s, incident, "resolve", actor, source))
 
 
 # -- escalation and reminders --------------------------------------------------------------------------
 async def escalate(s: Services, notifier: IncidentNotifier, incident: Incident) -> None:
-    """Mention the severity's escalation targets once. The escalation is claimed first, in turn with the users'
-    changes (an acknowledgement or another escalation that committed meanwhile wins and nobody is paged), then
-    posted; a failed post releases the claim (PageNotPosted is raised), so the next run tries again."""
+    """Fire the due levels of the incident's policy, each once. They are claimed first, in turn with the users'
+    changes (an acknowledgement or another run's claim that committed meanwhile wins and nobody is paged), then
+    their pages are sent and the levels posted; a failed post releases its level (PageNotPosted is raised), so
+    the next run tries again (its pages went once: their keys)."""
     severity = s.severity(incident)
-    if severity is None or not severity.escalate_to:
+    if severity is None:
         return
-    targets, immediate = severity.escalate_to, severity.immediate
-    _, _, claimed = await incidents.apply(s.db, incident_id=incident.id, mutate=lambda session, stored: (
-        incidents.claim_escalation(session, clock=s.clock, incident=stored, targets=targets, immediate=immediate)))
-    if not claimed:
-        return
-    try:
-        await notifier.page(incident, severity, immediate=immediate)
-    except PageNotPosted as exc:
-        reason = exc.reason
-        await incidents.apply(s.db, incident_id=incident.id, mutate=lambda session, stored: (
-            incidents.release_escalation(session, clock=s.clock, incident=stored, reason=reason)))
-        raise
+    stored, _, claimed = await incidents.apply(s.db, incident_id=incident.id, mutate=lambda session, row: (
+        incidents.claim_escalation(session, config=s.config, clock=s.clock, incident=row)))
+    if s.pager is not None:
+        await paging.send(s.pager, [page for c in claimed for page in c.pages])
+    for index, item in enumerate(claimed):
+        try:
+            await notifier.page(stored, severity, await _escalation(s, item.step, item.policy))
+        except PageNotPosted as exc:
+            await _release(s, incident, [c.step for c in claimed[index:]], exc.reason)
+            raise
+
+
+async def _release(s: Services, incident: Incident, steps: list[Step], reason: str) -> None:
+    async def release(session: Any, row: Incident) -> None:
+        for step in steps:
+            await incidents.release_escalation(session, clock=s.clock, incident=row, step=step, reason=reason)
+
+    await incidents.apply(s.db, incident_id=incident.id, mutate=release)
 
 
 async def escalate_now(s: Services, notifier: IncidentNotifier, *, incident_id: int) -> None:
@@ -488,10 +554,22 @@ async def run_timers(s: Services, notifier: IncidentNotifier) -> None:
     async with s.db.session() as session:
         escalations = await incidents.due_escalations(session, config=s.config, now=now)
         reminders = await incidents.due_reminders(session, config=s.config, now=now)
-    for job, rows in ((escalate, escalations), (remind, reminders)):
-        for incident in rows:
-            try:
-                await job(s, notifier, incident)
-            except Exception:  # one failing incident must not stop the others
-                metrics.BACKGROUND_FAILURES.labels(name=f"job:incidents.{job.__name__}").inc()
-                log.exception("%s of %s failed", job.__name__, incident.ref)
+    await _each(s, notifier, escalate, escalations)
+    await _each(s, notifier, remind, reminders)
+
+
+async def run_escalations(s: Services, notifier: IncidentNotifier) -> None:
+    """Only the escalations (the paging timer's share)."""
+    async with s.db.session() as session:
+        due = await incidents.due_escalations(session, config=s.config, now=s.clock())
+    await _each(s, notifier, escalate, due)
+
+
+async def _each(s: Services, notifier: IncidentNotifier,
+                job: Callable[[Services, IncidentNotifier, Incident], Awaitable[None]], rows: list[Incident]) -> None:
+    for incident in rows:
+        try:
+            await job(s, notifier, incident)
+        except Exception:  # one failing incident must not stop the others
+            metrics.BACKGROUND_FAILURES.labels(name=f"job:incidents.{job.__name__}").inc()
+            log.exception("%s of %s failed", job.__name__, incident.ref)

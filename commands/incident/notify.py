@@ -13,11 +13,12 @@ from slack_sdk.errors import SlackApiError
 from bot import metrics, slack
 from bot.config import Severity
 from bot.deps import Deps
-from bot.incidents.flows import Change, Channel, PageDelayed, PageNotPosted, Posted, Services, SetUp
+from bot.incidents.flows import Change, Channel, Escalation, PageDelayed, PageNotPosted, Posted, Services, SetUp
 from bot.jobs import is_transient
 from bot.models import Incident
 from commands.common import Respond
 from commands.incident import render
+from commands.paging.notify import pager
 
 log = logging.getLogger(__name__)
 METADATA_EVENT = "opsbot_incident"  # Slack message metadata event_type of the announcement and the summary
@@ -26,7 +27,7 @@ ANNOUNCEMENT, SUMMARY = "announcement", "summary"
 
 def services(deps: Deps) -> Services:
     return Services(db=deps.db, config=deps.config, clock=deps.clock, require=deps.require,
-                    ratelimit=deps.ratelimit)
+                    ratelimit=deps.ratelimit, pager=pager(deps))
 
 
 async def quietly(name: str, coro: Awaitable[Any]) -> Any:
@@ -156,9 +157,21 @@ class SlackIncidents:
             reason = exc.response.get("error", "error") if isinstance(exc, SlackApiError) else type(exc).__name__
             raise (PageDelayed if is_transient(exc) else PageNotPosted)(incident.ref, str(reason)) from exc
 
-    async def page(self, incident: Incident, severity: Severity, *, immediate: bool) -> None:
-        mentions = [await self.deps.directory.mention(target) for target in severity.escalate_to]
-        await self._page(incident, render.escalation(incident, mentions, severity, immediate=immediate))
+    async def page(self, incident: Incident, severity: Severity, escalation: Escalation) -> None:
+        home = self._home(incident)
+        await self._page(incident, render.escalation(incident, severity, escalation, now=self.deps.clock()))
+        extra: list[Awaitable[Any]] = []
+        users = [u for u in escalation.recipients.users if u.startswith(("U", "W"))]
+        if incident.channel_id and users:
+            extra.append(quietly("escalation.invite", self.deps.slack.conversations_invite(
+                channel=incident.channel_id, users=",".join(users))))
+        incidents_channel = incident.announcement_channel or self.deps.config.channels.incidents
+        if incidents_channel != home:  # in the announcement's thread: the channel's list stays one line each
+            thread = {"thread_ts": incident.announcement_ts} if incident.announcement_ts else {}
+            extra.append(quietly("escalation.note", self.deps.slack.chat_postMessage(
+                channel=incidents_channel, text=render.escalation_note(incident, escalation), unfurl_links=False,
+                **thread)))
+        await asyncio.gather(*extra)
 
     async def remind(self, incident: Incident, *, quiet_for: str) -> None:
         await self._page(incident, render.reminder(incident, quiet_for=quiet_for))

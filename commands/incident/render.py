@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.config import Severity
 from bot.incidents import RESOLVED, age, describe_response
-from bot.incidents.flows import Change
+from bot.incidents.flows import Change, Escalation
 from bot.models import Incident, IncidentEvent
 from commands import blocks as bk
 from commands.incident.ids import ACTIONS_BLOCK, Action
@@ -17,7 +17,7 @@ Blocks = list[dict[str, Any]]
 STATUS_EMOJI = {"investigating": "🔍", "identified": "🎯", "mitigating": "🛠️", "monitoring": "👀", "resolved": "✅"}
 KIND_EMOJI = {"declared": "🚨", "acknowledged": "✋", "update": "📝", "severity": "🔺", "commander": "🧑‍✈️",
               "resolved": "✅", "escalated": "📣", "escalation_failed": "⚠️", "reminder": "⏰",
-              "channel": "#️⃣"}
+              "channel": "#️⃣", "paged": "📟"}
 
 
 def _when(at: datetime | None) -> str:
@@ -139,11 +139,16 @@ def note(text: str) -> tuple[str, Blocks]:
 def change_line(incident: Incident, change: Change) -> str:
     """The note a change leaves in the incident's channel."""
     if change.kind == "acknowledged":
-        return f"✋ <@{change.actor}> acknowledged {incident.ref}."
+        return f"✋ {_who(change.actor)} acknowledged {incident.ref}."
     if change.kind == "severity":
         return f"🔺 <@{change.actor}> changed the severity of {incident.ref}: {change.before} → {incident.severity}."
     return (f"🧑‍✈️ <@{incident.commander_id}> is now the incident commander of {incident.ref} "
             f"(was <@{change.before}>, changed by <@{change.actor}>).")
+
+
+def _who(actor: str) -> str:
+    """A Slack user id as a mention; a provider's name (`PagerDuty (Jane)`) as is."""
+    return f"<@{actor}>" if actor[:1] in "UW" and actor.isalnum() else actor
 
 
 def already_done(text: str) -> tuple[str, Blocks]:
@@ -152,14 +157,39 @@ def already_done(text: str) -> tuple[str, Blocks]:
     return note(f":information_source: {text}")
 
 
-def escalation(incident: Incident, mentions: list[str], severity: Severity, *, immediate: bool) -> str:
-    who = " ".join(mentions)
-    if immediate:
-        return f"📣 {who}: {incident.ref} is {severity.name} ({severity.description or 'highest severity'}), " \
-               f"which needs an immediate response. Commander: <@{incident.commander_id}>."
-    return (f"📣 {who}: {incident.ref} ({severity.name}) has not been acknowledged within "
-            f"{describe_response(severity).removeprefix('within ')}. Please respond. "
-            f"Commander: <@{incident.commander_id}>.")
+def escalation(incident: Incident, severity: Severity, step: Escalation, *, now: datetime) -> str:
+    """The escalation post: who, why, and how each was reached (Slack, on-call, PagerDuty, e-mail…)."""
+    reached = step.recipients
+    who = " ".join(reached.mentions) or "(nobody in Slack)"
+    commander = f"Commander: <@{incident.commander_id}>."
+    if step.inform:
+        text = (f"📣 {who}: for your information, {incident.ref} is {severity.name} "
+                f"({severity.description or 'declared'}): {incident.title}. {commander}")
+    elif step.legacy and severity.immediate:
+        text = (f"📣 {who}: {incident.ref} is {severity.name} ({severity.description or 'highest severity'}), "
+                f"which needs an immediate response. {commander}")
+    elif step.legacy:
+        text = (f"📣 {who}: {incident.ref} ({severity.name}) has not been acknowledged within "
+                f"{describe_response(severity).removeprefix('within ')}. Please respond. {commander}")
+    else:
+        level = f"level {step.step.level + 1} of `{step.policy}`" + (f", round {step.step.cycle + 1}"
+                                                                     if step.step.cycle else "")
+        why = ("needs a response" if step.step.first
+               else f"has not been acknowledged for {age(incident.created_at, now)}")
+        text = f"📣 {who}: {incident.ref} ({severity.name}) {why} ({level}). Please acknowledge. {commander}"
+    lines = [text]
+    if reached.how and (reached.pages or any("(oncall:" in h for h in reached.how)):
+        lines.append("Notified: " + ", ".join(reached.how))
+    if reached.notes:
+        lines.append("Not reached: " + "; ".join(reached.notes))
+    return "\n".join(lines)
+
+
+def escalation_note(incident: Incident, step: Escalation) -> str:
+    """The incidents channel's line about an escalation in an incident channel."""
+    how = ", ".join(step.recipients.how) or "nobody"
+    verb = "informed" if step.inform else "escalated to"
+    return f"📣 {incident.ref} {verb} {how}."
 
 
 def declared(incident: Incident, *, announced_in: str, announcement_error: str | None = None,

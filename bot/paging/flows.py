@@ -1,0 +1,264 @@
+"""Escalation steps and pages, stored once and delivered one job each. No Slack types.
+
+- A due step is claimed by inserting its EscalationStep row (unique per subject, round and level) in the
+  caller's transaction: the incident's (or alert's) lock makes the read of what fired and the insert one
+  turn, so a step fires once across retries, restarts and replicas. Its provider targets become Page rows
+  in the same transaction (unique `key`), then one `paging.deliver` job each is deferred.
+- `deliver` sends one page through its provider: transient failures (no answer, 5xx, 429) are retried with
+  backoff up to `paging.retries` times, a refusal is final; every attempt is counted on the row, the outcome
+  is audited (and on the incident's timeline), and a final failure is told through the notifier.
+- `propagate` tells the providers that know an open page (PagerDuty, Opsgenie, webhooks) that its subject
+  was acknowledged or resolved: one more Page row and job per delivered trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import audit
+from bot.clock import Clock
+from bot.config import Config
+from bot.config.targets import Target
+from bot.db import Database
+from bot.errors import OpsbotError
+from bot.jobs import is_transient
+from bot.models import AlertState, EscalationStep, Incident, Page
+from bot.paging import STATEFUL, OncallLookup, People, dedup_key, provider_targets
+from bot.paging.escalation import Step
+from bot.paging.providers.base import Action, Notice, PageRejected, Provider
+from bot.timeline import add_event
+
+log = logging.getLogger(__name__)
+DELIVER_JOB = "paging.deliver"
+FIRST_BACKOFF, MAX_BACKOFF = 0.25, 30.0  # seconds between a page's attempts (doubled each time)
+ERROR_MAX = 500
+Defer = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+class PageNotifier(Protocol):
+    async def page_failed(self, page: Page, notice: Notice) -> None:
+        """A page failed for good: say so where its subject lives (the incident channel, #alerts, a DM)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Pager:
+    """What escalation and delivery use besides a notifier; no Slack in it."""
+
+    db: Database
+    config: Config
+    clock: Clock
+    people: People
+    oncall: OncallLookup
+    defer: Defer
+    scrub: Callable[[str], str] = str
+
+
+# -- steps -------------------------------------------------------------------------------------------
+async def fired(session: AsyncSession, *, subject: str) -> set[tuple[int, int]]:
+    rows = await session.execute(select(EscalationStep.cycle, EscalationStep.level)
+                                 .where(EscalationStep.subject == subject))
+    return {(cycle, level) for cycle, level in rows.all()}
+
+
+async def claim(session: AsyncSession, *, config: Config, clock: Clock, subject: str, policy: str, step: Step,
+                requested_by: str, message: str) -> list[Page]:
+    """Record `step` as fired, and its provider pages; the caller holds the subject's lock and checked that
+    the step has not fired (`fired`). Returns the new pages (deliver them once the transaction commits)."""
+    session.add(EscalationStep(subject=subject, policy=policy, cycle=step.cycle, level=step.level,
+                               fired_at=clock(), targets=list(step.targets)))
+    await session.flush()
+    return await add_pages(session, config=config, clock=clock, subject=subject, step=f"{step.cycle}.{step.level}",
+                           targets=provider_targets(config, step.targets), action="trigger",
+                           requested_by=requested_by, message=message)
+
+
+async def release(session: AsyncSession, *, subject: str, step: Step) -> None:
+    """The step's Slack post failed: it is due again (its pages stay: their keys make them go once)."""
+    await session.execute(delete(EscalationStep).where(EscalationStep.subject == subject,
+                                                       EscalationStep.cycle == step.cycle,
+                                                       EscalationStep.level == step.level))
+
+
+async def forget(session: AsyncSession, *, subject: str) -> None:
+    """Start the subject's escalation over (an incident's new severity, an alert firing again); the `inform`
+    step at declaration stays."""
+    await session.execute(delete(EscalationStep).where(EscalationStep.subject == subject,
+                                                       EscalationStep.cycle >= 0))
+
+
+async def add_pages(session: AsyncSession, *, config: Config, clock: Clock, subject: str, step: str,
+                    targets: Sequence[Target], action: Action, requested_by: str, message: str) -> list[Page]:
+    """One Page per target, unless one with its key exists (a run repeated): the new ones."""
+    keys = {f"{subject}/{step}/{target}/{action}"[:255]: target for target in targets}
+    if not keys:
+        return []
+    known = set((await session.scalars(select(Page.key).where(Page.key.in_(list(keys))))).all())
+    pages = [Page(key=key, subject=subject, target=str(target), provider=target.kind, action=action,
+                  dedup_key=dedup_key(subject), status="pending", attempts=0, requested_by=requested_by[:64],
+                  message=message, created_at=clock())
+             for key, target in keys.items() if key not in known]
+    session.add_all(pages)
+    await session.flush()
+    return pages
+
+
+async def send(pager: Pager, pages: Iterable[Page | int]) -> None:
+    """Defer one delivery job per page (each page once: a second job finds it delivered)."""
+    for page in pages:
+        page_id = page if isinstance(page, int) else page.id
+        await pager.defer(DELIVER_JOB, {"page_id": page_id})
+
+
+async def pending(db: Database, *, subject: str) -> list[int]:
+    """Pages of `subject` not delivered yet (a set-up resumed after a crash sends them)."""
+    async with db.session() as session:
+        query = select(Page.id).where(Page.subject == subject, Page.status == "pending", Page.attempts == 0)
+        return list((await session.scalars(query)).all())
+
+
+async def propagate(pager: Pager, *, subject: str, action: Action, actor: str, skip: Iterable[str] = ()) -> int:
+    """Acknowledge or resolve, at every stateful provider that got a trigger for `subject`; `skip`: providers
+    that told us (PagerDuty's own acknowledgement is not sent back to it). Returns the pages deferred."""
+    skipped = set(skip)
+    async with pager.db.session() as session:
+        query = select(Page).where(Page.subject == subject, Page.action == "trigger",
+                                   Page.status.in_(("delivered", "pending")), Page.provider.in_(STATEFUL))
+        triggers = [p for p in (await session.scalars(query)).all() if p.provider not in skipped]
+        targets = list({p.target: _target(p) for p in triggers}.values())
+        done = "acknowledged" if action == "acknowledge" else "resolved"
+        pages = await add_pages(session, config=pager.config, clock=pager.clock, subject=subject, step=action,
+                                targets=targets, action=action, requested_by=actor,
+                                message=f"{done.capitalize()} by {actor} in opsbot")
+    await send(pager, pages)
+    return len(pages)
+
+
+def _target(page: Page) -> Target:
+    kind, _, name = page.target.partition(":")
+    return Target(page.provider, name if kind == page.provider else page.target)  # type: ignore[arg-type]
+
+
+# -- delivery ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # delivered | failed | skipped
+    attempts: int
+    error: str | None = None
+
+
+async def notice_for(session: AsyncSession, config: Config, page: Page) -> Notice:
+    """What a page says, from its subject as stored now."""
+    kind, _, rest = page.subject.partition(":")
+    title, severity, urgent, link = page.subject, "page", True, None
+    details: dict[str, str] = {"subject": page.subject}
+    if kind == "incident" and rest.isdecimal():
+        incident = await session.get(Incident, int(rest))
+        if incident is not None:
+            title = f"{incident.ref} · {incident.severity} · {incident.title}"
+            severity = incident.severity
+            urgent = config.severity_rank(incident.severity) == 0
+            link = f"https://slack.com/app_redirect?channel={incident.channel_id}" if incident.channel_id else None
+            details.update({"incident": incident.ref, "status": incident.status,
+                            "commander": incident.commander_id})
+    elif kind == "alert":
+        row = (await session.scalars(select(AlertState).where(AlertState.rule == rest.split(":")[0])
+                                     .order_by(AlertState.id.desc()).limit(1))).first()
+        severity = row.level if row is not None and row.level else "critical"
+        urgent = severity == "critical"
+        title = f"Alert {rest} ({severity})"
+    elif kind == "manual":
+        title = f"Page from opsbot: {page.message.splitlines()[0][:100] if page.message else rest}"
+        severity = "manual"
+    return Notice(subject=page.subject, dedup_key=page.dedup_key or dedup_key(page.subject),
+                  action=page.action, title=title, severity=severity, urgent=urgent,  # type: ignore[arg-type]
+                  text=page.message, link=link, details=details)
+
+
+async def deliver(pager: Pager, notifier: PageNotifier, providers: Mapping[str, Provider], *,
+                  page_id: int) -> Outcome:
+    """Send page `page_id` until it is delivered, refused, or out of attempts (1 + paging.retries)."""
+    retries = pager.config.paging.retries
+    delay = FIRST_BACKOFF
+    while True:
+        async with pager.db.session() as session:
+            page = await session.get(Page, page_id)
+            if page is None or page.status != "pending":
+                return Outcome("skipped", page.attempts if page else 0)
+            notice = await notice_for(session, pager.config, page)
+            provider = providers.get(page.provider)
+            name = _target(page).name
+        error: str | None = None
+        final = False
+        reference = None
+        try:
+            if provider is None:
+                raise PageRejected(f"{page.provider} is not set up (paging.{page.provider})")
+            reference = (await provider.send(name, notice)).reference
+        except PageRejected as exc:
+            error, final = pager.scrub(str(exc)), True
+        except Exception as exc:
+            error = pager.scrub(str(exc) if isinstance(exc, OpsbotError) else type(exc).__name__)
+            if not is_transient(exc):
+                log.exception("page %s to %s failed", page_id, page.target)
+                final = True
+        outcome = await _record(pager, page_id, error=error, final=final, reference=reference, retries=retries)
+        if outcome.status == "pending":
+            log.warning("page %s to %s failed (attempt %s): %s; retrying in %.2fs", page_id, page.target,
+                        outcome.attempts, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+            continue
+        if outcome.status == "failed":
+            await notifier.page_failed(await _reload(pager, page_id), notice)
+        return outcome
+
+
+async def _record(pager: Pager, page_id: int, *, error: str | None, final: bool, reference: str | None,
+                  retries: int) -> Outcome:
+    async with pager.db.session() as session:
+        # The write first (SQLite: a read before it could meet "database is locked"; PostgreSQL: the row lock).
+        await session.execute(update(Page).where(Page.id == page_id).values(attempts=Page.attempts + 1)
+                              .execution_options(synchronize_session=False))
+        page = await session.get(Page, page_id, populate_existing=True)
+        assert page is not None
+        if error is None:
+            page.status, page.reference, page.delivered_at, page.error = "delivered", reference, pager.clock(), None
+        else:
+            page.error = error[:ERROR_MAX]
+            if final or page.attempts > retries:
+                page.status = "failed"
+        if page.status != "pending":
+            await _audit(session, pager, page)
+        return Outcome(page.status, page.attempts, page.error)
+
+
+async def _audit(session: AsyncSession, pager: Pager, page: Page) -> None:
+    """The outcome on the audit log, and on the incident's timeline (`paged`)."""
+    ok = page.status == "delivered"
+    verb = {"trigger": "Paged", "acknowledge": "Sent the acknowledgement to",
+            "resolve": "Sent the resolution to"}.get(page.action, "Paged")
+    text = (f"{verb} {page.target}" if ok else
+            f"{verb} {page.target}: failed after {page.attempts} attempt{'s' * (page.attempts > 1)} ({page.error})")
+    data = {"page": page.id, "target": page.target, "action": page.action, "status": page.status,
+            "attempts": page.attempts, "error": page.error, "reference": page.reference}
+    kind, _, rest = page.subject.partition(":")
+    if kind == "incident" and rest.isdecimal():
+        await add_event(session, clock=pager.clock, incident_id=int(rest), actor="opsbot", kind="paged", text=text,
+                        data=data)
+    else:
+        await audit.record(session, clock=pager.clock, actor=page.requested_by, action=f"page.{page.action}",
+                           target=page.subject, outcome="ok" if ok else "failed", after=data, detail=page.error)
+
+
+async def _reload(pager: Pager, page_id: int) -> Page:
+    async with pager.db.session() as session:
+        page = await session.get(Page, page_id)
+        assert page is not None
+        return page
