@@ -213,3 +213,17 @@ async def test_usergroup_sync_failure_is_logged_once_and_retried(
     assert bot.slack.usergroups["S0ONCALL1"]["users"] == ["U0BOB0001"]
     assert "works again" in caplog.text
     assert len(_updates(bot)) == 1  # the refused calls never reached the method
+
+
+def test_rendering_many_schedules_stays_within_block_kit_limits() -> None:
+    from bot.oncall import Status
+    from bot.oncall.rotation import on_call
+    from commands.oncall import render
+
+    config = load_test_config({"oncall": {f"team-{i:02d}": PRIMARY for i in range(30)}})
+    at = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    found = [Status(name, s, at, on_call(s, at), None) for name, s in config.oncall.items()]
+    blocks = render.statuses(found, {})
+    assert len(blocks) <= 50 and "…and 10 more" in str(blocks)
+    assert render.when(at, config.oncall["team-00"].zone) == \
+        f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|Mon 05 Jan 2026 10:00 CET>"

@@ -12,7 +12,7 @@ from bot.oncall.rotation import OVERRIDE
 from commands import blocks as bk
 from commands.blocks import Block
 
-SHOWN_SCHEDULES = 40
+SHOWN_SCHEDULES = 20  # two blocks each at most: within the 50 a message may have
 SHOWN_OVERRIDES = 40
 
 
