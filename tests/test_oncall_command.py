@@ -69,6 +69,8 @@ async def test_help_and_bad_syntax_answer_in_the_ack(bot: Any) -> None:
     for text, expected in [("override primary <@U0BOB0001|bob>", "Usage: `/oncall override"),
                            ("override primary <@U0BOB0001|bob> 31d", "at most 30 days"),
                            ("override primary <@U0BOB0001|bob> soon", "`soon` is not a duration"),
+                           ("override primary <@U0BOB0001|bob> 999999999999999999999", "is not a duration"),
+                           ("override primary <@U0BOB0001|bob> until 0001-01-01 00:00", "is not a time"),
                            ("override primary <@U0BOB0001|bob> until tomorrow", "is not a time"),
                            ("override primary bob 4h", "is not a person"),
                            ("cancel abc", "not a valid override id")]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -63,18 +63,17 @@ def parse_until(words: list[str], config: Config, schedule: str) -> str:
     text = " ".join(words)
     try:
         wall = datetime.fromisoformat(text)
-    except ValueError:
+        return (wall.astimezone(UTC) if wall.tzinfo is not None else localize(wall, config.oncall[schedule].zone)) \
+            .isoformat()
+    except (ValueError, OverflowError):
         raise InvalidInput(f"`until {text[:40]}` is not a time: use `until YYYY-MM-DD HH:MM` "
                            "(in the schedule's time zone).") from None
-    if wall.tzinfo is not None:
-        return wall.isoformat()
-    return localize(wall, config.oncall[schedule].zone).isoformat()
 
 
 def parse_length(word: str) -> float:
     try:
         length = parse_duration(word)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidInput(f"`{word[:40]}` is not a duration (e.g. 30m, 4h, 2d). " + OVERRIDE_USAGE) from None
     if length <= timedelta(0) or length > MAX_OVERRIDE:
         raise InvalidInput(f"An override lasts more than nothing and at most {MAX_OVERRIDE.days} days.")
