@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,7 +16,11 @@ import httpx
 from pydantic import SecretStr
 
 from bot.app import OpsbotApp
-from bot.config import EXAMPLE_CONFIG, load_config
+from bot.config import EXAMPLE_CONFIG, Config, load_config
+from bot.config.secrets import EnvRef, EnvUrl
+from bot.emulator.mail import MailServer
+from bot.emulator.opsgenie import OpsgenieServer
+from bot.emulator.pagerduty import PagerDutyServer
 from bot.emulator.server import EmulatorServer
 from bot.emulator.signing import SlackRequests
 from bot.emulator.state import Channel, Message, SlackState
@@ -28,7 +33,110 @@ SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Check
   <number>        press the button with that number
   :user NAME      act as another emulated user (alice, bob, carol)
   :channel NAME   run commands in another channel (e.g. :channel inc-1-checkout-down)
-  :channels       list channels          :quit  leave"""
+  :channels       list channels
+  :pages          what the PagerDuty (and Opsgenie) stand-ins received
+  :mail           the e-mail the SMTP stand-in received
+  :quit           leave"""
+
+
+# The variables the shell sets (unless already set) so a config's ${…} addresses reach its stand-ins.
+STAND_IN_ENV = ("OPSBOT_PAGERDUTY_URL", "OPSBOT_OPSGENIE_URL", "SMTP_HOST", "SMTP_PORT")
+SHELL_ROUTING_KEY = "shellroutingkey0000000000000000a"  # 32 characters, like an integration key
+SHELL_GENIE_KEY = "shell-genie-key"
+
+
+class StandIns:
+    """PagerDuty, Opsgenie and SMTP stand-ins on loopback: whatever the config says, the shell's pages stay on
+    this machine (as its Slack is the emulator)."""
+
+    def __init__(self) -> None:
+        self.pagerduty = PagerDutyServer()
+        self.opsgenie = OpsgenieServer(api_key=SHELL_GENIE_KEY)
+        self.mail = MailServer()
+        self._exported: dict[str, str] = {}
+
+    async def start(self) -> StandIns:
+        await self.pagerduty.start()
+        await self.opsgenie.start()
+        self.mail.start()
+        return self
+
+    async def stop(self) -> None:
+        for name, value in self._exported.items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
+        self._exported.clear()
+        self.mail.stop()
+        await self.opsgenie.stop()
+        await self.pagerduty.stop()
+
+    def env(self) -> dict[str, str]:
+        return {"OPSBOT_PAGERDUTY_URL": self.pagerduty.url, "OPSBOT_OPSGENIE_URL": self.opsgenie.url,
+                "SMTP_HOST": self.mail.host, "SMTP_PORT": str(self.mail.port)}
+
+    def export(self, environ: MutableMapping[str, str]) -> None:
+        """Set STAND_IN_ENV in `environ` where unset (forgotten again by stop())."""
+        for name, value in self.env().items():
+            if name not in environ:
+                environ[name] = value
+                if environ is os.environ:
+                    self._exported[name] = value
+
+    def redirect(self, config: Config, environ: MutableMapping[str, str]) -> Config:
+        """`config` with its paging providers pointed at the stand-ins: PagerDuty's events URL and any unset
+        routing key, Opsgenie's URL and key, the SMTP relay (plain, no login). Webhooks are left as they are."""
+        paging = config.paging
+        update: dict[str, Any] = {}
+        if paging.pagerduty is not None:
+            services = {name: service if not service.routing_key.missing(environ)
+                        else service.model_copy(update={"routing_key": EnvRef(SHELL_ROUTING_KEY)})
+                        for name, service in paging.pagerduty.services.items()}
+            update["pagerduty"] = paging.pagerduty.model_copy(update={
+                "events_url": EnvUrl(self.pagerduty.url), "services": services})
+        if paging.opsgenie is not None:
+            update["opsgenie"] = paging.opsgenie.model_copy(update={
+                "api_url": EnvUrl(self.opsgenie.url), "api_key": EnvRef(SHELL_GENIE_KEY)})
+        if paging.email is not None:
+            update["email"] = paging.email.model_copy(update={
+                "host": EnvRef(self.mail.host), "port": self.mail.port, "security": "none", "username": None,
+                "password": None, "ca_file": None})
+        return config.model_copy(update={"paging": paging.model_copy(update=update)}) if update else config
+
+    def describe(self) -> str:
+        return (f"PagerDuty {self.pagerduty.url}, Opsgenie {self.opsgenie.url}, "
+                f"SMTP {self.mail.host}:{self.mail.port}")
+
+
+def pages_report(stand_ins: StandIns | None) -> list[str]:
+    """`:pages`: the events PagerDuty's stand-in accepted (action, dedup key, summary) and Opsgenie's alerts."""
+    if stand_ins is None:
+        return ["  (no paging stand-ins in this shell)"]
+    pd, og = stand_ins.pagerduty.state, stand_ins.opsgenie.state
+    if not pd.events and not og.requests:
+        return ["  PagerDuty and Opsgenie have received nothing yet."]
+    lines = [f"  PagerDuty received {len(pd.events)} event(s):"] if pd.events else []
+    for event in pd.events:
+        note = "  (dropped: no open alert)" if event.dropped else ""
+        lines.append(f"    {event.action:<11} {event.dedup_key}  {event.summary}{note}")
+    lines += [f"    alert {alert.dedup_key}: {alert.status}" for alert in pd.alerts.values()]
+    if og.requests:
+        lines.append(f"  Opsgenie received {len(og.requests)} request(s):")
+        lines += [f"    {r.action.lower():<11} {r.alias or r.alert_id or '?'}  {r.status}" for r in og.requests]
+    return lines
+
+
+def mail_report(stand_ins: StandIns | None, preview: int = 4) -> list[str]:
+    """`:mail`: each received message's recipient, subject and first lines."""
+    if stand_ins is None:
+        return ["  (no paging stand-ins in this shell)"]
+    messages = stand_ins.mail.messages
+    if not messages:
+        return ["  The SMTP stand-in has received no mail yet."]
+    lines: list[str] = []
+    for i, mail in enumerate(messages, start=1):
+        lines.append(f"  {i}. To: {mail.to} · Subject: {mail.subject}")
+        lines += [f"       {text}" for text in [t for t in mail.text.splitlines() if t.strip()][:preview]]
+    return lines
 
 
 def render_blocks(blocks: list[dict[str, Any]], buttons: list[tuple[str, dict[str, Any]]],
@@ -72,9 +180,11 @@ def render_blocks(blocks: list[dict[str, Any]], buttons: list[tuple[str, dict[st
 
 
 class Shell:
-    def __init__(self, app: OpsbotApp, emulator: EmulatorServer, *, user: str, out: TextIO = sys.stdout) -> None:
+    def __init__(self, app: OpsbotApp, emulator: EmulatorServer, *, user: str, out: TextIO = sys.stdout,
+                 stand_ins: StandIns | None = None) -> None:
         self.app = app
         self.emulator = emulator
+        self.stand_ins = stand_ins
         self.state: SlackState = emulator.state
         self.out = out
         self.user = user
@@ -261,6 +371,12 @@ class Shell:
                 self.say(f"  now in #{found.name}")
         elif line == ":channels":
             self.say("  " + "  ".join(f"#{c.name}" for c in self.state.channels.values()))
+        elif line == ":pages":
+            for text in pages_report(self.stand_ins):
+                self.say(text)
+        elif line == ":mail":
+            for text in mail_report(self.stand_ins):
+                self.say(text)
         elif line.isdigit():
             await self.press(int(line))
         elif line.startswith("/"):
@@ -272,34 +388,58 @@ class Shell:
         return True
 
     async def close(self) -> None:
+        """Stop opsbot, the emulator and the stand-ins (and forget the environment the stand-ins exported)."""
         await self.http.aclose()
+        await self.app.stop()
+        await self.emulator.stop()
+        if self.stand_ins is not None:
+            await self.stand_ins.stop()
 
 
-async def run_shell(*, config_path: Path | None, database_url: str | None, user: str) -> int:
-    env_settings = Settings()
-    config_file = config_path or env_settings.opsbot_config or EXAMPLE_CONFIG
+async def open_shell(*, config_file: Path, database_url: str, user: str, out: TextIO = sys.stdout) -> Shell:
+    """Start the Slack emulator, the paging stand-ins and opsbot; `await shell.close()` stops them all.
+    Raises ConfigError for a config that does not load."""
+    stand_ins = await StandIns().start()
     try:
-        config = load_config(config_file)
-    except ConfigError as exc:
-        print(f"{exc.source}: cannot start the shell:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    db_url = database_url or (env_settings.database_url.get_secret_value() if os.environ.get("DATABASE_URL")
-                              else "sqlite:///opsbot-shell.db")
+        stand_ins.export(os.environ)  # before the config loads: ${OPSBOT_PAGERDUTY_URL} and friends resolve
+        config = stand_ins.redirect(load_config(config_file), os.environ)
+    except BaseException:
+        await stand_ins.stop()
+        raise
     emulator = await EmulatorServer().start()
     for channel in (config.channels.incidents, config.channels.alerts, config.channels.ops_channel):
         if emulator.state.find_channel(channel) is None:
             emulator.state.add_channel(channel.lstrip("#"))
     # The shell's own Slack is the in-process emulator: its credentials are the shell's, never the environment's.
-    settings = env_settings.model_copy(update={
+    settings = Settings().model_copy(update={
         "slack_api_url": emulator.api_url, "slack_bot_token": SecretStr(BOT_TOKEN),
-        "slack_signing_secret": SecretStr(SECRET), "database_url": SecretStr(db_url),
+        "slack_signing_secret": SecretStr(SECRET), "database_url": SecretStr(database_url),
     })
     app = OpsbotApp(settings, config)
-    await app.start()
-    shell = Shell(app, emulator, user=_user_id(emulator.state, user))
-    shell.say(f"opsbot shell — config {config_file}, database {app.deps.db.display_url}")
+    try:
+        await app.start()
+    except BaseException:
+        await emulator.stop()
+        await stand_ins.stop()
+        raise
+    return Shell(app, emulator, user=_user_id(emulator.state, user), out=out, stand_ins=stand_ins)
+
+
+async def run_shell(*, config_path: Path | None, database_url: str | None, user: str) -> int:
+    env_settings = Settings()
+    config_file = Path(config_path or env_settings.opsbot_config or EXAMPLE_CONFIG)
+    db_url = database_url or (env_settings.database_url.get_secret_value() if os.environ.get("DATABASE_URL")
+                              else "sqlite:///opsbot-shell.db")
+    try:
+        shell = await open_shell(config_file=config_file, database_url=db_url, user=user)
+    except ConfigError as exc:
+        print(f"{exc.source}: cannot start the shell:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    shell.say(f"opsbot shell — config {config_file}, database {shell.app.deps.db.display_url}")
+    if shell.stand_ins is not None:
+        shell.say(f"Paging goes to local stand-ins: {shell.stand_ins.describe()} (:pages, :mail).")
     shell.say(f"You are {shell._user_name(shell.user)} in #{shell.channel.name}. :help for help, :quit to leave.")
     try:
         while True:
@@ -309,8 +449,6 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
     finally:
         shell.say("")
         await shell.close()
-        await app.stop()
-        await emulator.stop()
     return 0
 
 
