@@ -11,7 +11,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck
 
 from bot import metrics
-from bot.config import Config, Environment
+from bot.config import Config, Environment, SmokeSuite
 from bot.deps import Deps
 from bot.durations import format_duration
 from bot.errors import InvalidInput, NotFound
@@ -22,6 +22,7 @@ from bot.health import (
     StateChange,
     check_environment,
     monitor_once,
+    run_smoke,
     smoke_once,
 )
 from bot.jobs import job
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 HELP = [
     ("/health [environment]", "Run an environment's health checks (the default environment when omitted)"),
     ("/health all", "Check every environment"),
+    ("/health smoke <suite> [environment]", "Run a smoke suite now; the result replaces the answer"),
 ]
 
 STATE_ICON = {"healthy": "✅", "degraded": "⚠️", "unhealthy": "❌"}
@@ -62,6 +64,22 @@ def resolve_targets(config: Config, text: str | None) -> list[tuple[str, Environ
     return [config.environment(words[0] if words else None)]
 
 
+def resolve_smoke(config: Config, words: list[str]) -> tuple[str, SmokeSuite]:
+    """`smoke <suite> [env]` → (environment, suite); NotFound lists the environment's suites."""
+    if len(words) > 3:
+        raise InvalidInput("Usage: `/health smoke <suite> [environment]`.")
+    environment, env = config.environment(words[2] if len(words) == 3 else None)
+    names = [suite.name for suite in env.smoke]
+    if len(words) < 2:
+        listed = ", ".join(f"`{name}`" for name in names) or "none are configured"
+        raise InvalidInput(f"Usage: `/health smoke <suite> [environment]`. Smoke suites in {environment}: {listed}.")
+    wanted = words[1].lower()
+    found = next((suite for suite in env.smoke if suite.name.lower() == wanted), None)
+    if found is None:
+        raise NotFound("smoke suite", words[1], names)
+    return environment, found
+
+
 def checking_text(targets: list[tuple[str, Environment]]) -> str:
     total = sum(len(env.checks) for _, env in targets)
     checks = f"{total} check{'' if total == 1 else 's'}"
@@ -86,6 +104,8 @@ def check_line(result: CheckResult) -> str:
         parts.append(str(result.status_code))
     if result.detail:
         parts.append(esc(result.detail))
+    if result.body:
+        parts.append(esc(result.body))
     return f"{CHECK_ICON[result.status]} *{esc(result.name)}* · {' · '.join(parts)}"
 
 
@@ -97,7 +117,11 @@ def summary_line(report: HealthReport) -> str:
     if report.status == "unhealthy":
         tail = f"{len(report.failing)} of {total} checks failing"
     elif report.status == "degraded":
+        limited = sum(1 for r in report.warnings if r.rate_limited)
         tail = f"{len(report.warnings)} of {total} checks slow or near a limit"
+        if limited:
+            tail = (f"{limited} of {total} checks rate limited" if limited == len(report.warnings)
+                    else f"{len(report.warnings)} of {total} checks slow, near a limit or rate limited")
     else:
         tail = _passing(total)
     return f"{icon} *{name}* is {report.status} · {tail} · {latency_text(report.duration_ms)}"
@@ -186,6 +210,10 @@ def render_smoke(result: SmokeResult) -> tuple[str, list[bk.Block]]:
 # -- listener, jobs and schedule ------------------------------------------------------------------
 async def health_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
     metrics.count_command("health")
+    words = split_args(command.get("text"))
+    if words and words[0].lower() == "smoke":
+        await smoke_command(ack, command, deps, words)
+        return
     try:
         targets = resolve_targets(deps.config, command.get("text"))
     except (NotFound, InvalidInput) as exc:
@@ -194,6 +222,19 @@ async def health_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> 
     await ack_deferred(ack, deps, "health.check", answer=ephemeral(checking_text(targets)),
                        user=command["user_id"], channel=command.get("channel_id"),
                        response_url=command.get("response_url"), environments=[name for name, _ in targets])
+
+
+async def smoke_command(ack: AsyncAck, command: dict[str, Any], deps: Deps, words: list[str]) -> None:
+    """`/health smoke <suite> [env]`: ack at once, the suite runs as the `health.smoke_now` job."""
+    try:
+        environment, suite = resolve_smoke(deps.config, words)
+    except (NotFound, InvalidInput) as exc:
+        await ack(ephemeral(error_text(exc)))
+        return
+    await ack_deferred(ack, deps, "health.smoke_now",
+                       answer=ephemeral(f"Running smoke suite {suite.name} on {environment}…"),
+                       user=command["user_id"], channel=command.get("channel_id"),
+                       response_url=command.get("response_url"), environment=environment, suite=suite.name)
 
 
 def register(app: Router) -> None:
@@ -206,7 +247,8 @@ def schedule(deps: Deps) -> None:
         if env.monitor is not None and env.checks:
             deps.scheduler.every(monitor_job(name), env.monitor, partial(deps.run_job, "health.monitor",
                                                                          environment=name))
-        for suite in env.smoke:
+        for suite in (s for s in env.smoke if s.schedule is not None):
+            assert suite.schedule is not None
             deps.scheduler.cron(smoke_job(name, suite.name), suite.schedule,
                                 partial(deps.run_job, "health.smoke", environment=name, suite=suite.name))
 
@@ -215,7 +257,8 @@ def schedule(deps: Deps) -> None:
 async def check(deps: Deps, *, user: str, channel: str | None, response_url: str | None,
                 environments: list[str]) -> None:
     """`/health`: every check of the environments at once; the answer replaces the "Checking…" ack."""
-    reports = list(await asyncio.gather(*(check_environment(name, _environment(deps, name), http=deps.http)
+    reports = list(await asyncio.gather(*(check_environment(name, _environment(deps, name), http=deps.http,
+                                                            scrub=deps.scrubber)
                                           for name in environments)))
     text, blocks = reports_text(reports), render_reports(reports)
     respond = responder(deps, response_url)
@@ -228,7 +271,7 @@ async def check(deps: Deps, *, user: str, channel: str | None, response_url: str
 @job("health.monitor")
 async def monitor(deps: Deps, *, environment: str) -> None:
     await monitor_once(deps.db, clock=deps.clock, http=deps.http, environment=environment,
-                       env=_environment(deps, environment), notifier=SlackHealth(deps))
+                       env=_environment(deps, environment), notifier=SlackHealth(deps), scrub=deps.scrubber)
 
 
 @job("health.smoke")
@@ -238,6 +281,23 @@ async def smoke(deps: Deps, *, environment: str, suite: str) -> None:
     if found is None:
         raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
     await smoke_once(environment, env, found, http=deps.http, scrub=deps.scrubber, notifier=SlackHealth(deps))
+
+
+@job("health.smoke_now")
+async def smoke_now(deps: Deps, *, user: str, channel: str | None, response_url: str | None, environment: str,
+                    suite: str) -> None:
+    """`/health smoke`: the suite's result, pass or fail, replaces the "Running…" answer."""
+    env = _environment(deps, environment)
+    found = next((s for s in env.smoke if s.name == suite), None)
+    if found is None:
+        raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
+    result = await run_smoke(environment, env, found, http=deps.http, scrub=deps.scrubber)
+    text, blocks = render_smoke(result)
+    respond = responder(deps, response_url)
+    if respond is None:
+        await tell(deps, text=text, blocks=blocks, user=user, channel=channel)
+        return
+    await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
 
 
 def _environment(deps: Deps, name: str) -> Environment:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
 from commands.rollback.ids import Ids
@@ -61,6 +66,7 @@ async def test_unhealthy_after_rollback_names_the_failing_checks(make_bot: Any, 
     assert "Rolled back but unhealthy" in message.all_text()
     replies = thread(bot, message)
     assert "but it is unhealthy" in replies and "• *api*:" in replies and "503" in replies
+    assert "• *api*: expected 2xx got 503 · status=down" in replies  # what the body says, too
 
 
 async def test_failed_rollback_does_not_run_health_checks(make_bot: Any, tmp_path: Path) -> None:
@@ -84,3 +90,57 @@ async def test_verification_can_be_turned_off(make_bot: Any, tmp_path: Path) -> 
     [row] = await rollbacks_in_db(bot)
     assert (row.status, row.verification) == ("succeeded", None)
     assert health.hits == 0
+
+
+class Answers:
+    """A /health that answers from a script of (status, body, headers), the last one repeated."""
+
+    def __init__(self, *answers: tuple[int, dict[str, Any], dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.hits = 0
+
+    def app(self) -> Starlette:
+        async def health(_request: Request) -> Response:
+            status, body, headers = self.answers[min(self.hits, len(self.answers) - 1)]
+            self.hits += 1
+            return JSONResponse(body, status_code=status, headers=headers)
+
+        return Starlette(routes=[Route("/health", health)])
+
+
+LIMITED = (429, {"error": "Too many requests"}, {"Retry-After": "0"})
+HEALTHY = (200, {"status": "healthy"}, {})
+
+
+async def limited_bot(make_bot: Any, tmp_path: Path, url: str, verify_timeout: str = "2s") -> BotHarness:
+    environments = {"staging": {"verify_timeout": verify_timeout, "checks": [
+        {"name": "api", "url": f"{url}/health"},
+        {"name": "limits", "type": "rate_limit", "url": f"{url}/health", "requests": 5, "expect_429_after": 3}]}}
+    services = {"api": {"environments": {"staging": command_runner(tmp_path)}}}
+    return await make_bot(config=rollback_config(services, environments=environments))
+
+
+async def test_verification_waits_out_a_429_then_passes(make_bot: Any, tmp_path: Path) -> None:
+    health = Answers(LIMITED, LIMITED, HEALTHY)
+    async with LocalServer(health.app()) as server:
+        bot = await limited_bot(make_bot, tmp_path, server.url)
+        await request_rollback(bot, "api staging to v1")
+    assert health.hits == 3  # asked again after each 429; the rate_limit check is not part of verification
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification) == ("succeeded", "verified")
+    replies = thread(bot, request_message(bot))
+    assert "api rate limited (429); retrying in 0.2 s" in replies
+    assert "Rolled back `api` in *staging* to `v1` and verified" in replies
+
+
+async def test_a_429_past_the_verification_timeout_is_degraded_not_unhealthy(make_bot: Any, tmp_path: Path) -> None:
+    health = Answers((429, {"error": "Too many requests"}, {"Retry-After": "60"}))
+    async with LocalServer(health.app()) as server:
+        bot = await limited_bot(make_bot, tmp_path, server.url, verify_timeout="300ms")
+        await request_rollback(bot, "api staging to v1")
+    assert health.hits == 2  # the wait was cut to what was left of the 300 ms, then one last try
+    [row] = await rollbacks_in_db(bot)
+    assert (row.status, row.verification) == ("succeeded", "degraded")
+    replies = thread(bot, request_message(bot))
+    assert "rate limited (429); retrying in" in replies
+    assert "• *api*: rate limited (429), retry after 60 s" in replies and "unhealthy" not in replies

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from bot.config.base import Model, Name
 from bot.config.secrets import CommandEnv, EnvRef, EnvUrl
@@ -49,11 +51,45 @@ class HttpCheck(_Check):
 
     def label(self) -> str:
         # Credentials in a URL (https://user:pass@host) must never reach a Slack message.
-        url = str(self.url)
-        if self.url.username or self.url.password:
-            url = url.replace(f"{self.url.username or ''}:{self.url.password or ''}@", "", 1)
-            url = url.replace(f"{self.url.username or ''}@", "", 1)
-        return self.name or f"{self.method} {url}"
+        return self.name or f"{self.method} {_without_credentials(self.url)}"
+
+
+def _without_credentials(url: AnyHttpUrl | EnvUrl) -> str:
+    text = str(url)
+    if url.username or url.password:
+        text = text.replace(f"{url.username or ''}:{url.password or ''}@", "", 1)
+        text = text.replace(f"{url.username or ''}@", "", 1)
+    return text
+
+
+class RateLimitCheck(_Check):
+    """The runbook's "send 65 requests, expect 429 after 60": the limit is enforced, and not too early.
+
+    Passes when the first 429 comes after at least `expect_429_after` successful (2xx) answers and no later
+    than request `requests`. `timeout` bounds the whole run, `request_timeout` each request."""
+
+    type: Literal["rate_limit"]
+    url: EnvUrl
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, EnvRef] = Field(default_factory=dict)
+    requests: int = Field(ge=1, le=1000)
+    expect_429_after: int = Field(ge=0)
+    # Requests in flight at once; 1 keeps the order exact (the first 429 is at a definite request number).
+    concurrency: int = Field(default=1, ge=1, le=20)
+    request_timeout: Duration = timedelta(seconds=5)
+    timeout: Duration | None = timedelta(seconds=60)
+
+    _request_timeout_positive = field_validator("request_timeout")(_positive)
+
+    @model_validator(mode="after")
+    def _limit_within_requests(self) -> RateLimitCheck:
+        if self.expect_429_after >= self.requests:
+            raise ValueError(f"`requests` ({self.requests}) must be more than `expect_429_after` "
+                             f"({self.expect_429_after}), or the 429 is never reached")
+        return self
+
+    def label(self) -> str:
+        return self.name or f"rate limit {self.method} {_without_credentials(self.url)}"
 
 
 class PostgresCheck(_Check):
@@ -75,7 +111,7 @@ class TcpCheck(_Check):
         return self.name or f"tcp {self.host}:{self.port}"
 
 
-Check = Annotated[HttpCheck | PostgresCheck | TcpCheck, Field(discriminator="type")]
+Check = Annotated[HttpCheck | PostgresCheck | TcpCheck | RateLimitCheck, Field(discriminator="type")]
 
 
 def _default_type(value: Any) -> Any:
@@ -84,18 +120,62 @@ def _default_type(value: Any) -> Any:
     return value
 
 
+# Words a shell would interpret; without a shell they would reach the program as arguments.
+_SHELL_WORDS = frozenset({"|", "||", "&&", "&", ";", ">", ">>", "<", "2>", "2>&1", "$(", "`"})
+PATTERN_PREFIX = "re:"
+
+
+def _argv(value: Any) -> Any:
+    """`python scripts/smoke.py --fast` (split as a shell would, with shlex, but never run by one) or a list."""
+    if not isinstance(value, str):
+        return value
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot split `command` into arguments: {exc}") from None
+    operators = [word for word in argv if word in _SHELL_WORDS]
+    if operators:
+        raise ValueError(f"`command` runs without a shell, so {operators[0]!r} would be passed to the program "
+                         "as an argument; put pipelines and redirections in a script")
+    return argv
+
+
 class SmokeSuite(Model):
     name: Name
-    # Crontab expression in UTC, e.g. "0 6 * * *".
-    schedule: str
+    # Crontab expression in UTC, e.g. "0 6 * * *"; None: run only on demand (`/health smoke <suite>`).
+    schedule: str | None = None
     checks: list[str] | None = None          # names of the environment's checks; None = all
-    command: list[str] | None = None         # argv run without a shell; exit 0 = pass
+    # argv run without a shell (a list, or a string split like a shell would); exit 0 = pass
+    command: list[str] | None = None
+    # The command's working directory (relative to opsbot's own).
+    cwd: str | None = None
     # The command's environment beyond the small base (bot/childenv.py); nothing else is inherited.
     env: CommandEnv = Field(default_factory=dict)
+    # Lines the output (stdout and stderr) must contain: text found within a line, or `re:<pattern>`.
+    expect_output: list[str] = Field(default_factory=list)
     timeout: Duration = timedelta(minutes=5)
     report_success: bool = False
 
     _timeout_positive = field_validator("timeout")(_positive)
+    _command_argv = field_validator("command", mode="before")(_argv)
+
+    @field_validator("expect_output", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("expect_output")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.strip():
+                raise ValueError("an `expect_output` entry is empty")
+            if item.startswith(PATTERN_PREFIX):
+                try:
+                    re.compile(item[len(PATTERN_PREFIX):])
+                except re.error as exc:
+                    raise ValueError(f"{item!r} is not a valid regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _checks_or_command(self) -> SmokeSuite:
@@ -103,14 +183,19 @@ class SmokeSuite(Model):
             raise ValueError("a smoke suite runs either `checks` or a `command`, not both")
         if self.command is not None and (not self.command or not self.command[0].strip()):
             raise ValueError("`command` needs at least the program to run")
-        if self.env and self.command is None:
-            raise ValueError("`env` is for a smoke suite's `command`; checks do not use it")
+        if self.command is None:
+            for key, given in (("env", self.env), ("cwd", self.cwd), ("expect_output", self.expect_output)):
+                if given:
+                    raise ValueError(f"`{key}` is for a smoke suite's `command`; checks do not use it")
         return self
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
+    def _cron(cls, value: str | None) -> str | None:
         from apscheduler.triggers.cron import CronTrigger
+
+        if value is None:
+            return None
 
         try:
             CronTrigger.from_crontab(value, timezone="UTC")
@@ -126,6 +211,8 @@ class Environment(Model):
     latency_warn: Duration = timedelta(seconds=1)
     # Run the checks at this interval and post to the alerts channel when the state changes.
     monitor: Duration | None = None
+    # How long a rollback's verification may keep retrying checks the target rate limits (429).
+    verify_timeout: Duration = timedelta(minutes=2)
     checks: list[Check] = Field(default_factory=list)
     smoke: list[SmokeSuite] = Field(default_factory=list)
 
@@ -155,4 +242,4 @@ class Environment(Model):
                                  f"(checks here: {', '.join(sorted(seen)) or 'none'})")
         return self
 
-    _timeouts_positive = field_validator("timeout", "monitor")(_positive)
+    _timeouts_positive = field_validator("timeout", "monitor", "verify_timeout")(_positive)

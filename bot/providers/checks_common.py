@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from bot.config.secrets import EnvRef
 from bot.secrets import Scrubber
 
 ProbeStatus = Literal["ok", "warn", "fail"]
@@ -16,11 +19,38 @@ DETAIL_LIMIT = 300
 
 @dataclass(frozen=True)
 class Probe:
-    """What a provider found; the engine adds the name, kind, latency and the latency warning."""
+    """What a provider found; the engine adds the name, kind, latency and the latency warning.
+
+    `body` is what the target's answer says about itself (bot/providers/checks_body.py), shown after the
+    detail; `rate_limited` marks a 429, a warning that is not news about the target's health."""
 
     status: ProbeStatus
     detail: str = ""
     status_code: int | None = None
+    body: str = ""
+    rate_limited: bool = False
+    retry_after: float | None = None  # seconds, from the 429's Retry-After
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date; None when absent or bad."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return float(max(0, round(when.timestamp() - (time.time() if now is None else now))))
+
+
+def rate_limited_text(seconds: float | None) -> str:
+    """`rate limited (429)` or `rate limited (429), retry after 30 s`."""
+    return "rate limited (429)" + (f", retry after {seconds_text(seconds)}" if seconds is not None else "")
 
 
 def seconds_text(seconds: float) -> str:
@@ -56,3 +86,8 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     token- and password-shaped strings), on one line and cut to a readable length."""
     text = " ".join(Scrubber(s for s in secrets if len(s) >= 3)(text).split())
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
+
+
+def target_url(url: object) -> str:
+    """The URL to request: a `${VAR}` URL substituted now (ConfigError names an unset variable), else as is."""
+    return url.reveal(where="url") if isinstance(url, EnvRef) else str(url)

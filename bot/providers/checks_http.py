@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from bot.config.health import HttpCheck
 from bot.errors import ConfigError
-from bot.providers.checks_common import Probe, os_reason, scrub, seconds_text
+from bot.providers.checks_body import explain
+from bot.providers.checks_common import (
+    Probe,
+    os_reason,
+    rate_limited_text,
+    retry_after,
+    scrub,
+    seconds_text,
+    target_url,
+)
 
 MAX_BODY = 1024 * 1024  # bytes; a health endpoint answering more than this is itself a problem
 _MISSING = object()
@@ -17,6 +27,7 @@ _MISSING = object()
 
 async def probe_http(check: HttpCheck, *, http: httpx.AsyncClient, timeout: float) -> Probe:
     try:
+        url = target_url(check.url)
         headers = {key: ref.reveal(where=f"header {key}") for key, ref in check.headers.items()}
     except ConfigError as exc:
         return Probe("fail", exc.problems[0])
@@ -26,17 +37,20 @@ async def probe_http(check: HttpCheck, *, http: httpx.AsyncClient, timeout: floa
     if not any(key.lower() == "connection" for key in headers):
         headers["Connection"] = "close"
     try:
-        async with http.stream(check.method, str(check.url), headers=headers,
+        async with http.stream(check.method, url, headers=headers,
                                timeout=httpx.Timeout(timeout)) as response:
-            body, complete = await _read_capped(response)
+            body, complete = await read_capped(response)
     except httpx.TimeoutException:
         return Probe("fail", f"timeout after {seconds_text(timeout)}")
     except httpx.TransportError as exc:
         return Probe("fail", os_reason(exc) or scrub(f"{type(exc).__name__}: {exc}", secrets))
-    return judge(check, response.status_code, body, complete=complete)
+    probe = judge(check, response.status_code, body, complete=complete,
+                  retry_after=retry_after(response.headers.get("retry-after")))
+    # The target's own words may quote a header value back (an echoed token): scrub them like the rest.
+    return replace(probe, body=scrub(probe.body, secrets)) if probe.body else probe
 
 
-async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+async def read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     """The body, stopping after MAX_BODY bytes; (body, True) when it was read to the end."""
     chunks: list[bytes] = []
     size = 0
@@ -48,17 +62,22 @@ async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def judge(check: HttpCheck, status_code: int, body: bytes, *, complete: bool = True) -> Probe:
-    """Compare an answer with the check's expectations (pure, so it is easy to reason about)."""
+def judge(check: HttpCheck, status_code: int, body: bytes, *, complete: bool = True,
+          retry_after: float | None = None) -> Probe:
+    """Compare an answer with the check's expectations (pure, so it is easy to reason about).
+
+    A 429 the check does not expect is a warning ("rate limited"), not a failure: the target refused to
+    answer, which says nothing about its health. Any other unexpected answer carries what its body says."""
     expected = check.expect_status
-    if expected is None:
+    accepted = None if expected is None else expected if isinstance(expected, list) else [expected]
+    if status_code == 429 and (accepted is None or 429 not in accepted):
+        return Probe("warn", rate_limited_text(retry_after), status_code, rate_limited=True, retry_after=retry_after)
+    if accepted is None:
         if not 200 <= status_code < 300:
-            return Probe("fail", f"expected 2xx got {status_code}", status_code)
-    else:
-        accepted = expected if isinstance(expected, list) else [expected]
-        if status_code not in accepted:
-            wanted = " or ".join(str(code) for code in accepted)
-            return Probe("fail", f"expected {wanted} got {status_code}", status_code)
+            return Probe("fail", f"expected 2xx got {status_code}", status_code, body=explain(body))
+    elif status_code not in accepted:
+        wanted = " or ".join(str(code) for code in accepted)
+        return Probe("fail", f"expected {wanted} got {status_code}", status_code, body=explain(body))
     if not check.expect_json:
         return Probe("ok", "", status_code)
     if not complete:
@@ -67,11 +86,11 @@ def judge(check: HttpCheck, status_code: int, body: bytes, *, complete: bool = T
     try:
         document = json.loads(body)
     except ValueError:
-        return Probe("fail", "response is not valid JSON", status_code)
+        return Probe("fail", "response is not valid JSON", status_code, body=explain(body))
     problems = [problem for path, want in check.expect_json.items()
                 if (problem := _expectation(document, path, want))]
     if problems:
-        return Probe("fail", "; ".join(problems), status_code)
+        return Probe("fail", "; ".join(problems), status_code, body=explain(body))
     return Probe("ok", "", status_code)
 
 

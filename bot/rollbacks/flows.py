@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot import timeline
 from bot.errors import OpsbotError, ProviderError
-from bot.health import check_environment
+from bot.health import check_patiently
 from bot.models import AuditEntry, Incident, Rollback
 from bot.providers.rollback_base import Progress, RollbackOutcome, RollbackRequest, build_runner
 from bot.rollbacks import (
@@ -274,13 +274,20 @@ async def verify(deps: Deps, environment: str, runner: Any, progress: Progress) 
         return "skipped", []
     await progress(f"Verifying: running {len(env.checks)} health check(s) for *{environment}*…")
     try:
-        report = await check_environment(environment, env, http=deps.http)
+        # A 429 is the target refusing to answer, not a verdict: wait (Retry-After) and ask again.
+        report = await check_patiently(environment, env, http=deps.http, scrub=deps.scrubber, waiting=progress,
+                                       within=env.verify_timeout.total_seconds())
     except Exception as exc:  # the engine should not raise; a bug there must not hide the rollback's result
         log.exception("health verification failed")
         return "error", [f"• {type(exc).__name__}"]
     if report.status == "healthy":
         return "verified", [f"All {len(report.results)} health check(s) pass."]
     wanted = "fail" if report.status == "unhealthy" else "warn"
-    lines = [f"• *{r.name}*: {r.detail}" for r in report.results if r.status == wanted]
+    lines = [f"• *{r.name}*: {_literal(r.explanation)}" for r in report.results if r.status == wanted]
     return ("unhealthy" if report.status == "unhealthy" else "degraded"), lines
+
+
+def _literal(text: str) -> str:
+    """A target's own words shown as text in mrkdwn (a body saying `<!channel>` must not ping anyone)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
