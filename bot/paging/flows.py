@@ -31,12 +31,12 @@ from bot.jobs import is_transient
 from bot.models import AlertState, EscalationStep, Incident, Page
 from bot.paging import STATEFUL, OncallLookup, People, dedup_key, provider_targets
 from bot.paging.escalation import Step
-from bot.paging.providers.base import Action, Notice, PageRejected, Provider
+from bot.paging.providers.base import Action, Notice, PageRejected, Provider, Throttled
 from bot.timeline import add_event
 
 log = logging.getLogger(__name__)
 DELIVER_JOB = "paging.deliver"
-FIRST_BACKOFF, MAX_BACKOFF = 0.25, 30.0  # seconds between a page's attempts (doubled each time)
+FIRST_BACKOFF, MAX_BACKOFF = 0.2, 30.0  # seconds between a page's attempts (doubled each time)
 ERROR_MAX = 500
 Defer = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
@@ -197,12 +197,15 @@ async def deliver(pager: Pager, notifier: PageNotifier, providers: Mapping[str, 
         error: str | None = None
         final = False
         reference = None
+        wait: float | None = None
         try:
             if provider is None:
                 raise PageRejected(f"{page.provider} is not set up (paging.{page.provider})")
             reference = (await provider.send(name, notice)).reference
         except PageRejected as exc:
             error, final = pager.scrub(str(exc)), True
+        except Throttled as exc:  # 429: wait as long as the provider asked (within reason)
+            error, wait = pager.scrub(str(exc)), exc.retry_after
         except Exception as exc:
             error = pager.scrub(str(exc) if isinstance(exc, OpsbotError) else type(exc).__name__)
             if not is_transient(exc):
@@ -212,7 +215,7 @@ async def deliver(pager: Pager, notifier: PageNotifier, providers: Mapping[str, 
         if outcome.status == "pending":
             log.warning("page %s to %s failed (attempt %s): %s; retrying in %.2fs", page_id, page.target,
                         outcome.attempts, error, delay)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(max(delay, wait or 0.0), MAX_BACKOFF))
             delay = min(delay * 2, MAX_BACKOFF)
             continue
         if outcome.status == "failed":

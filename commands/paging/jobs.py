@@ -8,7 +8,7 @@ from bot.deps import Deps
 from bot.incidents import flows as incident_flows
 from bot.jobs import job
 from bot.paging import flows
-from bot.paging.providers.base import Provider
+from bot.paging.providers import Provider, build
 from commands.paging.notify import SlackPages, pager
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,7 @@ ESCALATE = "paging.escalate"
 
 
 def providers(deps: Deps) -> dict[str, Provider]:
-    from bot.paging import providers as registry  # bot/paging/providers (its own helper)
-
-    build = getattr(registry, "build", None)
-    return dict(build(deps.config.paging, deps.http)) if build is not None else {}
+    return build(deps.config.paging, deps.http)
 
 
 @job(flows.DELIVER_JOB, lock="page:{page_id}")

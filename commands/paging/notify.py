@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.deps import Deps
 from bot.models import Incident, Page
+from bot.oncall import current
 from bot.paging.flows import Pager
 from bot.paging.providers.base import Notice
 
@@ -17,10 +18,9 @@ log = logging.getLogger(__name__)
 
 def pager(deps: Deps) -> Pager:
     async def oncall(schedule: str) -> list[str]:
-        from bot import oncall as schedules  # bot/oncall (its own helper): who is on call now
+        from commands.oncall.jobs import SlackPeople  # e-mail addresses and @names in schedules → user ids
 
-        current: Any = getattr(schedules, "current")  # noqa: B009
-        return list(await current(deps.db, deps.config, deps.clock, schedule))
+        return await current(deps.db, deps.config, deps.clock, schedule, resolve=SlackPeople(deps).resolve)
 
     async def defer(name: str, kwargs: Mapping[str, Any]) -> None:
         # One job per page even when deferred twice (a set-up resumed after a crash).
