@@ -290,3 +290,20 @@ async def test_a_feed_never_read_says_why(make_bot: Any, caplog: pytest.LogCaptu
     assert "*Now:* nobody" in text
     assert "The iCal feed has not been read yet: the feed could not be fetched (ConnectError)." in text
     assert "s3cr3tT0ken" not in text and "s3cr3tT0ken" not in caplog.text
+
+
+async def test_the_scheduled_check_fetches_only_when_due(make_bot: Any, host: tuple[FeedHost, LocalServer],
+                                                         clock: FakeClock) -> None:
+    feed, server = host
+    bot = await make_bot(config=_pd_config(server.url + SECRET_PATH))  # refresh: 5m
+    await bot.run_job("oncall.feed.pd")  # never read: fetched at once
+    await bot.run_job("oncall.feed.pd")
+    assert feed.seen == [None]
+    clock.advance(minutes=5)
+    await bot.run_job("oncall.feed.pd")
+    assert feed.seen == [None, '"v1"']
+    feed.status = 500
+    clock.advance(minutes=5)
+    await bot.run_job("oncall.feed.pd")
+    await bot.run_job("oncall.feed.pd")  # after a failure: tried again at the next check
+    assert len(feed.seen) == 4

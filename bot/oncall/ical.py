@@ -125,6 +125,10 @@ class FeedState:
     def stale(self, now: datetime, refresh: timedelta) -> bool:
         return bool(self.error) or self.fetched_at is None or now - self.fetched_at > 3 * refresh
 
+    def due(self, now: datetime, refresh: timedelta) -> bool:
+        """Time to fetch again: the copy is `refresh` old, or the last refresh failed (try again soon)."""
+        return bool(self.error) or self.fetched_at is None or now - self.fetched_at >= refresh
+
 
 async def cached(db: Database, schedule: str) -> FeedState | None:
     async with db.session() as session:

@@ -35,6 +35,7 @@ OVERRIDE_USAGE = "Usage: `/oncall override <schedule> @user <duration, e.g. 4h o
 FEED_JOB = "oncall.feed.{schedule}"
 USERGROUP_JOB = "oncall.usergroups"
 USERGROUP_INTERVAL = timedelta(minutes=1)
+FEED_CHECK = timedelta(minutes=1)  # feeds are looked at every minute and fetched when due (bot.oncall.ical)
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _HANDLE = re.compile(r"^@?([a-z0-9][a-z0-9._-]{0,79})$", re.IGNORECASE)
 
@@ -139,11 +140,12 @@ def register(app: Router) -> None:
 
 
 def schedule(deps: Deps) -> None:
-    """Each iCal feed's refresh (every `ical.refresh`) and, when a schedule has a `usergroup:`, the
-    user group sync every minute: named jobs run by the scheduler's leader."""
+    """Each iCal feed's refresh and, when a schedule has a `usergroup:`, the user group sync every minute:
+    named jobs run by the scheduler's leader. A feed is fetched every `ical.refresh`, at the first check
+    when never read (a new deploy), and again a minute after a failed refresh."""
     for name, found in deps.config.oncall.items():
         if found.ical is not None:
-            deps.scheduler.every(FEED_JOB.format(schedule=name), found.ical.refresh,
+            deps.scheduler.every(FEED_JOB.format(schedule=name), min(found.ical.refresh, FEED_CHECK),
                                  partial(deps.run_job, "oncall.refresh_feed", schedule=name))
     if any(found.usergroup for found in deps.config.oncall.values()):
         deps.scheduler.every(USERGROUP_JOB, USERGROUP_INTERVAL, partial(deps.run_job, "oncall.sync_usergroups"))

@@ -179,9 +179,12 @@ async def cancel(deps: Deps, *, user: str, channel: str | None, response_url: st
 
 @job("oncall.refresh_feed")
 async def refresh_feed(deps: Deps, *, schedule: str) -> None:
-    """The scheduled refresh of one schedule's iCal feed (the next run is its retry)."""
+    """The scheduled refresh of one schedule's iCal feed, when due (the next check is its retry)."""
     feed = deps.config.oncall[schedule].ical
-    if feed is not None:
+    if feed is None:
+        return
+    state = await ical.cached(deps.db, schedule)
+    if state is None or state.due(deps.clock(), feed.refresh):
         await ical.refresh(deps.db, deps.http, deps.clock, schedule=schedule, feed=feed)
 
 
