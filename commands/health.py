@@ -283,14 +283,16 @@ async def smoke(deps: Deps, *, environment: str, suite: str) -> None:
     await smoke_once(environment, env, found, http=deps.http, scrub=deps.scrubber, notifier=SlackHealth(deps))
 
 
-@job("health.smoke_now")
+@job("health.smoke_now", lock="smoke:{environment}:{suite}")
 async def smoke_now(deps: Deps, *, user: str, channel: str | None, response_url: str | None, environment: str,
                     suite: str) -> None:
-    """`/health smoke`: the suite's result, pass or fail, replaces the "Running…" answer."""
+    """`/health smoke`: the suite's result, pass or fail, replaces the "Running…" answer. One run of a suite
+    at a time; a user's runs count against the shared rate limit (a suite may be a long end-to-end test)."""
     env = _environment(deps, environment)
     found = next((s for s in env.smoke if s.name == suite), None)
     if found is None:
         raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
+    await deps.ratelimit.check(user, "health.smoke")
     result = await run_smoke(environment, env, found, http=deps.http, scrub=deps.scrubber)
     text, blocks = render_smoke(result)
     respond = responder(deps, response_url)

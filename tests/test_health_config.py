@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +79,21 @@ def test_example_config_environments_are_valid() -> None:
     assert config.default_environment == "prod"
     assert prod.monitor is not None and prod.smoke
     assert {c.type for c in prod.checks} == {"http", "postgres", "tcp"}
+
+
+def test_smoke_warnings_name_a_missing_cwd_or_program(tmp_path: Path) -> None:
+    from bot.config.health import Environment, smoke_warnings
+
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "smoke.sh").write_text("#!/bin/sh\n")
+    env = Environment.model_validate({"smoke": [
+        {"name": "fine", "command": "scripts/smoke.sh", "cwd": str(tmp_path)},
+        {"name": "away", "command": "python x.py", "cwd": str(tmp_path / "gone")},
+        {"name": "typo", "command": "pythn-nope-3 x.py"},
+        {"name": "rel", "command": "./scripts/missing.sh", "cwd": str(tmp_path)},
+    ]})
+    assert smoke_warnings({"prod": env}) == [
+        f"environments.prod.smoke.away.cwd: {tmp_path / 'gone'} is not a directory here",
+        "environments.prod.smoke.typo.command: pythn-nope-3 is not on PATH",
+        "environments.prod.smoke.rel.command: ./scripts/missing.sh not found",
+    ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -243,3 +245,25 @@ class Environment(Model):
         return self
 
     _timeouts_positive = field_validator("timeout", "monitor", "verify_timeout")(_positive)
+
+
+def smoke_warnings(environments: dict[str, Environment]) -> list[str]:
+    """What `opsbot config check` can tell about smoke commands before they run: a `cwd` that is not a
+    directory here, a program that is neither on PATH nor a file (relative to `cwd`)."""
+    problems: list[str] = []
+    for env_name, env in environments.items():
+        for suite in env.smoke:
+            if suite.command is None:
+                continue
+            where = f"environments.{env_name}.smoke.{suite.name}"
+            if suite.cwd is not None and not os.path.isdir(suite.cwd):
+                problems.append(f"{where}.cwd: {suite.cwd} is not a directory here")
+                continue
+            program = suite.command[0]
+            if os.sep in program:
+                path = program if os.path.isabs(program) else os.path.join(suite.cwd or ".", program)
+                if not os.path.isfile(path):
+                    problems.append(f"{where}.command: {program} not found")
+            elif shutil.which(program) is None:
+                problems.append(f"{where}.command: {program} is not on PATH")
+    return problems
