@@ -36,6 +36,7 @@ SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Check
   :channels       list channels
   :pages          what the PagerDuty (and Opsgenie) stand-ins received
   :mail           the e-mail the SMTP stand-in received
+  :pagerduty ack|resolve KEY [NAME]   PagerDuty's webhook saying NAME acknowledged/resolved the page KEY
   :quit           leave"""
 
 
@@ -43,6 +44,7 @@ SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Check
 STAND_IN_ENV = ("OPSBOT_PAGERDUTY_URL", "OPSBOT_OPSGENIE_URL", "SMTP_HOST", "SMTP_PORT")
 SHELL_ROUTING_KEY = "shellroutingkey0000000000000000a"  # 32 characters, like an integration key
 SHELL_GENIE_KEY = "shell-genie-key"
+SHELL_WEBHOOK_SECRET = "shell-pagerduty-webhook-secret"
 
 
 class StandIns:
@@ -91,8 +93,11 @@ class StandIns:
             services = {name: service if not service.routing_key.missing(environ)
                         else service.model_copy(update={"routing_key": EnvRef(SHELL_ROUTING_KEY)})
                         for name, service in paging.pagerduty.services.items()}
+            secret = paging.pagerduty.webhook_secret
+            if secret is None or secret.missing(environ):
+                secret = EnvRef(SHELL_WEBHOOK_SECRET)
             update["pagerduty"] = paging.pagerduty.model_copy(update={
-                "events_url": EnvUrl(self.pagerduty.url), "services": services})
+                "events_url": EnvUrl(self.pagerduty.url), "services": services, "webhook_secret": secret})
         if paging.opsgenie is not None:
             update["opsgenie"] = paging.opsgenie.model_copy(update={
                 "api_url": EnvUrl(self.opsgenie.url), "api_key": EnvRef(SHELL_GENIE_KEY)})
@@ -377,6 +382,8 @@ class Shell:
         elif line == ":mail":
             for text in mail_report(self.stand_ins):
                 self.say(text)
+        elif line.startswith(":pagerduty"):
+            await self.pagerduty_webhook(line.split()[1:])
         elif line.isdigit():
             await self.press(int(line))
         elif line.startswith("/"):
@@ -386,6 +393,26 @@ class Shell:
         else:
             self.say("  Type a slash command such as /opsbot help (:help for shell commands).")
         return True
+
+    async def pagerduty_webhook(self, words: list[str]) -> None:
+        """`:pagerduty ack|resolve KEY [NAME]`: what PagerDuty posts to /webhooks/pagerduty when someone acts there."""
+        kinds = {"ack": "incident.acknowledged", "acknowledge": "incident.acknowledged",
+                 "resolve": "incident.resolved"}
+        pagerduty = self.app.deps.config.paging.pagerduty
+        if len(words) < 2 or words[0] not in kinds:
+            self.say("  usage: :pagerduty ack|resolve <dedup key, e.g. opsbot-incident-1> [who]")
+            return
+        if self.stand_ins is None or pagerduty is None or pagerduty.webhook_secret is None:
+            self.say("  PagerDuty is not set up in this config (paging.pagerduty).")
+            return
+        secret = pagerduty.webhook_secret.reveal()
+        answer = await self.stand_ins.pagerduty.send_webhook(
+            "http://opsbot/webhooks/pagerduty", secret, kinds[words[0]], words[1], " ".join(words[2:]) or "Alice",
+            http=self.http)
+        self.say(f"  PagerDuty's webhook: opsbot answered HTTP {answer.status_code}")
+        await self.app.deps.tasks.wait_idle(timeout=30)
+        await self.app.deps.queue.wait_idle(timeout=30)
+        await self.app.deps.tasks.wait_idle(timeout=30)
 
     async def close(self) -> None:
         """Stop opsbot, the emulator and the stand-ins (and forget the environment the stand-ins exported)."""

@@ -45,7 +45,8 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "OPSBOT_CONFIG", "PD_CHECKOUT_KEY", "SMTP_USERNAME", "SMTP_PASSWORD",
                         *STAND_IN_ENV)}
-    script = ":pages\n:mail\n/incident open P1 Checkout is down\n:pages\n:mail\n"
+    script = (":pages\n:mail\n/incident open P1 Checkout is down\n:pages\n:mail\n"
+              ":pagerduty ack opsbot-incident-1 Bob\n:pages\n")
     result = subprocess.run([sys.executable, "-m", "bot", "shell", "--config", str(config),
                              "--database", f"sqlite:///{tmp_path / 's.db'}"],
                             input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
@@ -53,6 +54,7 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
     out = result.stdout
     assert "Paging goes to local stand-ins: PagerDuty http://127.0.0.1:" in out
     before, _, after = out.partition("/incident open P1")
+    after, _, acked = after.partition(":pagerduty ack")
     assert "PagerDuty and Opsgenie have received nothing yet." in before
     assert "The SMTP stand-in has received no mail yet." in before
     assert "PagerDuty received 1 event(s):" in after
@@ -60,6 +62,9 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
     assert "alert opsbot-incident-1: triggered" in after
     assert "1. To: vp@acme.test · Subject: INC-1 · P1 · Checkout is down" in after
     assert "Severity: P1 (urgent)" in after
+    # PagerDuty's signed webhook reaches opsbot's /webhooks/pagerduty (what opsbot does with it: ESCALATION's tests)
+    assert "PagerDuty's webhook: opsbot answered HTTP" in acked
+    assert "alert opsbot-incident-1: acknowledged" in acked
 
 
 async def test_shell_pages_stay_local_and_the_commands_list_what_arrived(tmp_path: Path,

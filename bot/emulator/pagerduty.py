@@ -215,16 +215,20 @@ class PagerDutyServer:
 
     async def send_webhook(self, url: str, secret: str | Sequence[str], event_type: str, dedup_key: str,
                            agent_name: str | None = "Alice Example", *, webhook_id: str | None = None,
-                           signature: str | None = None) -> httpx.Response:
+                           signature: str | None = None, http: httpx.AsyncClient | None = None) -> httpx.Response:
         """POST a signed v3 webhook about `dedup_key`'s incident to `url` (opsbot's /webhooks/pagerduty), as
         PagerDuty does when someone acknowledges or resolves it there; the stand-in's alert follows. Pass the
-        same `webhook_id` to replay a delivery; `signature` overrides the computed header (a forgery)."""
+        same `webhook_id` to replay a delivery; `signature` overrides the computed header (a forgery); `http`
+        posts through that client (the shell's in-process opsbot) instead of a new one."""
         alert = self.state.alerts.get(dedup_key)
-        if alert is not None and event_type in ("incident.acknowledged", "incident.resolved"):
+        if alert is not None and alert.status != "resolved" and event_type in ("incident.acknowledged",
+                                                                                "incident.resolved"):
             alert.status = event_type.removeprefix("incident.")
         body = json.dumps(webhook_envelope(event_type, dedup_key, agent_name, alert=alert)).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "PagerDuty-Webhook/V3.0",
                    "X-Webhook-Id": webhook_id or str(uuid.uuid4()), "X-Webhook-Subscription": "PSUBSCR",
                    "X-PagerDuty-Signature": signature if signature is not None else sign(secret, body)}
-        async with httpx.AsyncClient(timeout=5) as http:
+        if http is not None:
             return await http.post(url, content=body, headers=headers)
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.post(url, content=body, headers=headers)
