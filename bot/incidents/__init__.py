@@ -265,8 +265,8 @@ async def acknowledge(session: AsyncSession, *, clock: Clock, incident: Incident
     if incident.acknowledged_at is not None:
         raise AlreadyDone(incident.ref, "acknowledged", actor=incident.acknowledged_by or "opsbot",
                           at=incident.acknowledged_at, now=clock())
-    incident.acknowledged_at, incident.acknowledged_by = clock(), actor
-    await add_event(session, clock=clock, incident_id=incident.id, actor=actor, kind="acknowledged",
+    incident.acknowledged_at, incident.acknowledged_by = clock(), actor[:32]
+    await add_event(session, clock=clock, incident_id=incident.id, actor=actor[:64], kind="acknowledged",
                     text="Acknowledged")
 
 

@@ -21,4 +21,13 @@ def schedule(deps: Deps) -> None:
 
 
 def routes(deps: Deps) -> list[BaseRoute]:
-    return []
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from commands.paging import webhooks
+
+    async def pagerduty(request: Request) -> Response:
+        return await webhooks.pagerduty(request, deps)
+
+    return [Route("/webhooks/pagerduty", pagerduty, methods=["POST"])]

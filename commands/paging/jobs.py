@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from bot.deps import Deps
+from bot.errors import NotFound
+from bot.incidents import AlreadyDone
 from bot.incidents import flows as incident_flows
 from bot.jobs import job
 from bot.paging import flows
@@ -33,3 +35,23 @@ async def escalate(deps: Deps) -> None:
     from commands.incident.notify import SlackIncidents, services
 
     await incident_flows.run_escalations(services(deps), SlackIncidents(deps))
+
+
+@job("paging.pagerduty", lock="incident:{incident_id}", retries=3)
+async def pagerduty_event(deps: Deps, *, incident_id: int, kind: str, agent: str | None, url: str | None) -> None:
+    """An acknowledgement or resolution made in PagerDuty, made in opsbot (not sent back to PagerDuty; the
+    other providers are told). Done already in opsbot: nothing to do."""
+    from commands.incident.notify import SlackIncidents, services
+
+    actor = f"PagerDuty ({agent})" if agent else "PagerDuty"
+    try:
+        if kind == "acknowledged":
+            await incident_flows.acknowledge(services(deps), SlackIncidents(deps), incident_id=incident_id,
+                                             actor=actor, source="pagerduty")
+        elif kind == "resolved":
+            summary = f"Resolved in PagerDuty by {agent}" if agent else "Resolved in PagerDuty"
+            await incident_flows.resolve(services(deps), SlackIncidents(deps), incident_id=incident_id,
+                                         actor=actor, summary=summary + (f" ({url})" if url else ""),
+                                         source="pagerduty")
+    except (AlreadyDone, NotFound) as exc:
+        log.info("PagerDuty %s of INC-%s: nothing to do (%s)", kind, incident_id, exc)

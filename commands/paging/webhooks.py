@@ -1,0 +1,79 @@
+"""`POST /webhooks/pagerduty`: PagerDuty's signed v3 webhooks. An acknowledgement or resolution made in
+PagerDuty is reflected in opsbot (timeline, Slack) by a job; the answer (202) leaves at once.
+
+Checked in this order: the body's size (413), the signature against paging.pagerduty.webhook_secret (401,
+also when no secret is set up), the envelope (400), then X-Webhook-Id, recorded once (WebhookDelivery): a
+delivery PagerDuty sends again is answered 202 and does nothing. Events about keys that are not opsbot's, and
+event types other than acknowledged/resolved, are answered 202 and ignored."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot import bodies
+from bot.errors import ConfigError, DependencyDown, InvalidInput
+from bot.models import WebhookDelivery
+from bot.paging import subject_of
+from bot.paging.providers.pagerduty import parse_webhook, verify_signature
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+
+log = logging.getLogger(__name__)
+MAX_BODY = 256 * 1024
+JOB = "paging.pagerduty"
+HANDLED = ("acknowledged", "resolved")
+
+
+def _secret(deps: Deps) -> str | None:
+    pagerduty = deps.config.paging.pagerduty
+    if pagerduty is None or pagerduty.webhook_secret is None:
+        return None
+    try:
+        return pagerduty.webhook_secret.reveal(where="paging.pagerduty.webhook_secret")
+    except ConfigError:
+        log.warning("paging.pagerduty.webhook_secret names an environment variable that is not set")
+        return None
+
+
+def _answer(status: str, code: int = 202) -> JSONResponse:
+    return JSONResponse({"status": status}, status_code=code)
+
+
+async def pagerduty(request: Request, deps: Deps) -> Response:
+    try:
+        body = await bodies.read_body(request, limit=MAX_BODY)
+    except bodies.TooLarge as exc:
+        return bodies.too_large(exc)
+    secret = _secret(deps)
+    if secret is None or not verify_signature(secret, body, request.headers.get("x-pagerduty-signature")):
+        return JSONResponse({"error": "invalid or missing X-PagerDuty-Signature"}, status_code=401)
+    try:
+        event = parse_webhook(body)
+    except InvalidInput as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    subject = subject_of(event.dedup_key or "")
+    if event.kind not in HANDLED or subject is None or not subject.startswith("incident:"):
+        return _answer("ignored")
+    delivery = (request.headers.get("x-webhook-id") or event.id)[:255]
+    try:
+        async with deps.db.session() as session:
+            session.add(WebhookDelivery(id=delivery, source="pagerduty", at=deps.clock()))
+    except IntegrityError:
+        return _answer("duplicate")
+    except DependencyDown:
+        return JSONResponse({"error": "opsbot's database is unreachable; PagerDuty retries"}, status_code=503)
+    try:
+        await deps.queue.defer(JOB, {"incident_id": int(subject.partition(":")[2]), "kind": event.kind,
+                                     "agent": event.agent, "url": event.url}, once=f"pagerduty:{delivery}")
+    except DependencyDown:  # not stored: forget the delivery, so PagerDuty's retry is handled
+        async with deps.db.session() as session:
+            await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery))
+        return JSONResponse({"error": "opsbot is restarting; PagerDuty retries"}, status_code=503)
+    return _answer("accepted")
