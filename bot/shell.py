@@ -14,10 +14,15 @@ from typing import Any, TextIO
 
 import httpx
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from bot.app import OpsbotApp
 from bot.config import EXAMPLE_CONFIG, Config, load_config
 from bot.config.secrets import EnvRef, EnvUrl
+from bot.emulator.localserver import LocalServer
 from bot.emulator.mail import MailServer
 from bot.emulator.opsgenie import OpsgenieServer
 from bot.emulator.pagerduty import PagerDutyServer
@@ -25,6 +30,7 @@ from bot.emulator.server import EmulatorServer
 from bot.emulator.signing import SlackRequests
 from bot.emulator.state import Channel, Message, SlackState
 from bot.errors import ConfigError
+from bot.providers.rollback_webhook import verify_signature
 from bot.settings import Settings
 
 SECRET = "shell-signing-secret"
@@ -47,19 +53,40 @@ SHELL_GENIE_KEY = "shell-genie-key"
 SHELL_WEBHOOK_SECRET = "shell-pagerduty-webhook-secret"
 
 
+class WebhookSink:
+    """Receives the `webhook:<name>` pages: POST /hooks/<name>, each kept with whether its signature verifies."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.received: list[tuple[str, dict[str, Any], bool]] = []  # (webhook name, JSON body, signature ok)
+        self.server = LocalServer(Starlette(routes=[Route("/hooks/{name}", self._receive, methods=["POST"])]))
+
+    async def _receive(self, request: Request) -> JSONResponse:
+        name, body = request.path_params["name"], await request.body()
+        signed = verify_signature(self.secrets.get(name, ""), body, request.headers.get("x-opsbot-signature"))
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = {}
+        self.received.append((name, data if isinstance(data, dict) else {}, signed))
+        return JSONResponse({"ok": True})
+
+
 class StandIns:
-    """PagerDuty, Opsgenie and SMTP stand-ins on loopback: whatever the config says, the shell's pages stay on
-    this machine (as its Slack is the emulator)."""
+    """PagerDuty, Opsgenie, SMTP and webhook stand-ins on loopback: whatever the config says, the shell's pages
+    stay on this machine (as its Slack is the emulator)."""
 
     def __init__(self) -> None:
         self.pagerduty = PagerDutyServer()
         self.opsgenie = OpsgenieServer(api_key=SHELL_GENIE_KEY)
         self.mail = MailServer()
+        self.webhooks = WebhookSink()
         self._exported: dict[str, str] = {}
 
     async def start(self) -> StandIns:
         await self.pagerduty.start()
         await self.opsgenie.start()
+        await self.webhooks.server.start()
         self.mail.start()
         return self
 
@@ -69,6 +96,7 @@ class StandIns:
                 del os.environ[name]
         self._exported.clear()
         self.mail.stop()
+        await self.webhooks.server.stop()
         await self.opsgenie.stop()
         await self.pagerduty.stop()
 
@@ -86,7 +114,8 @@ class StandIns:
 
     def redirect(self, config: Config, environ: MutableMapping[str, str]) -> Config:
         """`config` with its paging providers pointed at the stand-ins: PagerDuty's events URL and any unset
-        routing key, Opsgenie's URL and key, the SMTP relay (plain, no login). Webhooks are left as they are."""
+        routing key, Opsgenie's URL and key, the SMTP relay (plain, no login), webhooks' URLs (and any unset
+        secret)."""
         paging = config.paging
         update: dict[str, Any] = {}
         if paging.pagerduty is not None:
@@ -105,20 +134,28 @@ class StandIns:
             update["email"] = paging.email.model_copy(update={
                 "host": EnvRef(self.mail.host), "port": self.mail.port, "security": "none", "username": None,
                 "password": None, "ca_file": None})
+        if paging.webhooks:
+            hooks = {}
+            for name, hook in paging.webhooks.items():
+                secret = hook.secret if not hook.secret.missing(environ) else EnvRef(SHELL_WEBHOOK_SECRET)
+                self.webhooks.secrets[name] = secret.reveal(environ)
+                hooks[name] = hook.model_copy(update={"url": EnvUrl(f"{self.webhooks.server.url}/hooks/{name}"),
+                                                      "secret": secret})
+            update["webhooks"] = hooks
         return config.model_copy(update={"paging": paging.model_copy(update=update)}) if update else config
 
     def describe(self) -> str:
         return (f"PagerDuty {self.pagerduty.url}, Opsgenie {self.opsgenie.url}, "
-                f"SMTP {self.mail.host}:{self.mail.port}")
+                f"SMTP {self.mail.host}:{self.mail.port}, webhooks {self.webhooks.server.url}")
 
 
 def pages_report(stand_ins: StandIns | None) -> list[str]:
     """`:pages`: the events PagerDuty's stand-in accepted (action, dedup key, summary) and Opsgenie's alerts."""
     if stand_ins is None:
         return ["  (no paging stand-ins in this shell)"]
-    pd, og = stand_ins.pagerduty.state, stand_ins.opsgenie.state
-    if not pd.events and not og.requests:
-        return ["  PagerDuty and Opsgenie have received nothing yet."]
+    pd, og, hooks = stand_ins.pagerduty.state, stand_ins.opsgenie.state, stand_ins.webhooks.received
+    if not pd.events and not og.requests and not hooks:
+        return ["  PagerDuty, Opsgenie and the webhooks have received nothing yet."]
     lines = [f"  PagerDuty received {len(pd.events)} event(s):"] if pd.events else []
     for event in pd.events:
         note = "  (dropped: no open alert)" if event.dropped else ""
@@ -127,6 +164,10 @@ def pages_report(stand_ins: StandIns | None) -> list[str]:
     if og.requests:
         lines.append(f"  Opsgenie received {len(og.requests)} request(s):")
         lines += [f"    {r.action.lower():<11} {r.alias or r.alert_id or '?'}  {r.status}" for r in og.requests]
+    if hooks:
+        lines.append(f"  Webhooks received {len(hooks)} POST(s):")
+        lines += [f"    {data.get('event')!s:<11} {data.get('dedup_key')}  {data.get('title')}  → {name}"
+                  f"{'' if signed else '  (bad signature!)'}" for name, data, signed in hooks]
     return lines
 
 

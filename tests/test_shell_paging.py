@@ -55,7 +55,7 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
     assert "Paging goes to local stand-ins: PagerDuty http://127.0.0.1:" in out
     before, _, after = out.partition("/incident open P1")
     after, _, acked = after.partition(":pagerduty ack")
-    assert "PagerDuty and Opsgenie have received nothing yet." in before
+    assert "PagerDuty, Opsgenie and the webhooks have received nothing yet." in before
     assert "The SMTP stand-in has received no mail yet." in before
     assert "PagerDuty received 1 event(s):" in after
     assert "trigger     opsbot-incident-1  INC-1 · P1 · Checkout is down" in after
@@ -69,13 +69,14 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
 
 async def test_shell_pages_stay_local_and_the_commands_list_what_arrived(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*STAND_IN_ENV, "PD_CHECKOUT_KEY", "OG_KEY"):
+    for name in (*STAND_IN_ENV, "PD_CHECKOUT_KEY", "OG_KEY", "HOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
     real = {  # a production config: the shell must not reach any of these
         "pagerduty": {"events_url": "https://events.pagerduty.com",
                       "services": {"checkout": {"routing_key": "${PD_CHECKOUT_KEY}"}}},
         "opsgenie": {"api_url": "https://api.eu.opsgenie.com", "api_key": "${OG_KEY}"},
         "email": {"host": "smtp.acme.test", "port": 465, "security": "tls", "from": "opsbot@acme.test"},
+        "webhooks": {"bridge": {"url": "https://hooks.acme.test/opsbot", "secret": "${HOOK_SECRET}"}},
     }
     out = io.StringIO()
     shell = await open_shell(config_file=paging_config(tmp_path, real), database_url=f"sqlite:///{tmp_path / 's.db'}",
@@ -92,6 +93,7 @@ async def test_shell_pages_stay_local_and_the_commands_list_what_arrived(tmp_pat
             await providers["pagerduty"].send("checkout", replace(page, action=action))
         await providers["opsgenie"].send("search", page)
         await providers["email"].send("oncall@acme.test", page)
+        await providers["webhook"].send("bridge", page)
         await shell.handle(":pages")
         await shell.handle(":mail")
         assert shell.stand_ins.pagerduty.state.events[0].body["routing_key"] == SHELL_ROUTING_KEY
@@ -105,4 +107,6 @@ async def test_shell_pages_stay_local_and_the_commands_list_what_arrived(tmp_pat
     assert "create      opsbot-incident-5  Created alert" in text
     assert "1. To: oncall@acme.test · Subject: INC-5 · P2 · Search is slow" in text
     assert "p95 is 4 s." in text
+    assert "trigger     opsbot-incident-5  INC-5 · P2 · Search is slow  → bridge" in text
+    assert "bad signature" not in text
     assert not any(name in os.environ for name in STAND_IN_ENV)  # forgotten again when the shell closes
