@@ -161,6 +161,11 @@ RETRY_WAIT = 5.0       # seconds to wait after a 429 without Retry-After
 MIN_RETRY_WAIT = 0.2   # never retry in a tight loop, even after `Retry-After: 0`
 
 
+def verifiable(env: Environment) -> int:
+    """How many of the environment's checks verification runs (all but `rate_limit` checks)."""
+    return sum(1 for check in env.checks if not isinstance(check, RateLimitCheck))
+
+
 async def check_patiently(name: str, env: Environment, *, http: httpx.AsyncClient, within: float,
                           only: list[str] | None = None, scrub: Callable[[str], str] | None = None,
                           waiting: Callable[[str], Awaitable[None]] | None = None,

@@ -129,6 +129,7 @@ async def test_verification_waits_out_a_429_then_passes(make_bot: Any, tmp_path:
     [row] = await rollbacks_in_db(bot)
     assert (row.status, row.verification) == ("succeeded", "verified")
     replies = thread(bot, request_message(bot))
+    assert "running 1 health check(s) for *staging*" in replies
     assert "api rate limited (429); retrying in 0.2 s" in replies
     assert "Rolled back `api` in *staging* to `v1` and verified" in replies
 

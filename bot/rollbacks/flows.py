@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot import timeline
 from bot.errors import OpsbotError, ProviderError
-from bot.health import check_patiently
+from bot.health import check_patiently, verifiable
 from bot.models import AuditEntry, Incident, Rollback
 from bot.providers.rollback_base import Progress, RollbackOutcome, RollbackRequest, build_runner
 from bot.rollbacks import (
@@ -272,7 +272,7 @@ async def verify(deps: Deps, environment: str, runner: Any, progress: Progress) 
     env = deps.config.environments.get(environment)
     if env is None or not env.checks:
         return "skipped", []
-    await progress(f"Verifying: running {len(env.checks)} health check(s) for *{environment}*…")
+    await progress(f"Verifying: running {verifiable(env)} health check(s) for *{environment}*…")
     try:
         # A 429 is the target refusing to answer, not a verdict: wait (Retry-After) and ask again.
         report = await check_patiently(environment, env, http=deps.http, scrub=deps.scrubber, waiting=progress,
