@@ -182,11 +182,19 @@ class MailServer:
         if self.username is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True,
                           auth_without_tls=self.security != "starttls")
-        self.port = _free_port(self.host)
-        self._controller = _Controller(self._handler, hostname=self.host, port=self.port,
-                                      ssl_context=context if self.security == "tls" else None,
-                                      server_hostname="mail.opsbot.test", **kwargs)
-        self._controller.start()
+        for attempt in range(3):  # the free port may be taken between the probe and the bind
+            self.port = _free_port(self.host)
+            self._controller = _Controller(self._handler, hostname=self.host, port=self.port,
+                                           ssl_context=context if self.security == "tls" else None,
+                                           server_hostname="mail.opsbot.test", **kwargs)
+            try:
+                self._controller.start()
+            except OSError:
+                self._controller = None
+                if attempt == 2:
+                    raise
+                continue
+            break
         return self
 
     def stop(self) -> None:
