@@ -138,7 +138,8 @@ def _argv(value: Any) -> Any:
     operators = [word for word in argv if word in _SHELL_WORDS]
     if operators:
         raise ValueError(f"`command` runs without a shell, so {operators[0]!r} would be passed to the program "
-                         "as an argument; put pipelines and redirections in a script")
+                         "as an argument; put pipelines and redirections in a script (or write `command` as a list "
+                         "when the program really takes that argument)")
     return argv
 
 
