@@ -62,8 +62,9 @@ def test_shell_script_shows_the_pages_a_declaration_sends(tmp_path: Path) -> Non
     assert "alert opsbot-incident-1: triggered" in after
     assert "1. To: vp@acme.test · Subject: INC-1 · P1 · Checkout is down" in after
     assert "Severity: P1 (urgent)" in after
-    # PagerDuty's signed webhook reaches opsbot's /webhooks/pagerduty (what opsbot does with it: ESCALATION's tests)
-    assert "PagerDuty's webhook: opsbot answered HTTP" in acked
+    # PagerDuty's signed webhook reaches opsbot's /webhooks/pagerduty, which acknowledges the incident
+    assert "PagerDuty's webhook: opsbot answered HTTP 202" in acked
+    assert "PagerDuty (Bob) acknowledged INC-1" in acked
     assert "alert opsbot-incident-1: acknowledged" in acked
 
 
