@@ -81,7 +81,8 @@ def policy_for(rule: AlertRule | None, settings: AlertSettings) -> Policy:
         auto_ack_after=rule.auto_ack_after or d.auto_ack_after,
         repeat_every=rule.repeat_every or d.repeat_every,
         stale_after=rule.stale_after or d.stale_after,
-        escalate_to=tuple(rule.escalate_to or settings.escalate_to),
+        # A rule with an escalation policy is escalated by it (bot/paging), not by a mention of escalate_to.
+        escalate_to=() if rule.escalation_policy else tuple(rule.escalate_to or settings.escalate_to),
     )
 
 

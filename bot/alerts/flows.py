@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
 from bot.alerts import (
@@ -36,7 +37,11 @@ from bot.alerts import silence_rule as add_rule_silence
 from bot.config.alerts import AlertRule, AlertSettings
 from bot.db import Database
 from bot.errors import InvalidInput
-from bot.models import AlertState
+from bot.models import AlertState, EscalationStep
+from bot.paging import Recipients, expand
+from bot.paging import flows as paging
+from bot.paging.escalation import Step, due_steps, for_rule
+from bot.paging.flows import Pager
 
 if TYPE_CHECKING:
     from bot.clock import Clock
@@ -78,6 +83,13 @@ class AlertNotifier(Protocol):
 
     async def edit(self, *, channel: str, ts: str, message: AlertMessage) -> None: ...
 
+    @property
+    def pager(self) -> Pager | None:
+        """Escalation policies' recipients and provider pages (None: none)."""
+
+    def escalation_text(self, row: AlertState, policy: str, step: Step, recipients: Recipients) -> str:
+        """An escalation level's reply in the alert's thread."""
+
 
 def engine_for(deps: Deps, notifier: AlertNotifier) -> AlertEngine:
     """The process's alert engine (one per Deps: the scheduled cycles, the webhook and the verbs share its lock);
@@ -88,6 +100,10 @@ def engine_for(deps: Deps, notifier: AlertNotifier) -> AlertEngine:
 
         async def send(changes: list[Change]) -> None:
             await deliver(deps.db, clock=deps.clock, notifier=notifier, changes=changes, channel=default_channel)
+            resolved = [c.row for c in changes if Notice.RESOLVED in c.notices]
+            if resolved and notifier.pager is not None:
+                for row in resolved:  # PagerDuty, Opsgenie and webhooks paged by its policy are told
+                    await paging.propagate(notifier.pager, subject=subject(row), action="resolve", actor="opsbot")
 
         engine = AlertEngine(db=deps.db, clock=deps.clock, settings=settings, deliver=send)
         deps._alert_engine = engine  # type: ignore[attr-defined]
@@ -211,6 +227,8 @@ async def acknowledge(deps: Deps, notifier: AlertNotifier, *, alert_id: int, use
                        environment=alert_environment(deps.config.alerts, row))
     row = await acknowledge_row(deps.db, clock=deps.clock, row_id=alert_id, user=user)
     await resync(deps, notifier, row)
+    if notifier.pager is not None:
+        await paging.propagate(notifier.pager, subject=subject(row), action="acknowledge", actor=user)
     return row
 
 
@@ -241,3 +259,73 @@ async def overview(db: Database, *, clock: Clock) -> tuple[list[AlertState], dic
         rows = await active_alerts(session)
         silences = await active_silences(session, clock())
     return rows, silences
+
+
+# -- escalation policies of alert rules (bot/paging) --------------------------------------------------
+def subject(row: Any) -> str:
+    """The escalation subject of one alert (a rule's series): `alert:<row id>`."""
+    return f"alert:{row.id}"
+
+
+def alert_dedup_key(row: Any) -> str:
+    """The provider-side key of one firing: opsbot-alert-<rule>-<fired-at epoch>."""
+    since = int(row.firing_since.timestamp()) if row.firing_since else 0
+    return f"opsbot-alert-{row.rule}-{since}"[:255]
+
+
+async def escalate(deps: Deps, notifier: AlertNotifier) -> int:
+    """Fire the due levels of the rules' escalation policies for firing, unacknowledged, unsilenced alerts,
+    each once (the step's unique row); returns the levels fired. A new firing starts its policy over."""
+    pager = notifier.pager
+    rules = {r.name: r for r in deps.config.alerts.rules if r.escalation_policy}
+    if pager is None or not rules:
+        return 0
+    now = deps.clock()
+    async with deps.db.session() as session:
+        rows = list((await session.scalars(select(AlertState).where(
+            AlertState.state == FIRING, AlertState.acked_at.is_(None), AlertState.rule.in_(list(rules)),
+            AlertState.source != ALERTMANAGER))).all())
+        silences = await active_silences(session, now)
+    count = 0
+    for row in rows:
+        resolved = for_rule(deps.config, rules[row.rule])
+        if resolved is None or row.firing_since is None or silenced_until(row, silences.get(row.rule), now):
+            continue
+        try:
+            count += await _escalate_one(deps, pager, notifier, row, resolved.name, resolved.policy, now)
+        except Exception:  # one failing alert must not stop the others
+            metrics.BACKGROUND_FAILURES.labels(name="alerts.escalate").inc()
+            log.exception("escalating alert %s failed", row.key)
+    return count
+
+
+async def _escalate_one(deps: Deps, pager: Pager, notifier: AlertNotifier, row: AlertState, name: str,
+                        policy: Any, now: datetime) -> int:
+    key = subject(row)
+    async with deps.db.session() as session:
+        steps = (await session.scalars(select(EscalationStep).where(EscalationStep.subject == key))).all()
+        if any(s.fired_at < row.firing_since for s in steps if row.firing_since):  # an earlier firing's steps
+            await paging.forget(session, subject=key)
+            steps = []
+        done = {(s.cycle, s.level) for s in steps}
+    fired = 0
+    for step in due_steps(policy, row.firing_since, now, done, acknowledged=False):  # type: ignore[arg-type]
+        try:
+            async with deps.db.session() as session:
+                pages = await paging.claim(session, config=deps.config, clock=deps.clock, subject=key, policy=name,
+                                           step=step, requested_by="opsbot", dedup=alert_dedup_key(row),
+                                           message=f"Alert {row.rule} is firing ({row.level}): "
+                                                   f"{row.summary or row.rule}")
+                page_ids = [p.id for p in pages]
+        except IntegrityError:  # another run claimed it first
+            continue
+        fired += 1
+        await paging.send(pager, page_ids)
+        recipients = await expand(step.targets, config=deps.config, people=pager.people, oncall=pager.oncall)
+        if row.channel and row.message_ts:
+            try:
+                await notifier.post(channel=row.channel, thread_ts=row.message_ts, broadcast=True,
+                                    text=notifier.escalation_text(row, name, step, recipients))
+            except Exception as exc:
+                log.warning("posting the escalation of alert %s failed: %s", row.key, type(exc).__name__)
+    return fired

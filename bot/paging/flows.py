@@ -68,7 +68,7 @@ async def fired(session: AsyncSession, *, subject: str) -> set[tuple[int, int]]:
 
 
 async def claim(session: AsyncSession, *, config: Config, clock: Clock, subject: str, policy: str, step: Step,
-                requested_by: str, message: str) -> list[Page]:
+                requested_by: str, message: str, dedup: str | None = None) -> list[Page]:
     """Record `step` as fired, and its provider pages; the caller holds the subject's lock and checked that
     the step has not fired (`fired`). Returns the new pages (deliver them once the transaction commits)."""
     session.add(EscalationStep(subject=subject, policy=policy, cycle=step.cycle, level=step.level,
@@ -76,7 +76,7 @@ async def claim(session: AsyncSession, *, config: Config, clock: Clock, subject:
     await session.flush()
     return await add_pages(session, config=config, clock=clock, subject=subject, step=f"{step.cycle}.{step.level}",
                            targets=provider_targets(config, step.targets), action="trigger",
-                           requested_by=requested_by, message=message)
+                           requested_by=requested_by, message=message, dedup=dedup)
 
 
 async def release(session: AsyncSession, *, subject: str, step: Step) -> None:
@@ -94,14 +94,16 @@ async def forget(session: AsyncSession, *, subject: str) -> None:
 
 
 async def add_pages(session: AsyncSession, *, config: Config, clock: Clock, subject: str, step: str,
-                    targets: Sequence[Target], action: Action, requested_by: str, message: str) -> list[Page]:
-    """One Page per target, unless one with its key exists (a run repeated): the new ones."""
+                    targets: Sequence[Target], action: Action, requested_by: str, message: str,
+                    dedup: str | None = None) -> list[Page]:
+    """One Page per target, unless one with its key exists (a run repeated): the new ones. `dedup`: the
+    provider-side key (default: the subject's, `dedup_key`)."""
     keys = {f"{subject}/{step}/{target}/{action}"[:255]: target for target in targets}
     if not keys:
         return []
     known = set((await session.scalars(select(Page.key).where(Page.key.in_(list(keys))))).all())
     pages = [Page(key=key, subject=subject, target=str(target), provider=target.kind, action=action,
-                  dedup_key=dedup_key(subject), status="pending", attempts=0, requested_by=requested_by[:64],
+                  dedup_key=dedup or dedup_key(subject), status="pending", attempts=0, requested_by=requested_by[:64],
                   message=message, created_at=clock())
              for key, target in keys.items() if key not in known]
     session.add_all(pages)
@@ -131,11 +133,14 @@ async def propagate(pager: Pager, *, subject: str, action: Action, actor: str, s
         query = select(Page).where(Page.subject == subject, Page.action == "trigger",
                                    Page.status.in_(("delivered", "pending")), Page.provider.in_(STATEFUL))
         triggers = [p for p in (await session.scalars(query)).all() if p.provider not in skipped]
-        targets = list({p.target: _target(p) for p in triggers}.values())
         done = "acknowledged" if action == "acknowledge" else "resolved"
-        pages = await add_pages(session, config=pager.config, clock=pager.clock, subject=subject, step=action,
-                                targets=targets, action=action, requested_by=actor,
-                                message=f"{done.capitalize()} by {actor} in opsbot")
+        pages: list[Page] = []
+        for key in dict.fromkeys(p.dedup_key or dedup_key(subject) for p in triggers):
+            targets = list({p.target: _target(p) for p in triggers if (p.dedup_key or dedup_key(subject)) == key}
+                           .values())
+            pages += await add_pages(session, config=pager.config, clock=pager.clock, subject=subject,
+                                     step=f"{action}:{key}", targets=targets, action=action, requested_by=actor,
+                                     message=f"{done.capitalize()} by {actor} in opsbot", dedup=key)
     await send(pager, pages)
     return len(pages)
 
@@ -167,12 +172,13 @@ async def notice_for(session: AsyncSession, config: Config, page: Page) -> Notic
             link = f"https://slack.com/app_redirect?channel={incident.channel_id}" if incident.channel_id else None
             details.update({"incident": incident.ref, "status": incident.status,
                             "commander": incident.commander_id})
-    elif kind == "alert":
-        row = (await session.scalars(select(AlertState).where(AlertState.rule == rest.split(":")[0])
-                                     .order_by(AlertState.id.desc()).limit(1))).first()
+    elif kind == "alert" and rest.isdecimal():
+        row = await session.get(AlertState, int(rest))
         severity = row.level if row is not None and row.level else "critical"
         urgent = severity == "critical"
-        title = f"Alert {rest} ({severity})"
+        name = row.rule if row is not None else rest
+        title = f"Alert {name} ({severity})" + (f": {row.summary}" if row is not None and row.summary else "")
+        details["rule"] = name
     elif kind == "manual":
         title = f"Page from opsbot: {page.message.splitlines()[0][:100] if page.message else rest}"
         severity = "manual"

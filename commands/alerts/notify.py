@@ -13,7 +13,11 @@ from bot.config.alerts import AlertRule
 from bot.deps import Deps
 from bot.durations import format_duration
 from bot.models import AlertState
-from commands.alerts.render import AlertCard, digest, format_value, render_alert
+from bot.paging import Recipients
+from bot.paging.escalation import Step
+from bot.paging.flows import Pager
+from commands.alerts.render import AlertCard, digest, escalation_text, format_value, render_alert
+from commands.paging.notify import pager
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,13 @@ class SlackAlerts:
 
     async def edit(self, *, channel: str, ts: str, message: AlertMessage) -> None:
         await self.deps.slack.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+
+    @property
+    def pager(self) -> Pager | None:
+        return pager(self.deps)
+
+    def escalation_text(self, row: AlertState, policy: str, step: Step, recipients: Recipients) -> str:
+        return escalation_text(row, policy, step, recipients, now=self.deps.clock())
 
 
 def _severity(deps: Deps, level: str | None) -> str | None:

@@ -11,6 +11,8 @@ from typing import Any
 
 from bot.alerts import AUTO_ACK, CRITICAL, ERROR, FIRING, PENDING, RESOLVED, STALE
 from bot.durations import format_duration
+from bot.paging import Recipients
+from bot.paging.escalation import Step
 from commands import blocks as bk
 
 
@@ -184,3 +186,17 @@ def render_list(alerts: list[ListedAlert], silences: dict[str, datetime]) -> lis
         blocks.append(bk.context("🔕 Silenced: " + ", ".join(f"`{r}` until {when(t)}"
                                                              for r, t in sorted(silences.items()))))
     return bk.fit(blocks)
+
+
+def escalation_text(row: Any, policy: str, step: Step, recipients: Recipients, *, now: datetime) -> str:
+    """An escalation policy's level, in the alert's thread: who, and how each was reached."""
+    who = " ".join(recipients.mentions) or "(nobody in Slack)"
+    since = format_duration(now - row.firing_since) if row.firing_since else ""
+    level = f"level {step.level + 1} of `{policy}`" + (f", round {step.cycle + 1}" if step.cycle else "")
+    lines = [f"📣 {who}: `{row.rule}` is firing ({row.level}), not acknowledged"
+             + (f" for {since}" if since and not step.first else "") + f" ({level}). Please acknowledge."]
+    if recipients.how:
+        lines.append("Notified: " + ", ".join(recipients.how))
+    if recipients.notes:
+        lines.append("Not reached: " + "; ".join(recipients.notes))
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.alerts import flows as alert_flows
 from bot.deps import Deps
 from bot.errors import NotFound
 from bot.incidents import AlreadyDone
@@ -32,9 +33,11 @@ async def deliver(deps: Deps, *, page_id: int) -> None:
 async def escalate(deps: Deps) -> None:
     """Levels of escalation policies that are due (every 30 s on the scheduler's leader; the next run
     retries): open unacknowledged incidents, then firing unacknowledged alerts."""
+    from commands.alerts.notify import SlackAlerts
     from commands.incident.notify import SlackIncidents, services
 
     await incident_flows.run_escalations(services(deps), SlackIncidents(deps))
+    await alert_flows.escalate(deps, SlackAlerts(deps))
 
 
 @job("paging.pagerduty", lock="incident:{incident_id}", retries=3)
