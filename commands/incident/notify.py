@@ -167,10 +167,9 @@ class SlackIncidents:
                 channel=incident.channel_id, users=",".join(users))))
         incidents_channel = incident.announcement_channel or self.deps.config.channels.incidents
         if incidents_channel != home:  # in the announcement's thread: the channel's list stays one line each
-            thread = {"thread_ts": incident.announcement_ts} if incident.announcement_ts else {}
             extra.append(quietly("escalation.note", self.deps.slack.chat_postMessage(
                 channel=incidents_channel, text=render.escalation_note(incident, escalation), unfurl_links=False,
-                **thread)))
+                thread_ts=incident.announcement_ts)))
         await asyncio.gather(*extra)
 
     async def remind(self, incident: Incident, *, quiet_for: str) -> None:
