@@ -359,14 +359,18 @@ async def test_email_has_both_parts_escaped_with_the_slack_link(mailbox: MailSer
 
 async def test_email_message_id_is_stable_per_page_and_action(mailbox: MailServer, http: httpx.AsyncClient) -> None:
     start = len(mailbox.messages)
-    provider = build(mail_paging(mailbox, username="opsbot", password="${SMTP_PASSWORD}"), http,
-                     ENV)["email"]
-    first = await provider.send("oncall@acme.test", notice(dedup_key="opsbot-page-7"))
-    again = await provider.send("oncall@acme.test", notice(dedup_key="opsbot-page-7"))
+    provider = build(mail_paging(mailbox, username="opsbot", password="${SMTP_PASSWORD}"), http, ENV)["email"]
+    first = await provider.send("oncall@acme.test", notice(dedup_key="opsbot-page-7", page_key="p7:level1"))
+    retry = await provider.send("oncall@acme.test", notice(dedup_key="opsbot-page-7", page_key="p7:level1"))
+    repeat = await provider.send("oncall@acme.test", notice(dedup_key="opsbot-page-7", page_key="p7:level1:cycle2"))
     resolved = await provider.send("oncall@acme.test", notice("resolve", dedup_key="opsbot-page-7"))
-    assert first.reference == again.reference != resolved.reference
-    last = mailbox.messages[start:][-1]
-    assert last.subject.startswith("Resolved: ") and last.message["In-Reply-To"] == first.reference
+    assert first.reference == retry.reference  # a retry is recognisably the same mail
+    assert len({first.reference, repeat.reference, resolved.reference}) == 3  # another page is another mail
+    assert str(first.reference).startswith("<opsbot-page-7.trigger.") and str(first.reference).endswith("@acme.test>")
+    mails = mailbox.messages[start:]
+    assert {m.message["References"] for m in mails} == {"<opsbot-page-7@acme.test>"}  # one thread
+    assert mails[-1].subject.startswith("Resolved: ")
+    assert mails[-1].message["In-Reply-To"] == "<opsbot-page-7@acme.test>"
 
 
 async def test_email_wrong_password_is_final_and_a_deferral_transient(mailbox: MailServer, http: httpx.AsyncClient,

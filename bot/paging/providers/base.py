@@ -24,6 +24,9 @@ class Notice:
     details: dict[str, str] = field(default_factory=dict)
     # The severity's place in `severities:` (0 = most severe) when known: PagerDuty's and Opsgenie's levels.
     rank: int | None = None
+    # The page's own key (one per recipient and escalation step): e-mail ids differ between pages of one subject
+    # (a mailbox drops a repeated Message-ID) and stay the same across retries of one page.
+    page_key: str | None = None
 
 
 @dataclass(frozen=True)

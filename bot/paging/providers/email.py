@@ -2,8 +2,8 @@
 
 One multipart/alternative message: a plain-text part and an HTML part (every value HTML-escaped) with the
 title, severity, text, details and the Slack link. Its Message-ID is derived from the dedup key and the
-action, so a retry of a page that in fact went out carries the same id (mail systems and people can tell
-it is the same page); acknowledge/resolve mails reply to the trigger's."""
+action (and the page's own key), so a retry of a page that in fact went out carries the same id (mail systems
+and people can tell it is the same page); every mail about one subject refers to one thread id."""
 
 from __future__ import annotations
 
@@ -33,11 +33,23 @@ VERB: dict[Action, str] = {"trigger": "", "acknowledge": "acknowledged", "resolv
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
-def message_id(dedup_key: str, action: Action, sender: str) -> str:
-    """`<opsbot-incident-12.trigger@example.com>`: the same for every attempt at one page."""
-    key = dedup_key if _SAFE_KEY.match(dedup_key) else hashlib.sha256(dedup_key.encode()).hexdigest()[:32]
-    domain = sender.rpartition("@")[2].strip(" >") or "opsbot.invalid"
-    return f"<{key}.{action}@{domain}>"
+def _key(dedup_key: str) -> str:
+    return dedup_key if _SAFE_KEY.match(dedup_key) else hashlib.sha256(dedup_key.encode()).hexdigest()[:32]
+
+
+def _domain(sender: str) -> str:
+    return sender.rpartition("@")[2].strip(" >") or "opsbot.invalid"
+
+
+def message_id(dedup_key: str, action: Action, sender: str, page_key: str | None = None) -> str:
+    """`<opsbot-incident-12.trigger.1a2b3c4d5e6f@example.com>`: the same for every attempt at one page."""
+    page = f".{hashlib.sha256(page_key.encode()).hexdigest()[:12]}" if page_key else ""
+    return f"<{_key(dedup_key)}.{action}{page}@{_domain(sender)}>"
+
+
+def thread_id(dedup_key: str, sender: str) -> str:
+    """`<opsbot-incident-12@example.com>`: every mail about one subject refers to it (one thread)."""
+    return f"<{_key(dedup_key)}@{_domain(sender)}>"
 
 
 def _one_line(text: str) -> str:
@@ -86,11 +98,10 @@ def compose(notice: Notice, *, sender: str, to: str) -> EmailMessage:
     message["From"] = sender
     message["To"] = Address(addr_spec=to)
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = message_id(notice.dedup_key, notice.action, sender)
+    message["Message-ID"] = message_id(notice.dedup_key, notice.action, sender, notice.page_key)
+    message["References"] = thread_id(notice.dedup_key, sender)
     if notice.action != "trigger":
-        first = message_id(notice.dedup_key, "trigger", sender)
-        message["In-Reply-To"] = first
-        message["References"] = first
+        message["In-Reply-To"] = thread_id(notice.dedup_key, sender)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     message["X-Auto-Response-Suppress"] = "All"
     message["X-Opsbot-Dedup-Key"] = notice.dedup_key if _SAFE_KEY.match(notice.dedup_key) else "(long)"
