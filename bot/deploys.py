@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -22,6 +22,7 @@ from bot.models import Deploy, Rollback
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 HISTORY_LIMIT = 200
+CHOICES = 10  # earlier versions offered in the rollback modal
 # A body without its own `deployed_at` repeated within this window, with nothing deployed in between, is
 # CI retrying (a timeout, a lost answer), not a second deploy.
 RETRY_WINDOW = timedelta(minutes=10)
@@ -53,6 +54,8 @@ class Versions:
 
     current: str | None
     previous: str | None
+    # Other successful versions, newest first (the modal's choices), without the abandoned ones.
+    earlier: tuple[str, ...] = field(default=(), compare=False)
 
 
 class KeyReused(InvalidInput):
@@ -176,11 +179,12 @@ async def versions(session: AsyncSession, *, service: str, environment: str) -> 
         if rollback.from_version and rollback.finished_at:
             seen = abandoned.get(rollback.from_version)
             abandoned[rollback.from_version] = max(seen, rollback.finished_at) if seen else rollback.finished_at
+    earlier: list[str] = []
     for deploy in deploys[1:]:
-        if deploy.version == current:
+        if deploy.version == current or deploy.version in earlier:
             continue
         left_at = abandoned.get(deploy.version)
         if left_at is not None and left_at >= deploy.deployed_at:
             continue
-        return Versions(current, deploy.version)
-    return Versions(current, None)
+        earlier.append(deploy.version)
+    return Versions(current, earlier[0] if earlier else None, tuple(earlier[:CHOICES]))

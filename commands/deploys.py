@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -12,19 +13,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot import deploys, metrics
+from bot import deploys, metrics, rollbacks, slack
 from bot.deps import Deps
-from bot.errors import Conflict, NotFound
+from bot.errors import Conflict, DependencyDown, NotFound, OpsbotError
 from bot.jobs import job
+from bot.models import Deploy
 from bot.webhooks import authorized_body
 from commands import blocks as bk
 from commands.common import ack_deferred, ephemeral, responder, split_args, tell
+from commands.rollback.render import failed_deploy
 from commands.router import Router
 
 HELP = [("/deploys <service> [env]", "Recent deploys of a service (recorded by CI through POST /deploys)")]
 MAX_BODY = 64 * 1024
 KEY_RE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")  # the Idempotency-Key header CI sends
 SHOWN = 15
+FAILED_JOB = "deploys.failed"
+log = logging.getLogger(__name__)
 
 
 def history_blocks(service: str, environment: str | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,6 +80,30 @@ async def list_deploys(deps: Deps, *, user: str, channel: str | None, response_u
                respond=responder(deps, response_url), user=user, channel=channel)
 
 
+@job(FAILED_JOB, retries=3)
+async def announce_failed(deps: Deps, *, deploy_id: int) -> None:
+    """A deploy CI reported as failed, in the ops channel, with a Roll back button when one is configured."""
+    async with deps.db.session() as session:
+        deploy = await session.get(Deploy, deploy_id)
+    if deploy is None:
+        return
+    try:
+        rollbacks.target(deps.config, deploy.service, deploy.environment)
+        can_roll_back = True
+    except OpsbotError:
+        can_roll_back = False
+    data = {"service": deploy.service, "environment": deploy.environment, "version": deploy.version,
+            "commit": deploy.commit, "deployed_by": deploy.deployed_by}
+    text, blocks = failed_deploy(data, can_roll_back=can_roll_back)
+    made = await slack.post_once(deps.slack, channel=deps.config.channels.ops_channel, look_first=True,
+                                 metadata={"event_type": "opsbot_deploy_failed",
+                                           "event_payload": {"deploy_id": deploy.id}},
+                                 text=text, blocks=blocks, unfurl_links=False)
+    if made.data is None:
+        raise DependencyDown(f"Could not announce the failed deploy in {deps.config.channels.ops_channel} "
+                             f"({made.error}).")
+
+
 def _environment(deps: Deps, environment: str) -> str | None:
     """The configured spelling of `environment`, or None."""
     return next((name for name in deps.config.environments if name.lower() == environment.lower()), None)
@@ -113,6 +142,11 @@ def routes(deps: Deps) -> list[BaseRoute]:
         except Conflict as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         deploy = recorded.deploy
+        if recorded.created and deploy.status == "failed":
+            try:  # the deploy is recorded either way; the announcement is a job so that it survives a restart
+                await deps.queue.defer(FAILED_JOB, {"deploy_id": deploy.id}, once=f"{FAILED_JOB}:{deploy.id}")
+            except Exception:
+                log.exception("the failed deploy #%s could not be queued for its announcement", deploy.id)
         answer = {"id": deploy.id, "service": deploy.service, "environment": deploy.environment,
                   "version": deploy.version, "status": deploy.status, "deployed_at": deploy.deployed_at.isoformat()}
         if recorded.created:

@@ -61,7 +61,15 @@ def command_runner(tmp_path: Path, body: str = "print('rolling back', *sys.argv[
 
 def _initial(view: dict[str, Any], block_id: str) -> str:
     block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
+    if block["element"]["type"] == "static_select":
+        return str((block["element"].get("initial_option") or {}).get("value", ""))
     return str(block["element"].get("initial_value", ""))
+
+
+def version_choices(view: dict[str, Any]) -> list[str]:
+    """The versions the modal offers in its select (empty: a plain text field)."""
+    block = next((b for b in view["blocks"] if b.get("block_id") == Ids.VERSION_BLOCK), None)
+    return [o["value"] for o in block["element"].get("options", [])] if block else []
 
 
 async def open_modal(bot: BotHarness, text: str, *, user: str = ALICE, channel: str = "general") -> dict[str, Any]:
@@ -72,12 +80,18 @@ async def open_modal(bot: BotHarness, text: str, *, user: str = ALICE, channel: 
 
 
 async def submit(bot: BotHarness, view: dict[str, Any], *, user: str = ALICE, version: str | None = None,
-                 reason: str = "5xx spike after the deploy") -> httpx.Response:
+                 reason: str = "5xx spike after the deploy", confirm: str | None = None,
+                 other: str | None = None) -> httpx.Response:
     chosen = _initial(view, Ids.VERSION_BLOCK) if version is None else version
-    values = {
-        Ids.VERSION_BLOCK: {Ids.VERSION: {"type": "plain_text_input", "value": chosen}},
-        Ids.REASON_BLOCK: {Ids.REASON: {"type": "plain_text_input", "value": reason}},
-    }
+    values: dict[str, Any] = {Ids.REASON_BLOCK: {Ids.REASON: {"type": "plain_text_input", "value": reason}}}
+    if version_choices(view):
+        values[Ids.VERSION_BLOCK] = {Ids.VERSION: {"type": "static_select", "selected_option":
+                                                   {"value": chosen} if chosen else None}}
+        values[Ids.OTHER_VERSION_BLOCK] = {Ids.OTHER_VERSION: {"type": "plain_text_input", "value": other}}
+    else:
+        values[Ids.VERSION_BLOCK] = {Ids.VERSION: {"type": "plain_text_input", "value": chosen}}
+    if confirm is not None:
+        values[Ids.CONFIRM_BLOCK] = {Ids.CONFIRM: {"type": "plain_text_input", "value": confirm}}
     return await bot.submit(view, values, user=user)
 
 

@@ -88,6 +88,12 @@ class Config(Model):
         for service, target in self.rollbacks.items():
             problems += [f"rollbacks.{service}.environments.{e}: no such environment"
                          for e in target.environments if envs and e not in envs]
+            for e, runner in target.environments.items():
+                if isinstance(runner.verify, list):
+                    checks = [c.label() for c in self.environments[e].checks] if e in self.environments else []
+                    problems += [f"rollbacks.{service}.environments.{e}.verify: no check named {name!r} in "
+                                 f"environments.{e} (checks there: {', '.join(checks) or 'none'})"
+                                 for name in runner.verify if name not in checks]
         problems += targets.problems(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -138,6 +144,8 @@ def _is_union_tag(loc: tuple[Any, ...], i: int) -> bool:
     part = loc[i]
     if part not in _UNION_TAGS or i == 0:
         return False
+    if loc[i - 1] == "versions" and part in ("command", "http"):
+        return True
     return isinstance(loc[i - 1], int) or (i >= 2 and loc[i - 2] == "environments" and loc[0] != "environments")
 
 

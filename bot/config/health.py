@@ -26,6 +26,8 @@ class _Check(Model):
     name: Name | None = None
     timeout: Duration | None = None
     latency_warn: Duration | None = None
+    # The services (`rollbacks:` names) this check belongs to: a rollback of one is verified by its checks.
+    services: list[str] = Field(default_factory=list)
 
     _timeout_positive = field_validator("timeout")(_positive)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
 from bot.config.base import Model
 from bot.config.secrets import REF, CommandEnv, EnvRef, EnvUrl
@@ -77,8 +77,11 @@ class _Runner(Model):
     approvals: int | None = Field(default=None, ge=0, le=10)
     # The whole provider run (dispatch, wait, poll); a command is killed when it runs longer.
     timeout: Duration = timedelta(minutes=30)
-    # Run the environment's health checks after a successful rollback.
-    verify: bool = True
+    # After a successful rollback: true runs the health checks tagged with the service (`services:` on a
+    # check), or all of the environment's checks when none is tagged; a list names the checks to run.
+    verify: bool | Annotated[list[str], Field(min_length=1)] = True
+    # A rollback that destroys data (a database reset): the modal also asks to type the service's name.
+    destructive: bool = False
 
 
 class GithubActionsRunner(_Runner):
@@ -180,8 +183,81 @@ def _reason_leads(template: str) -> bool:
 Runner = Annotated[GithubActionsRunner | WebhookRunner | CommandRunner, Field(discriminator="provider")]
 
 
+# What a version source's command or URL may name: the service and the environment.
+SOURCE_PLACEHOLDERS = ("service", "environment")
+
+
+def _source_template(template: str) -> str:
+    unknown = [name for name in template_fields(_escaped_refs(template)) if name not in SOURCE_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(f"a version source may use {{service}} and {{environment}} only, not {{{unknown[0]}}}")
+    return template
+
+
+class _VersionSource(Model):
+    # The modal opens within 3 s of the command (Slack's trigger): a slower source is given up on.
+    timeout: Duration = Field(default=timedelta(seconds=2), le=timedelta(seconds=2.5))
+    # Answers are kept this long per service and environment, so opening the modal again is instant.
+    cache: Duration = timedelta(minutes=1)
+    limit: int = Field(default=10, ge=1, le=50)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+class CommandVersions(_VersionSource):
+    """A command (argv, no shell) printing one version per line, newest first (e.g. a registry's tags)."""
+
+    command: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: CommandEnv = Field(default_factory=dict)
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if "{" in value[0]:
+            raise ValueError("the program (command[0]) cannot be a placeholder")
+        return [_source_template(arg) for arg in value]
+
+
+class HttpVersions(_VersionSource):
+    """A GET answering JSON: `path` (dotted, empty for the top level) leads to a list of versions, or of
+    objects whose `field` is the version."""
+
+    url: str
+    headers: dict[str, EnvRef] = Field(default_factory=dict)
+    path: str = ""
+    field: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        _source_template(value)
+        if not value.startswith(("http://", "https://", "${")):
+            raise ValueError("not a valid URL")
+        return value
+
+
+def _source_kind(value: object) -> str | None:
+    if isinstance(value, dict):
+        return "command" if "command" in value else "http"
+    return "command" if isinstance(value, CommandVersions) else "http"
+
+
+VersionSource = Annotated[
+    Annotated[CommandVersions, Tag("command")] | Annotated[HttpVersions, Tag("http")],
+    Discriminator(_source_kind),
+]
+
+
 class RollbackTarget(Model):
     environments: dict[str, Runner]
+    # Where the modal's version choices come from besides the deploy history (POST /deploys).
+    versions: VersionSource | None = None
 
 
 class RollbackSettings(Model):

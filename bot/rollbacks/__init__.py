@@ -7,7 +7,7 @@ audited and, for rollbacks requested from an incident channel, added to the inci
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import audit, deploys, timeline
 from bot.clock import Clock
-from bot.config import Config
-from bot.config.rollbacks import VERSION_RE, Runner
+from bot.config import Config, Environment
+from bot.config.rollbacks import VERSION_RE, Runner, VersionSource
 from bot.db import Database
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import Rollback
@@ -37,6 +37,11 @@ class Target:
     runner: Runner
     approvals: int
     production: bool
+    versions: VersionSource | None = None
+
+    @property
+    def destructive(self) -> bool:
+        return self.runner.destructive
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,12 @@ class Plan:
     target: Target
     current: str | None
     default_version: str | None
+    # Versions offered in the modal's select, newest first: the version source's (`versions:`), or the deploy
+    # history's when that source failed. Without a source the modal has a text field, as it always had.
+    choices: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()
+    # Why the version source's list is not shown (it failed), when it is not.
+    note: str | None = None
 
 
 def services(config: Config) -> list[str]:
@@ -72,7 +83,7 @@ def target(config: Config, service: str, environment: str | None = None) -> Targ
     runner = envs[env]
     production = config.is_production(env)
     approvals = runner.approvals if runner.approvals is not None else (2 if production else 0)
-    return Target(found, env, runner, approvals, production)
+    return Target(found, env, runner, approvals, production, config.rollbacks[found].versions)
 
 
 def check_version(version: str) -> str:
@@ -107,7 +118,23 @@ async def plan(session: AsyncSession, *, config: Config, service: str, environme
     if running is not None:
         raise busy(running)
     history = await deploys.versions(session, service=found.service, environment=found.environment)
-    return Plan(found, history.current, check_version(version) if version else history.previous)
+    return Plan(found, history.current, check_version(version) if version else history.previous,
+                history=history.earlier)
+
+
+def with_source(plan: Plan, listed: list[str] | None, *, problem: str | None = None,
+                version: str | None = None) -> Plan:
+    """The plan with the version source's answer: its versions as the choices (the running one left out) and
+    the default among them; without an answer, the deploy history's choices and a note saying why."""
+    if listed is None:
+        return replace(plan, choices=plan.history,
+                       note=f"Versions from the configured source are unavailable ({problem}); "
+                            "showing the deploy history.")
+    choices = tuple(v for v in listed if v != plan.current)
+    default = plan.default_version
+    if version is None and (default is None or default not in choices):
+        default = choices[0] if choices else default
+    return replace(plan, choices=choices, default_version=default)
 
 
 async def get(session: AsyncSession, rollback_id: int | str, *, lock: bool = False) -> Rollback:
@@ -324,3 +351,17 @@ async def finish(session: AsyncSession, *, clock: Clock, rollback_id: int, statu
 
 def _state(status: str) -> str:
     return {"pending_approval": "waiting for approval", "running": "approved and running"}.get(status, status)
+
+
+def verification(config: Config, *, service: str, environment: str, runner: Runner) -> Environment | None:
+    """The environment as a rollback of `service` verifies it: only the checks `verify:` names, or the checks
+    tagged with the service (`services:`), or — when none is tagged — all of them. None: no such environment."""
+    env = config.environments.get(environment)
+    if env is None:
+        return None
+    if isinstance(runner.verify, list):
+        names = set(runner.verify)
+        checks = [check for check in env.checks if check.label() in names]
+    else:
+        checks = [check for check in env.checks if service in check.services] or list(env.checks)
+    return env.model_copy(update={"checks": checks})

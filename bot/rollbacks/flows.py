@@ -31,9 +31,12 @@ from bot.rollbacks import (
     request,
     started,
     target,
+    versions,
+    with_source,
 )
 from bot.rollbacks import approve as approve_row
 from bot.rollbacks import reject as reject_row
+from bot.rollbacks import verification as checks_for
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -108,8 +111,17 @@ async def prepare(deps: Deps, *, user: str, found: Target, version: str | None) 
                        environment=found.environment)
     await deps.ratelimit.check(user, "rollback")
     async with deps.db.session() as session:
-        return await plan(session, config=deps.config, service=found.service, environment=found.environment,
-                          version=version)
+        planned = await plan(session, config=deps.config, service=found.service, environment=found.environment,
+                             version=version)
+    if found.versions is None:
+        return planned
+    try:
+        listed = await versions.read(found.versions, service=found.service, environment=found.environment,
+                                     http=deps.http, scrub=deps.scrubber)
+    except versions.VersionsUnavailable as exc:
+        log.warning("version source of %s/%s: %s", found.service, found.environment, exc)
+        return with_source(planned, None, problem=str(exc))
+    return with_source(planned, listed, version=version)
 
 
 async def submit(deps: Deps, notifier: RollbackNotifier, *, user: str, service: str, environment: str,
@@ -238,7 +250,7 @@ async def execute(deps: Deps, notifier: RollbackNotifier, rollback_id: int) -> N
         verification: str | None = None
         health: list[str] = []
         if outcome.succeeded:
-            verification, health = await verify(deps, row.environment, found.runner, progress)
+            verification, health = await verify(deps, row.environment, found.runner, progress, service=row.service)
         async with deps.db.session() as session:
             row = await finish(session, clock=deps.clock, rollback_id=rollback_id, status=outcome.status,
                                detail=outcome.detail, verification=verification, run_url=outcome.run_url,
@@ -265,11 +277,12 @@ async def _run_provider(deps: Deps, row: Rollback, runner: Any, progress: Progre
         return RollbackOutcome("failed", str(exc))
 
 
-async def verify(deps: Deps, environment: str, runner: Any, progress: Progress) -> tuple[str | None, list[str]]:
+async def verify(deps: Deps, environment: str, runner: Any, progress: Progress,
+                 *, service: str = "") -> tuple[str | None, list[str]]:
     """Run the environment's health checks after a successful rollback: (verification, lines)."""
     if not runner.verify:
         return None, []
-    env = deps.config.environments.get(environment)
+    env = checks_for(deps.config, service=service, environment=environment, runner=runner)
     if env is None or not env.checks:
         return "skipped", []
     await progress(f"Verifying: running {verifiable(env)} health check(s) for *{environment}*…")

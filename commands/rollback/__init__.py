@@ -55,9 +55,16 @@ def parse(words: list[str]) -> tuple[str, str | None, str | None]:
     return service, environment, version
 
 
-def submission_errors(version: str, reason: str, current: str | None) -> dict[str, str]:
+def submission_errors(version: str, reason: str, current: str | None, *, confirm_as: str | None = None,
+                      confirmed: str | None = None) -> dict[str, str]:
+    """Field errors of the request modal; `confirm_as` is the service name a destructive target asks to type."""
     errors = {}
-    if not VERSION_RE.match(version):
+    if confirm_as is not None and (confirmed or "").strip() != confirm_as:
+        errors[Ids.CONFIRM_BLOCK.value] = (f"This rollback is destructive: type the service name `{confirm_as}` "
+                                           "exactly to confirm it.")
+    if not version:
+        errors[Ids.VERSION_BLOCK.value] = "Pick a version or type one."
+    elif not VERSION_RE.match(version):
         errors[Ids.VERSION_BLOCK.value] = ("Enter a version: letters, digits and . _ : / @ + - "
                                            "(at most 128, not starting with - or .).")
     elif current is not None and version == current:
@@ -106,16 +113,51 @@ async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str
         await ack()
         return
     values = view.get("state", {}).get("values", {})
-    version = (state_value(values, Ids.VERSION_BLOCK, Ids.VERSION) or "").strip()
+    typed = (state_value(values, Ids.OTHER_VERSION_BLOCK, Ids.OTHER_VERSION) or "").strip()
+    version = typed or (state_value(values, Ids.VERSION_BLOCK, Ids.VERSION) or "").strip()
     reason = (state_value(values, Ids.REASON_BLOCK, Ids.REASON) or "").strip()
-    errors = submission_errors(version, reason, meta.get("from"))
+    try:  # the config decides whether the name must be typed, never the modal's own say
+        destructive = rollbacks.target(deps.config, meta["service"], meta["environment"]).destructive
+    except OpsbotError:
+        destructive = False  # the job reports the unknown service
+    errors = submission_errors(version, reason, meta.get("from"), confirm_as=meta["service"] if destructive else None,
+                               confirmed=state_value(values, Ids.CONFIRM_BLOCK, Ids.CONFIRM))
     if errors:
+        if typed and Ids.VERSION_BLOCK.value in errors and Ids.OTHER_VERSION_BLOCK.value in _blocks(view):
+            errors[Ids.OTHER_VERSION_BLOCK.value] = errors.pop(Ids.VERSION_BLOCK.value)
         await ack(response_action="errors", errors=errors)
         return
     await ack_deferred(ack, deps, "rollback.submit", once=request_key(body), user=user_of(body),
                        channel=meta.get("channel"), response_url=None, service=meta["service"],
                        environment=meta["environment"], from_version=meta.get("from"), to_version=version,
                        reason=reason)
+
+
+def _blocks(view: dict[str, Any]) -> set[str]:
+    return {str(b.get("block_id")) for b in view.get("blocks", []) if isinstance(b, dict)}
+
+
+async def rollback_from_deploy(ack: AsyncAck, body: dict[str, Any], respond: Any, deps: Deps) -> None:
+    """The Roll back button under a failed deploy: the request modal for that service and environment."""
+    try:
+        value = json.loads(body["actions"][0].get("value") or "")
+        found = rollbacks.target(deps.config, str(value["service"]), str(value["environment"]))
+    except (TypeError, ValueError, KeyError):
+        await ack()
+        refuse(deps, InvalidInput("This button does not name a rollback target."), respond=respond)
+        return
+    except OpsbotError as exc:
+        await ack()
+        refuse(deps, exc, respond=respond)
+        return
+    await ack()
+    user, channel = user_of(body), channel_of(body)
+
+    async def open_modal() -> None:
+        plan = await flows.prepare(deps, user=user, found=found, version=None)
+        await deps.slack.views_open(trigger_id=body["trigger_id"], view=render.request_modal(plan, channel=channel))
+
+    right_after_ack(deps, open_modal(), name="rollback.modal", respond=respond)
 
 
 async def _decision(name: str, ack: AsyncAck, body: dict[str, Any], respond: Any, deps: Deps) -> None:
@@ -143,6 +185,7 @@ def register(app: Router) -> None:
     app.view(Ids.REQUEST.value)(rollback_submitted)
     app.action(Ids.APPROVE.value)(approve_pressed)
     app.action(Ids.REJECT.value)(reject_pressed)
+    app.action(Ids.FROM_DEPLOY.value)(rollback_from_deploy)
 
 
 def schedule(deps: Deps) -> None:

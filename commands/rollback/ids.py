@@ -11,6 +11,11 @@ class Ids(StrEnum):
     VERSION = "version"
     REASON_BLOCK = "rollback_reason"
     REASON = "reason"
+    OTHER_VERSION_BLOCK = "rollback_other_version"  # beside the choices: a version typed by hand
+    OTHER_VERSION = "other_version"
+    CONFIRM_BLOCK = "rollback_confirm"  # destructive targets: the service's name, typed
+    CONFIRM = "confirm"
+    FROM_DEPLOY = "rollback.from_deploy"  # the Roll back button under a failed deploy
     APPROVE = "rollback.approve"
     REJECT = "rollback.reject"
     ACTIONS_BLOCK = "rollback_actions"

@@ -93,13 +93,51 @@ def request_modal(plan: Plan, *, channel: str | None) -> dict[str, Any]:
              f"*Current version:* " + (f"`{plan.current}`" if plan.current else "_unknown (no deploys recorded)_"))
     metadata = json.dumps({"service": t.service, "environment": t.environment, "from": plan.current,
                            "channel": channel})
-    return bk.modal(f"Roll back {t.service}", [
-        bk.section(intro),
-        bk.text_input(Ids.VERSION_BLOCK, Ids.VERSION, "Target version", initial=plan.default_version,
-                      placeholder="e.g. v1.4.2", max_length=128),
-        bk.text_input(Ids.REASON_BLOCK, Ids.REASON, "Reason", multiline=True, max_length=2000,
-                      placeholder="Why roll back? (audited, shown to approvers)"),
-    ], callback_id=Ids.REQUEST, submit="Roll back", private_metadata=metadata)
+    blocks = [bk.section(intro)]
+    if t.destructive:
+        blocks.append(bk.section(f":warning: *This rollback is destructive* (`destructive: true`): it cannot be "
+                                 f"undone. Type `{t.service}` below to confirm."))
+    if plan.note:
+        blocks.append(bk.context(esc(plan.note)))
+    choices = list(plan.choices)
+    if choices and plan.default_version and plan.default_version not in choices:
+        choices.insert(0, plan.default_version)
+    if choices:
+        blocks += [
+            bk.select_input(Ids.VERSION_BLOCK, Ids.VERSION, "Target version",
+                            [bk.option(v, v) for v in choices[:100]], initial=plan.default_version, optional=True),
+            bk.text_input(Ids.OTHER_VERSION_BLOCK, Ids.OTHER_VERSION, "Or another version", optional=True,
+                          placeholder="e.g. v1.4.2", max_length=128),
+        ]
+    else:
+        blocks.append(bk.text_input(Ids.VERSION_BLOCK, Ids.VERSION, "Target version", initial=plan.default_version,
+                                    placeholder="e.g. v1.4.2", max_length=128))
+    blocks.append(bk.text_input(Ids.REASON_BLOCK, Ids.REASON, "Reason", multiline=True, max_length=2000,
+                                placeholder="Why roll back? (audited, shown to approvers)"))
+    if t.destructive:
+        blocks.append(bk.text_input(Ids.CONFIRM_BLOCK, Ids.CONFIRM, f"Type {t.service} to confirm",
+                                    placeholder=t.service, max_length=128))
+    return bk.modal(f"Roll back {t.service}", blocks, callback_id=Ids.REQUEST, submit="Roll back",
+                    private_metadata=metadata)
+
+
+def failed_deploy(d: dict[str, Any], *, can_roll_back: bool) -> tuple[str, Blocks]:
+    """The ops channel's announcement of a deploy CI reported as failed, with a Roll back button."""
+    what = f"`{d['service']}` `{d['version']}` to *{d['environment']}*"
+    facts = [f"*Service*\n`{d['service']}`", f"*Environment*\n*{d['environment']}*",
+             f"*Version*\n`{d['version']}`"]
+    if d.get("commit"):
+        facts.append(f"*Commit*\n`{str(d['commit'])[:12]}`")
+    if d.get("deployed_by"):
+        facts.append(f"*Deployed by*\n{esc(str(d['deployed_by']))}")
+    blocks: Blocks = [bk.section(f":x: *Deploy failed*: {what}"), bk.fields_section(facts)]
+    if can_roll_back:
+        value = json.dumps({"service": d["service"], "environment": d["environment"]})
+        blocks.append(bk.actions(bk.button("Roll back", Ids.FROM_DEPLOY, value, style="danger"),
+                                 block_id=Ids.ACTIONS_BLOCK))
+    else:
+        blocks.append(bk.context(f"No rollback is configured for `{d['service']}` in *{d['environment']}*."))
+    return f"Deploy failed: {d['service']} {d['version']} to {d['environment']}", blocks
 
 
 def result_text(s: dict[str, Any], detail: str, health: list[str]) -> str:
