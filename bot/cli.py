@@ -255,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate opsbot.yml and name every problem")
     check.add_argument("file", nargs="?", type=Path)
-    check.add_argument("--strict", action="store_true", help="unset ${VAR} references are errors too")
+    check.add_argument("--strict", action="store_true", help="warnings (unset ${VAR}, deprecated keys) are errors")
     check.set_defaults(func=cmd_config_check)
     return top
 

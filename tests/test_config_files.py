@@ -244,3 +244,9 @@ def test_renamed_keys_are_accepted_with_a_deprecation_warning(
     assert f"{path}: warning: channel: deprecated, renamed to `channels`" in out and "OK (1 warning(s))" in out
     assert main(["config", "check", "--strict", str(path)]) == 1
     assert f"{path}: error: channel: deprecated" in capsys.readouterr().out
+
+
+
+def test_a_url_repr_shows_no_path_query_or_credentials() -> None:
+    assert repr(EnvUrl("https://user:pw@hooks.example/T0/B0/s3cret?token=t")) == "EnvUrl(https://hooks.example/…)"
+    assert repr(EnvUrl("${SECRET_HOOK}")) == "EnvUrl(***)"

@@ -111,7 +111,10 @@ class EnvUrl(EnvRef):
         return urlsplit(self.template).password
 
     def __repr__(self) -> str:
-        return f"EnvUrl({self.template!r})"
+        # Scheme and host only: a path or query may hold a token (a webhook URL often is a secret).
+        parts = urlsplit(self.template)
+        host = parts.hostname or ""
+        return f"EnvUrl({parts.scheme}://{host}/…)" if parts.scheme and host else "EnvUrl(***)"
 
     def __str__(self) -> str:
         return self.template
