@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select, update
@@ -26,10 +27,10 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.config.targets import Target
 from bot.db import Database
-from bot.errors import OpsbotError
+from bot.errors import Conflict, InvalidInput, OpsbotError
 from bot.jobs import is_transient
-from bot.models import AlertState, EscalationStep, Incident, Page
-from bot.paging import STATEFUL, OncallLookup, People, dedup_key, provider_targets
+from bot.models import AlertState, EscalationStep, Incident, Page, PendingAction
+from bot.paging import STATEFUL, OncallLookup, People, Recipients, dedup_key, expand, provider_targets
 from bot.paging.escalation import Step
 from bot.paging.providers.base import Action, Notice, PageRejected, Provider, Throttled
 from bot.timeline import add_event
@@ -271,3 +272,77 @@ async def _reload(pager: Pager, page_id: int) -> Page:
         page = await session.get(Page, page_id)
         assert page is not None
         return page
+
+
+# -- /page: by hand, confirmed --------------------------------------------------------------------------
+MANUAL_KIND = "page"
+CONFIRM_TTL_MINUTES = 10
+
+
+@dataclass(frozen=True)
+class Manual:
+    """A confirmed `/page`: its subject, whom it reached and how."""
+
+    subject: str
+    target: str
+    message: str
+    recipients: Recipients
+    pages: list[int]
+
+
+async def propose(pager: Pager, *, token: str, actor: str, target: str, message: str, channel: str | None) -> None:
+    """Store the single-use confirmation of a `/page` (checked and rate limited by the caller)."""
+    now = pager.clock()
+    async with pager.db.session() as session:
+        session.add(PendingAction(token=token, kind=MANUAL_KIND, actor=actor, created_at=now,
+                                  expires_at=now + timedelta(minutes=CONFIRM_TTL_MINUTES),
+                                  payload={"target": target, "message": message, "channel": channel}))
+
+
+async def decide(pager: Pager, *, token: str, user: str, status: str, request: str | None) -> PendingAction:
+    """Claim the confirmation for `status` (done or cancelled) with a conditional write; the same press run
+    again (`request`) finds its own claim. InvalidInput/Conflict say why not."""
+    now = pager.clock()
+    async with pager.db.session() as session:
+        result = await session.execute(
+            update(PendingAction).where(PendingAction.token == token, PendingAction.kind == MANUAL_KIND,
+                                        PendingAction.actor == user, PendingAction.status == "pending",
+                                        PendingAction.expires_at > now)
+            .values(status=status, decided_by=user, decided_at=now, version=PendingAction.version + 1)
+            .execution_options(synchronize_session=False))
+        found = (await session.scalars(select(PendingAction).where(PendingAction.token == token,
+                                                                   PendingAction.kind == MANUAL_KIND)
+                                       .execution_options(populate_existing=True))).first()
+        claimed = getattr(result, "rowcount", 0) == 1
+        if claimed and request:
+            found.payload = {**found.payload, "request": request}  # type: ignore[union-attr]
+    if found is None:
+        raise InvalidInput("This confirmation is not valid (it may be from another opsbot). Run `/page` again.")
+    if claimed or (found.status == status and request and found.payload.get("request") == request):
+        return found
+    if found.actor != user:
+        raise InvalidInput(f"Only <@{found.actor}>, who asked for this page, can confirm or cancel it.")
+    if found.status == "pending":
+        raise InvalidInput(f"This confirmation expired after {CONFIRM_TTL_MINUTES} minutes; nobody was paged. "
+                           "Run `/page` again.")
+    verb = {"done": "sent", "cancelled": "cancelled"}.get(found.status, found.status)
+    raise Conflict(f"This page was already {verb}; run `/page` again for a new one.")
+
+
+async def page_by_hand(pager: Pager, *, pending: PendingAction, user: str) -> Manual:
+    """Send a confirmed `/page` once (its step row and page keys): subject `manual:<id>`, audited."""
+    target, message = str(pending.payload["target"]), str(pending.payload["message"])
+    subject = f"manual:{pending.id}"
+    step = Step(0, 0, (target,), pager.clock())
+    async with pager.db.session() as session:
+        if (0, 0) in await fired(session, subject=subject):
+            page_ids = list((await session.scalars(select(Page.id).where(Page.subject == subject))).all())
+        else:
+            pages = await claim(session, config=pager.config, clock=pager.clock, subject=subject, policy="manual",
+                                step=step, requested_by=user, message=message)
+            page_ids = [p.id for p in pages]
+            await audit.record(session, clock=pager.clock, actor=user, action="page", target=target,
+                               after={"subject": subject, "message": message[:500]})
+    await send(pager, page_ids)
+    recipients = await expand([target], config=pager.config, people=pager.people, oncall=pager.oncall)
+    return Manual(subject, target, message, recipients, page_ids)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
 
 from bot.alerts import flows as alert_flows
+from bot.config.targets import Target, parse
 from bot.deps import Deps
-from bot.errors import NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.incidents import AlreadyDone
 from bot.incidents import flows as incident_flows
 from bot.jobs import job
-from bot.paging import flows
+from bot.paging import flows, valid_forms
 from bot.paging.providers import Provider, build
+from commands.common import responder, tell
+from commands.paging import render
 from commands.paging.notify import SlackPages, pager
 
 log = logging.getLogger(__name__)
@@ -58,3 +65,70 @@ async def pagerduty_event(deps: Deps, *, incident_id: int, kind: str, agent: str
                                          source="pagerduty")
     except (AlreadyDone, NotFound) as exc:
         log.info("PagerDuty %s of INC-%s: nothing to do (%s)", kind, incident_id, exc)
+
+
+# -- /page -----------------------------------------------------------------------------------------------
+async def _answer(deps: Deps, response_url: str | None, user: str, channel: str | None, text: str,
+                  blocks: list[dict[str, Any]], *, replace: bool = False) -> None:
+    respond = responder(deps, response_url)
+    if respond is not None and replace:
+        await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=True)
+        return
+    await tell(deps, text=text, blocks=blocks, respond=respond, user=user, channel=channel)
+
+
+async def _slack_target(deps: Deps, target: Target) -> Target:
+    """An @handle as the user group or user it names; InvalidInput (with the valid forms) when it is neither."""
+    if target.kind != "slack" or not target.name.startswith("@"):
+        return target
+    group = await deps.directory.group_id(target.name)
+    if group is not None:
+        return Target("slack", group)
+    from commands.oncall.jobs import SlackPeople
+
+    user = await SlackPeople(deps).resolve(target.name)
+    if user is None:
+        raise InvalidInput(render.unreachable(f"Nobody in Slack is {target.name}.", valid_forms(deps.config)))
+    return Target("slack", user)
+
+
+@job("paging.propose", retries=2)
+async def propose(deps: Deps, *, user: str, channel: str | None, response_url: str | None, target: str,
+                  message: str) -> None:
+    """`/page` after the ack: permission, rate limit, the target looked up, then the Confirm/Cancel buttons."""
+    await deps.require(user=user, action="page", target=target)
+    await deps.ratelimit.check(user, "page")
+    resolved = await _slack_target(deps, parse(target))
+    shown = f"<@{resolved.name}>" if resolved.kind == "slack" and resolved.name[:1] in "UW" else (
+        f"<!subteam^{resolved.name}>" if resolved.kind == "slack" else str(resolved))
+    token = secrets.token_urlsafe(24)
+    await flows.propose(pager(deps), token=token, actor=user, target=str(resolved), message=message,
+                        channel=channel)
+    text, blocks = render.confirmation(shown, message, token)
+    await _answer(deps, response_url, user, channel, text, blocks)
+
+
+@job("paging.confirm", lock="page-confirmation:{token}", retries=2)
+async def confirm(deps: Deps, *, user: str, channel: str | None, response_url: str | None, token: str,
+                  request: str | None) -> None:
+    await deps.require(user=user, action="page", target="/page", fresh=True)
+    paging = pager(deps)
+    pending = await flows.decide(paging, token=token, user=user, status="done", request=request)
+    manual = await flows.page_by_hand(paging, pending=pending, user=user)
+    where = pending.payload.get("channel") or channel
+    if manual.recipients.mentions and where:
+        try:
+            await deps.slack.chat_postMessage(channel=where, text=render.slack_page(manual, user))
+        except SlackApiError:  # not in that channel (a DM with someone else): each person by DM
+            for person in manual.recipients.users:
+                await deps.slack.chat_postMessage(channel=person, text=render.slack_page(manual, user))
+    text, blocks = render.paged(manual)
+    await _answer(deps, response_url, user, channel, text, blocks, replace=True)
+
+
+@job("paging.cancel", lock="page-confirmation:{token}", retries=2)
+async def cancel(deps: Deps, *, user: str, channel: str | None, response_url: str | None, token: str,
+                 request: str | None) -> None:
+    pending = await flows.decide(pager(deps), token=token, user=user, status="cancelled", request=request)
+    text, blocks = render.cancelled(str(pending.payload.get("target")))
+    await _answer(deps, response_url, user, channel, text, blocks, replace=True)
