@@ -200,3 +200,36 @@ async def test_legacy_escalate_to_still_escalates_once_after_the_response_time(b
     [message] = escalations(bot, incident)
     assert "<!subteam^S0LEADS01>" in message and "not been acknowledged within 1h" in message
     assert "U0CAROL01" in bot.slack.channel(incident.channel_id or "").members  # eng-leads' member invited
+
+
+async def test_opsgenie_and_lost_page_jobs(make_bot: Any, pd: PagerDutyServer, mail: MailServer,
+                                           monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    """An Opsgenie team in a policy is created, then acknowledged by alias; a page whose job was lost (stored,
+    never attempted) is sent by the timer a few minutes later, once."""
+    from bot.emulator.opsgenie import OpsgenieServer
+
+    async with OpsgenieServer(api_key="og-test-key") as og:
+        monkeypatch.setenv("OG_URL", og.url)
+        monkeypatch.setenv("OG_KEY", "og-test-key")
+        config = paging_config(pd, mail)
+        data = config.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        data["paging"]["opsgenie"] = {"api_url": "${OG_URL}", "api_key": "${OG_KEY}", "teams": ["sre"]}
+        data["escalation_policies"]["critical"]["levels"][0]["notify"].append("opsgenie:sre")
+        bot = await make_bot(config=load_test_config(data))
+        incident = await declare(bot)
+        [alert] = og.state.alerts.values()
+        assert alert.alias == "opsbot-incident-1" and alert.responders == [{"type": "team", "name": "sre"}]
+        await bot.command("/incident", "ack", channel=incident.channel_id or "")
+        assert alert.acknowledged
+
+        # A page stored without its job (as if the process died right after the commit).
+        async with bot.deps.db.session() as session:
+            session.add(Page(key="incident:1/lost", subject="incident:1", target="pagerduty:checkout",
+                             provider="pagerduty", action="trigger", dedup_key="opsbot-incident-1", status="pending",
+                             attempts=0, requested_by="opsbot", message="lost", created_at=clock()))
+        await bot.run_job(JOB)
+        assert [e.action for e in pd.state.events] == ["trigger", "acknowledge"]  # not yet: it may be queued
+        clock.advance(minutes=3)
+        await bot.run_job(JOB)
+        await bot.run_job(JOB)
+        assert [e.action for e in pd.state.events] == ["trigger", "acknowledge", "trigger"]

@@ -126,6 +126,17 @@ async def pending(db: Database, *, subject: str) -> list[int]:
         return list((await session.scalars(query)).all())
 
 
+async def resend_stale(pager: Pager, *, older_than: timedelta) -> int:
+    """Pages never attempted `older_than` after they were stored (their job was lost between the commit and
+    the defer: the process died): deferred again. A job still waiting makes the copy a no-op (its key)."""
+    async with pager.db.session() as session:
+        query = select(Page.id).where(Page.status == "pending", Page.attempts == 0,
+                                      Page.created_at < pager.clock() - older_than)
+        ids = list((await session.scalars(query)).all())
+    await send(pager, ids)
+    return len(ids)
+
+
 async def propagate(pager: Pager, *, subject: str, action: Action, actor: str, skip: Iterable[str] = ()) -> int:
     """Acknowledge or resolve, at every stateful provider that got a trigger for `subject`; `skip`: providers
     that told us (PagerDuty's own acknowledgement is not sent back to it). Returns the pages deferred."""

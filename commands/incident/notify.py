@@ -162,9 +162,9 @@ class SlackIncidents:
         await self._page(incident, render.escalation(incident, severity, escalation, now=self.deps.clock()))
         extra: list[Awaitable[Any]] = []
         users = [u for u in escalation.recipients.users if u.startswith(("U", "W"))]
-        if incident.channel_id and users:
-            extra.append(quietly("escalation.invite", self.deps.slack.conversations_invite(
-                channel=incident.channel_id, users=",".join(users))))
+        if incident.channel_id:  # one by one: a member already there (already_in_channel) keeps nobody out
+            extra += [quietly("escalation.invite", self.deps.slack.conversations_invite(
+                channel=incident.channel_id, users=user)) for user in users]
         incidents_channel = incident.announcement_channel or self.deps.config.channels.incidents
         if incidents_channel != home:  # in the announcement's thread: the channel's list stays one line each
             extra.append(quietly("escalation.note", self.deps.slack.chat_postMessage(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -23,6 +24,7 @@ from commands.paging.notify import SlackPages, pager
 
 log = logging.getLogger(__name__)
 ESCALATE = "paging.escalate"
+STALE_PAGE = timedelta(minutes=2)  # a page stored this long ago and never attempted lost its job
 # Attempts are counted on the Page row and bounded by paging.retries inside the job (backoff between them),
 # so the queue itself does not retry; a job put back after its worker died resumes from the stored count.
 
@@ -45,6 +47,7 @@ async def escalate(deps: Deps) -> None:
 
     await incident_flows.run_escalations(services(deps), SlackIncidents(deps))
     await alert_flows.escalate(deps, SlackAlerts(deps))
+    await flows.resend_stale(pager(deps), older_than=STALE_PAGE)
 
 
 @job("paging.pagerduty", lock="incident:{incident_id}", retries=3)
