@@ -261,9 +261,12 @@ async def test_a_failed_deploy_is_announced_with_a_roll_back_button(make_bot: An
     assert len(bot.slack.view_log) == views + 1
     view = bot.last_view()
     assert view["callback_id"] == Ids.REQUEST and "Roll back `api` in *staging*" in json.dumps(view)
-    await submit(bot, view)
+    reason = next(b for b in view["blocks"] if b.get("block_id") == Ids.REASON_BLOCK)["element"]["initial_value"]
+    assert reason == "The deploy of v3 failed."
+    await submit(bot, view, reason=reason)
     [row] = await rollbacks_in_db(bot)
     assert (row.service, row.environment, row.from_version, row.to_version) == ("api", "staging", "v2", "v1")
+    assert row.reason == "The deploy of v3 failed."
 
 
 async def test_a_failed_deploy_of_a_service_without_rollbacks_is_announced_without_a_button(
@@ -283,3 +286,12 @@ async def test_a_forged_roll_back_button_opens_nothing(make_bot: Any, tmp_path: 
         response = await bot.click(Ids.FROM_DEPLOY, value, channel="ops")
         assert response.status_code == 200
     assert len(bot.slack.view_log) == views
+
+
+def test_config_check_warns_of_a_version_command_it_cannot_find(tmp_path: Path) -> None:
+    from bot.config import check_file
+
+    path = tmp_path / "opsbot.yml"
+    path.write_text("severities: [{name: P1}]\nrollbacks:\n  api:\n    versions: {command: [no-such-az, acr]}\n"
+                    "    environments: {staging: {provider: command, argv: ['true']}}\n")
+    assert check_file(path) == ([], ["rollbacks.api.versions.command: `no-such-az` is not on PATH here"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from bot.config.paging import Paging
 from bot.config.permissions import PermissionRule, Permissions
 from bot.config.rollbacks import (
     CommandRunner,
+    CommandVersions,
     GithubActionsRunner,
     RollbackSettings,
     RollbackTarget,
@@ -271,4 +274,16 @@ def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) ->
     config, errors, warnings = _load(path, env)
     if config is None:
         return errors, warnings
-    return [], warnings + missing_env(config, env) + targets.warnings(config)
+    return [], warnings + missing_env(config, env) + targets.warnings(config) + _source_warnings(config)
+
+
+def _source_warnings(config: Config) -> list[str]:
+    """A version source's program that this machine cannot run (the modal would fall back every time)."""
+    found = []
+    for service, target in config.rollbacks.items():
+        source = target.versions
+        if isinstance(source, CommandVersions):
+            program = source.command[0]
+            if not (shutil.which(program) or (os.sep in program and Path(program).is_file())):
+                found.append(f"rollbacks.{service}.versions.command: `{program}` is not on PATH here")
+    return found

@@ -152,10 +152,13 @@ async def rollback_from_deploy(ack: AsyncAck, body: dict[str, Any], respond: Any
         return
     await ack()
     user, channel = user_of(body), channel_of(body)
+    failed = value.get("version")
+    reason = f"The deploy of {failed} failed." if isinstance(failed, str) and VERSION_RE.match(failed) else None
 
     async def open_modal() -> None:
         plan = await flows.prepare(deps, user=user, found=found, version=None)
-        await deps.slack.views_open(trigger_id=body["trigger_id"], view=render.request_modal(plan, channel=channel))
+        await deps.slack.views_open(trigger_id=body["trigger_id"],
+                                    view=render.request_modal(plan, channel=channel, reason=reason))
 
     right_after_ack(deps, open_modal(), name="rollback.modal", respond=respond)
 

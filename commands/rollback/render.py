@@ -85,7 +85,7 @@ def request_message(s: dict[str, Any]) -> tuple[str, Blocks]:
     return text, blocks
 
 
-def request_modal(plan: Plan, *, channel: str | None) -> dict[str, Any]:
+def request_modal(plan: Plan, *, channel: str | None, reason: str | None = None) -> dict[str, Any]:
     t = plan.target
     approvals = (f"{t.approvals} approval{'s' if t.approvals != 1 else ''} needed" if t.approvals
                  else "no approval needed")
@@ -113,7 +113,7 @@ def request_modal(plan: Plan, *, channel: str | None) -> dict[str, Any]:
         blocks.append(bk.text_input(Ids.VERSION_BLOCK, Ids.VERSION, "Target version", initial=plan.default_version,
                                     placeholder="e.g. v1.4.2", max_length=128))
     blocks.append(bk.text_input(Ids.REASON_BLOCK, Ids.REASON, "Reason", multiline=True, max_length=2000,
-                                placeholder="Why roll back? (audited, shown to approvers)"))
+                                initial=reason, placeholder="Why roll back? (audited, shown to approvers)"))
     if t.destructive:
         blocks.append(bk.text_input(Ids.CONFIRM_BLOCK, Ids.CONFIRM, f"Type {t.service} to confirm",
                                     placeholder=t.service, max_length=128))
@@ -132,7 +132,7 @@ def failed_deploy(d: dict[str, Any], *, can_roll_back: bool) -> tuple[str, Block
         facts.append(f"*Deployed by*\n{esc(str(d['deployed_by']))}")
     blocks: Blocks = [bk.section(f":x: *Deploy failed*: {what}"), bk.fields_section(facts)]
     if can_roll_back:
-        value = json.dumps({"service": d["service"], "environment": d["environment"]})
+        value = json.dumps({"service": d["service"], "environment": d["environment"], "version": d["version"]})
         blocks.append(bk.actions(bk.button("Roll back", Ids.FROM_DEPLOY, value, style="danger"),
                                  block_id=Ids.ACTIONS_BLOCK))
     else:
