@@ -63,6 +63,20 @@ class QueueUnavailable(DependencyDown):
                          "please try again in a moment.")
 
 
+class QueueTimeout(DependencyDown):
+    """The database took the insert but did not answer in time: it may still commit it."""
+
+    def __init__(self) -> None:
+        super().__init__("opsbot could not queue this: its database did not answer in time, so it was most "
+                         "likely not done; if it was a change, check before trying again.")
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    """An abandoned insert's outcome, read so that asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 def plain(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments as JSON will carry them; anything JSON cannot carry is a programming error here."""
     try:
@@ -270,7 +284,10 @@ class PostgresQueue(JobQueue):
             kwargs={"connect_timeout": 5, "application_name": "opsbot-jobs"}))
         self._opened = False
         self._opening = asyncio.Lock()
-        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+        # (row, its future, its deadline): a defer is answered within DEFER_TIMEOUT of its call, also when it
+        # had to wait behind a batch in flight.
+        self._pending: list[tuple[Any, asyncio.Future[None], float]] = []
+        self._inserts: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
 
@@ -332,7 +349,7 @@ class PostgresQueue(JobQueue):
         row = pjobs.Job(id=None, queue="default", lock=job.lock_for(args), queueing_lock=None,
                         task_name=job.name, task_kwargs=args)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, done))
+        self._pending.append((row, done, time.monotonic() + DEFER_TIMEOUT))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="queue.flush")
         await done
@@ -340,20 +357,42 @@ class PostgresQueue(JobQueue):
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[:500], self._pending[500:]
-                try:
-                    # Slack gives up on an ack after 3 s: a database that does not answer within
-                    # DEFER_TIMEOUT gets the request refused, and the cancelled insert leaves no job.
-                    await asyncio.wait_for(self._insert(bundled([row for row, _ in batch])), DEFER_TIMEOUT)
-                except Exception as exc:
-                    log.error("enqueueing %d job(s) failed: %s", len(batch), type(exc).__name__)
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(QueueUnavailable())
-                    continue
-                for _, done in batch:
+                now = time.monotonic()
+                expired = [done for _, done, deadline in self._pending if deadline <= now]
+                self._pending = [entry for entry in self._pending if entry[2] > now]
+                for done in expired:  # waited its whole time behind a batch that did not get through
                     if not done.done():
+                        done.set_exception(QueueUnavailable())
+                if not self._pending:
+                    break
+                batch, self._pending = self._pending[:500], self._pending[500:]
+                # Slack gives up on an ack after 3 s: a database that does not answer by the batch's earliest
+                # deadline gets its requests refused, and the cancelled insert leaves no job.
+                timeout = min(deadline for _, _, deadline in batch) - now
+                rows = bundled([row for row, _, _ in batch])
+                insert = asyncio.create_task(self._insert(rows), name="queue.insert")
+                self._inserts.add(insert)
+                insert.add_done_callback(self._inserts.discard)
+                await asyncio.wait({insert}, timeout=timeout)
+                failure: DependencyDown | None = None
+                if not insert.done():
+                    # Not waited for: psycopg cancels a statement by asking the server over a new connection,
+                    # which hangs as long as the database does; the requests are answered now.
+                    insert.cancel()
+                    insert.add_done_callback(_forget)  # kept in self._inserts until it ends
+                    log.error("enqueueing %d job(s): no answer within %.1fs", len(batch), timeout)
+                    failure = QueueTimeout()
+                elif insert.cancelled() or insert.exception() is not None:
+                    log.error("enqueueing %d job(s) failed: %s", len(batch),
+                              "cancelled" if insert.cancelled() else type(insert.exception()).__name__)
+                    failure = QueueUnavailable()
+                for _, done, _ in batch:
+                    if done.done():
+                        continue
+                    if failure is None:
                         done.set_result(None)
+                    else:
+                        done.set_exception(failure)
         finally:
             self._flusher = None
 

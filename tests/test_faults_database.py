@@ -136,7 +136,7 @@ async def test_commands_answer_clearly_while_the_database_is_down(
     # Nothing can be queued, so there is nothing to wait for (and waiting would mean asking the dead database).
     response = await bot.command("/incident", "list", settle=False)
     assert response.status_code == 200  # acked: the job could not be stored, and the ack says so
-    assert "database is unreachable" in response.json()["text"] and "nothing was done" in response.json()["text"]
+    assert "could not queue this" in response.json()["text"]
     await proxy.restore()
     await bot.command("/incident", "open P2 Checkout is slow")
     assert any("Checkout is slow" in m.all_text() for m in bot.messages("incidents"))

@@ -269,13 +269,36 @@ async def test_while_the_database_is_down_the_ack_says_so_and_nothing_is_queued(
         response = await bot.command("/deploys", "api prod", settle=False)
         took = time.monotonic() - started
         assert response.status_code == 200
-        assert "could not queue this" in response.json()["text"] and "nothing was done" in response.json()["text"]
+        assert "could not queue this" in response.json()["text"]  # refused, or (the pool waiting) no answer
         assert took < 3.0, f"the ack took {took:.1f}s: Slack would have given up"
         await proxy.restore()
         await bot.settle(timeout=15)
         assert len(bot.slack.responses) == answered  # the refused request left no job behind
         await bot.command("/deploys", "api prod")
         assert len(bot.slack.responses) == answered + 1
+
+
+async def test_a_request_queued_behind_a_stuck_insert_is_still_answered_in_time(
+        pg_via_proxy: tuple[str, TcpProxy]) -> None:
+    """Each request's enqueue has its own deadline: one that arrives while an earlier insert hangs on an
+    unanswering database is refused within DEFER_TIMEOUT of its arrival, not after that insert's time plus
+    its own (which ran past Slack's 3 s)."""
+    from bot.queue import DEFER_TIMEOUT
+
+    url, proxy = pg_via_proxy
+    async with running_bot(load_test_config(), url) as bot:
+        await bot.command("/deploys", "api prod")  # warm: the pool has its connection
+        proxy.stall()
+        first = asyncio.create_task(bot.command("/deploys", "api prod", settle=False))
+        await asyncio.sleep(DEFER_TIMEOUT * 0.6)  # the first insert is in flight, hanging
+        started = time.monotonic()
+        second = await bot.command("/deploys", "api prod", settle=False)
+        took = time.monotonic() - started
+        for answer in (await first, second):  # the database may yet commit them: the ack does not say "nothing"
+            assert "could not queue this" in answer.json()["text"]
+            assert "did not answer in time" in answer.json()["text"]
+        assert took < DEFER_TIMEOUT + 0.5, f"the second ack took {took:.1f}s behind the first insert"
+        proxy.resume()
 
 
 def test_a_group_commit_bundles_the_jobs_that_need_no_lock_nor_key() -> None:
