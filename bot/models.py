@@ -343,3 +343,44 @@ class WebhookDelivery(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     source: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --- status page (issue 18) ---------------------------------------------------------------------------------
+
+
+class ComponentState(Base):
+    """A status page component's state from the moment `at` until its next row: the 90-day uptime bars."""
+
+    __tablename__ = "component_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component: Mapped[str] = mapped_column(String(128))
+    # operational | degraded_performance | partial_outage | major_outage
+    state: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    __table_args__ = (Index("ix_component_states_component_at", "component", "at"),)
+
+
+class PublicUpdate(Base):
+    """Text written for the public status page, separate from the incident's internal updates."""
+
+    __tablename__ = "public_updates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))  # investigating | identified | monitoring | resolved
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(index=True)
+    author: Mapped[str] = mapped_column(String(64))  # internal: never rendered on the page
+    # One per submission (view id, trigger id, command key): a retried or double submit is the same row.
+    key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+
+
+class StatuspageIncident(Base):
+    """An opsbot incident mirrored to a hosted (Atlassian) Statuspage incident."""
+
+    __tablename__ = "statuspage_incidents"
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    page_id: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_update_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the last PublicUpdate sent
+    last_synced_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(String(255), nullable=True)
