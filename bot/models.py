@@ -383,4 +383,5 @@ class StatuspageIncident(Base):
     external_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_update_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the last PublicUpdate sent
     last_synced_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed pushes in a row (the job's retries)
     error: Mapped[str | None] = mapped_column(String(255), nullable=True)

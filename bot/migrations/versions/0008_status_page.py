@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("external_id", sa.String(64), nullable=True),
         sa.Column("last_update_id", sa.Integer(), nullable=True),
         sa.Column("last_synced_at", At, nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("error", sa.String(255), nullable=True),
     )
 
