@@ -32,7 +32,7 @@ def _matches(pattern_list: list[str], value: str) -> bool:
     for pattern in pattern_list:
         if pattern == "*" or pattern.lower() == value.lower():
             return True
-        if pattern.endswith(".*") and value.startswith(pattern[:-1]):
+        if pattern.endswith((".*", ":*")) and value.startswith(pattern[:-1]):  # incident.*, action:*
             return True
     return False
 

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from bot.config import files, targets
+from bot.config.actions import Action
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.config.base import Model, Name
 from bot.config.escalation import EscalationLevel, EscalationPolicy
@@ -29,6 +30,8 @@ from bot.config.rollbacks import (
     RollbackTarget,
     WebhookRunner,
 )
+from bot.config.runbooks import Runbook
+from bot.config.runbooks import problems as runbook_problems
 from bot.config.secrets import EnvRef, EnvUrl
 from bot.errors import ConfigError, NotFound, UnknownSeverity
 
@@ -69,6 +72,8 @@ class Config(Model):
     oncall: dict[Name, Schedule] = Field(default_factory=dict)
     escalation_policies: dict[Name, EscalationPolicy] = Field(default_factory=dict)
     paging: Paging = Field(default_factory=Paging)
+    actions: dict[Name, Action] = Field(default_factory=dict)
+    runbooks: dict[Name, Runbook] = Field(default_factory=dict)
 
     @field_validator("severities")
     @classmethod
@@ -97,7 +102,7 @@ class Config(Model):
                     problems += [f"rollbacks.{service}.environments.{e}.verify: no check named {name!r} in "
                                  f"environments.{e} (checks there: {', '.join(checks) or 'none'})"
                                  for name in runner.verify if name not in checks]
-        problems += targets.problems(self)
+        problems += targets.problems(self) + runbook_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self

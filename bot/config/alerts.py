@@ -75,7 +75,8 @@ class AlertRule(Model):
     interval: Duration | None = None
     channel: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    runbook: AnyHttpUrl | None = None
+    # A link, or the name of a configured runbook (`runbooks:`), posted as a checklist in its incidents.
+    runbook: AnyHttpUrl | Name | None = None
     summary: str | None = None
     unit: str = ""
     escalate_after: Duration | None = None

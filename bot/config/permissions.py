@@ -26,7 +26,9 @@ class PermissionRule(Model):
     @classmethod
     def _known_actions(cls, value: list[str]) -> list[str]:
         for action in value:
-            if action != "*" and action not in ACTIONS and not action.endswith(".*"):
+            # action:<name> and action:* are the permissions of `actions:` (/run).
+            known = action in ACTIONS or action.endswith(".*") or action.startswith("action:")
+            if action != "*" and not known:
                 raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
         return value
 

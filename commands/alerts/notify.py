@@ -88,7 +88,7 @@ def card_for(deps: Deps, row: Any, rule: AlertRule | None, rule_silence: datetim
         thresholds = " · ".join(f"{name} {t}{rule.unit if rule.unit == '%' else ''}"
                                 for name, t in (("warning", rule.warning), ("critical", rule.critical)) if t)
         value = format_value(row.value, rule.unit, rule.decimals)
-        runbook = str(rule.runbook) if rule.runbook else None
+        runbook = str(rule.runbook) if rule.runbook and "://" in str(rule.runbook) else None  # not a runbook name
         source: str = rule.source
         link = runbook
         if rule.source == "prometheus" and deps.config.alerts.prometheus is not None:
