@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def paging_config(tmp_path: Path, paging: dict[str, Any], inform: list[str] | None = None) -> Path:
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data["paging"] = paging
+    data.pop("escalation_policies", None)  # only what `inform` pages, whatever the example's policies say
+    for severity in data["severities"]:
+        severity.pop("escalation_policy", None)
     if inform is not None:
         data["severities"][0]["inform"] = inform
     path = tmp_path / "opsbot.yml"
