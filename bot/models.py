@@ -385,3 +385,53 @@ class StatuspageIncident(Base):
     last_synced_at: Mapped[datetime | None] = mapped_column(nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed pushes in a row (the job's retries)
     error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+# -- actions and runbooks (migration 0009) ---------------------------------------------------
+
+
+class ActionRun(Base):
+    """One `/run` of a configured action: its validated parameters, confirmation, approvals and result."""
+
+    __tablename__ = "action_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    # pending_confirm | pending_approval | running | succeeded | failed | cancelled | rejected
+    status: Mapped[str] = mapped_column(String(32))
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    approvals_required: Mapped[int] = mapped_column(Integer, default=0)
+    approved_by: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # who cancelled or rejected it
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # A runbook checklist's step that asked for it: (runbook_runs.id, step index).
+    runbook_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channel: Mapped[str | None] = mapped_column(String(32), nullable=True)  # where it was asked
+    message_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)  # its message (thread parent)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)  # scrubbed and cut
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class RunbookRun(Base):
+    """A runbook posted as a checklist; `steps` holds each step's state, who set it and when."""
+
+    __tablename__ = "runbook_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    runbook: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    started_by: Mapped[str] = mapped_column(String(64))
+    # [{"state": "open|done|skipped|running|failed", "by": user, "at": iso, "run_id": n}, …]
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # One checklist per incident and runbook (posted once, however often it is asked for or retried).
+    key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
