@@ -399,6 +399,18 @@ def policy_of(config: Config, incident: Incident) -> escalation.Resolved | None:
     return escalation.for_severity(config, level)
 
 
+def declared_steps(config: Config, incident: Incident, level: Severity) -> list[tuple[Step, str]]:
+    """What `declare` claimed, without the database: the levels due at once, and `inform:`."""
+    found: list[tuple[Step, str]] = []
+    resolved = escalation.for_severity(config, level)
+    if resolved is not None:
+        found += [(step, resolved.name) for step in escalation.due_steps(
+            resolved.policy, incident.created_at, incident.created_at, set(), acknowledged=False)]
+    if level.inform:
+        found.append((Step(escalation.INFORM_CYCLE, 0, tuple(level.inform), incident.created_at), escalation.INFORM))
+    return found
+
+
 async def due_steps(session: AsyncSession, *, config: Config, incident: Incident, now: datetime) -> list[Step]:
     """The levels of the incident's policy due now (none once acknowledged or resolved)."""
     resolved = policy_of(config, incident)

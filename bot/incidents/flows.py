@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot import incidents, metrics
@@ -31,7 +30,7 @@ from bot.config import Config, Severity
 from bot.db import Database
 from bot.errors import DependencyDown, NotFound, OpsbotError
 from bot.incidents import Declaration
-from bot.models import EscalationStep, Incident, IncidentEvent
+from bot.models import Incident, IncidentEvent
 from bot.paging import Recipients, expand
 from bot.paging import flows as paging
 from bot.paging.escalation import INFORM_CYCLE, LEGACY_PREFIX, Step
@@ -305,20 +304,21 @@ async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident, *
 
 
 async def _page_declared(s: Services, notifier: IncidentNotifier, incident: Incident) -> None:
-    """What the declaration claimed: its pages sent, its levels posted (a failed post is logged, not retried:
-    the declaration's own answer must not wait for it)."""
+    """What the declaration claimed: its pages sent, its levels posted. Nothing here needs opsbot's database
+    to post (the set-up goes on while it is away): pages that cannot be read now are sent by the paging
+    timer; a failed post is logged, not retried (the declaration's own answer must not wait for it)."""
     severity = s.severity(incident)
-    async with s.db.session() as session:
-        rows = list((await session.scalars(select(EscalationStep).where(
-            EscalationStep.subject == incidents.subject(incident)).order_by(EscalationStep.id))).all())
-    if s.pager is not None:
-        await paging.send(s.pager, await paging.pending(s.db, subject=incidents.subject(incident)))
-    if severity is None:
+    steps = incidents.declared_steps(s.config, incident, severity) if severity is not None else []
+    if severity is None or not steps:
         return
-    for row in rows:
-        step = Step(row.cycle, row.level, tuple(row.targets or ()), row.fired_at)
+    if s.pager is not None:
         try:
-            await notifier.page(incident, severity, await _escalation(s, step, row.policy))
+            await paging.send(s.pager, await paging.pending(s.db, subject=incidents.subject(incident)))
+        except Exception as exc:  # the timer's sweep sends them (resend_stale)
+            log.warning("the pages of %s are sent later: %s", incident.ref, type(exc).__name__)
+    for step, policy in steps:
+        try:
+            await notifier.page(incident, severity, await _escalation(s, step, policy))
         except PageNotPosted as exc:
             metrics.BACKGROUND_FAILURES.labels(name="incident.escalate").inc()
             log.warning("the immediate page of %s failed: %s", incident.ref, exc.reason)
