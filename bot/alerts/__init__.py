@@ -14,6 +14,7 @@ A source error never changes a series' state: the rule's own row (key `rule:<nam
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -34,6 +35,7 @@ from bot.errors import ConfigError, Conflict, InvalidInput, NotFound
 from bot.models import AlertState, Silence
 from bot.providers.metrics_base import Fetcher, MetricSource, MetricSourceError, Sample, fetcher
 from bot.providers.metrics_http_json import HttpJsonSource
+from bot.providers.metrics_http_query import HttpQuerySource
 from bot.providers.metrics_postgres import PostgresSource
 from bot.providers.metrics_prometheus import PrometheusSource
 
@@ -105,6 +107,7 @@ class View:
     acked_at: datetime | None = None
     escalated_at: datetime | None = None
     digest: str | None = None
+    silenced_until: datetime | None = None  # read only: the alert's own silence (tick)
 
     @classmethod
     def of(cls, row: Any) -> View:
@@ -115,6 +118,16 @@ class View:
             value = getattr(self, f.name)
             if getattr(row, f.name) != value:
                 setattr(row, f.name, value)
+
+
+def with_thresholds(policy: Policy, computed: Mapping[str, float]) -> Policy:
+    """The policy of one read: computed thresholds (`>= pool_size + max_overflow`) take this read's numbers."""
+    if not computed:
+        return policy
+    warning, critical = policy.warning, policy.critical
+    return dataclasses.replace(
+        policy, warning=warning.resolved(computed["warning"]) if warning and "warning" in computed else warning,
+        critical=critical.resolved(computed["critical"]) if critical and "critical" in computed else critical)
 
 
 def level_of(value: float, policy: Policy) -> str | None:
@@ -170,9 +183,13 @@ def missing(v: View, policy: Policy, now: datetime) -> list[Notice]:
     return []
 
 
-def tick(v: View, policy: Policy, now: datetime) -> list[Notice]:
-    """The passing of time on a firing alert: auto-acknowledge, escalate, remind."""
+def tick(v: View, policy: Policy, now: datetime, silenced: datetime | None = None) -> list[Notice]:
+    """The passing of time on a firing alert: auto-acknowledge, escalate, remind. Not while it is silenced (the
+    alert's button or `/silence` on its rule, `silenced`): its thread would not say so, so nothing happens behind
+    the team's back; once the silence ends, what is due happens and is said in the thread."""
     if v.state != FIRING or v.acked_at is not None or v.firing_since is None:
+        return []
+    if any(until is not None and until > now for until in (v.silenced_until, silenced)):
         return []
     age = now - v.firing_since
     if policy.auto_ack_after and age >= policy.auto_ack_after:
@@ -188,14 +205,15 @@ def tick(v: View, policy: Policy, now: datetime) -> list[Notice]:
     return []
 
 
-def _observed(v: View, value: float, policy: Policy, now: datetime) -> list[Notice]:
+def _observed(v: View, value: float, policy: Policy, now: datetime,
+              silenced: datetime | None = None) -> list[Notice]:
     """A fresh value for one series, then the passing of time."""
-    return observe(v, value, policy, now) + tick(v, policy, now)
+    return observe(v, value, policy, now) + tick(v, policy, now, silenced)
 
 
-def _missed(v: View, policy: Policy, now: datetime) -> list[Notice]:
+def _missed(v: View, policy: Policy, now: datetime, silenced: datetime | None = None) -> list[Notice]:
     """A series absent from a successful read, then the passing of time."""
-    return missing(v, policy, now) + tick(v, policy, now)
+    return missing(v, policy, now) + tick(v, policy, now, silenced)
 
 
 def rule_read(v: View, *, error: str | None, has_data: bool, policy: Policy, now: datetime) -> list[Notice]:
@@ -280,11 +298,12 @@ class Reading:
 Deliver = Callable[[list[Change]], Awaitable[None]]
 
 
-def make_sources(settings: AlertSettings, fetcher: Fetcher) -> dict[str, MetricSource]:
+def make_sources(settings: AlertSettings, fetcher: Fetcher, clock: Clock | None = None) -> dict[str, MetricSource]:
     """The metric sources by the name used in opsbot.yml (`source:`), reading through `fetcher`."""
     timeout = settings.defaults.timeout.total_seconds()
     sources: dict[str, MetricSource] = {
         "http_json": HttpJsonSource(fetcher, timeout=timeout),
+        "http_query": HttpQuerySource(fetcher, timeout=timeout, clock=clock),
         "postgres": PostgresSource(timeout=timeout),
     }
     if settings.prometheus is not None:
@@ -323,7 +342,7 @@ class AlertEngine:
         gate = asyncio.Semaphore(self.settings.concurrency)
 
         async with fetcher(connections=self.settings.concurrency) as session:
-            sources = make_sources(self.settings, session)
+            sources = make_sources(self.settings, session, self.clock)
 
             async def bounded(rule: AlertRule) -> Reading:
                 async with gate:
@@ -368,15 +387,17 @@ class AlertEngine:
                     touched.add(key)
                     row = rows.get(key) or _new_row(session, key, rule, dict(sample.labels))
                     rows[key] = row
-                    self._step(changes, row, policy, rule, silenced,
-                               functools.partial(_observed, value=sample.value, policy=policy, now=now))
+                    read_policy = with_thresholds(policy, sample.thresholds)
+                    self._step(changes, row, read_policy, rule, silenced, functools.partial(
+                        _observed, value=sample.value, policy=read_policy, now=now, silenced=silenced))
                 for row in by_rule.get(rule.name, []):
                     if row.key in touched:
                         continue
                     # Not in the answer (or the source failed): time still passes; a series that vanished
                     # from a good answer is no data for that series, never a resolve.
-                    gone = (functools.partial(_missed, policy=policy, now=now) if reading.error is None
-                            else functools.partial(tick, policy=policy, now=now))
+                    gone = (functools.partial(_missed, policy=policy, now=now, silenced=silenced)
+                            if reading.error is None else functools.partial(tick, policy=policy, now=now,
+                                                                            silenced=silenced))
                     self._step(changes, row, policy, rule, silenced, gone)
         return changes
 
@@ -401,7 +422,7 @@ class AlertEngine:
                     rule = self.rules.get(row.rule) if row.source != ALERTMANAGER else None
                     policy = policy_for(rule, self.settings)
                     self._step(changes, row, policy, rule, silences.get(row.rule),
-                               functools.partial(tick, policy=policy, now=now))
+                               functools.partial(tick, policy=policy, now=now, silenced=silences.get(row.rule)))
             if changes:
                 await self.deliver(changes)
             return changes

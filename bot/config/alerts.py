@@ -12,12 +12,19 @@ from bot.config.base import Model, Name
 from bot.config.secrets import EnvRef, EnvUrl
 from bot.durations import Duration
 
-_THRESHOLD = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*%?\s*$")
+_THRESHOLD = re.compile(r"^\s*(>=|<=|>|<)\s*(.+?)\s*$")
+# A number and its unit (`2s`, `1000 ms`, `80%`, `1.5 GiB`); anything else after the operator is an expression.
+_NUMBER = re.compile(r"^(-?\d+(?:\.\d+)?)\s*([A-Za-z%][A-Za-z%/_]*)?$")
 
 
 class Threshold(Model):
     op: Literal[">", ">=", "<", "<="] = ">"
-    value: float
+    value: float = 0.0
+    # As written after the operator: its unit (converted into the rule's when the rule loads), or an expression
+    # over the names of the JSON answer (`pool_size + max_overflow`, bot/alerts/expr.py), computed per read.
+    given_unit: str = ""
+    expr: str | None = None
+    unit: str = ""  # the rule's unit, in which `value` is and is shown
 
     @model_validator(mode="before")
     @classmethod
@@ -27,11 +34,32 @@ class Threshold(Model):
         if isinstance(data, str):
             match = _THRESHOLD.match(data)
             if not match:
-                raise ValueError(f"not a threshold: {data!r} (write e.g. '> 1000' or '< 5')")
-            return {"op": match.group(1), "value": float(match.group(2))}
+                raise ValueError(f"not a threshold: {data!r} (write e.g. '> 1000', '> 2s', '> 80%' or "
+                                 "'>= pool_size + max_overflow')")
+            number = _NUMBER.match(match.group(2))
+            if number:
+                return {"op": match.group(1), "value": float(number.group(1)), "given_unit": number.group(2) or ""}
+            from bot.alerts.expr import ExpressionError, parse  # bot.alerts imports this module
+
+            try:
+                parse(match.group(2))
+            except ExpressionError as exc:
+                raise ValueError(f"not a threshold: {data!r}: {exc}") from None
+            return {"op": match.group(1), "expr": match.group(2)}
         if isinstance(data, dict) and ("above" in data or "below" in data):
             return {"op": ">" if "above" in data else "<", "value": data.get("above", data.get("below"))}
         return data
+
+    def in_unit(self, unit: str, *, where: str) -> Threshold:
+        """This threshold with its number converted into the rule's `unit` (ValueError naming `where`)."""
+        from bot.alerts.units import convert  # bot.alerts imports this module
+
+        value = self.value if self.expr else convert(self.value, self.given_unit, unit, where=where)
+        return self.model_copy(update={"value": value, "unit": unit, "given_unit": ""})
+
+    def resolved(self, value: float) -> Threshold:
+        """A computed threshold's number for one read."""
+        return self.model_copy(update={"value": value, "expr": None})
 
     def breached(self, value: float) -> bool:
         return {
@@ -40,7 +68,9 @@ class Threshold(Model):
         }[self.op]
 
     def __str__(self) -> str:
-        return f"{self.op} {self.value:g}"
+        from bot.alerts.units import format_number, with_unit
+
+        return f"{self.op} {self.expr}" if self.expr else f"{self.op} {with_unit(format_number(self.value), self.unit)}"
 
 
 class PrometheusSource(Model):
@@ -61,8 +91,8 @@ class AlertDefaults(Model):
 
 class AlertRule(Model):
     name: Name
-    source: Literal["prometheus", "http_json", "postgres"]
-    # prometheus: PromQL; http_json: URL; postgres: SQL returning one number.
+    source: Literal["prometheus", "http_json", "postgres", "http_query"]
+    # prometheus: PromQL; http_json, http_query: URL (`${VAR}` allowed); postgres: SQL returning one number.
     query: str
     # http_json: dotted path to the number, and an optional denominator path for a ratio (in %).
     path: str | None = None
@@ -88,13 +118,46 @@ class AlertRule(Model):
     escalation_policy: str | None = None
     # Digits after the decimal point in messages (default: 0 from 100 up, 1 from 10 up, else 2).
     decimals: int | None = Field(default=None, ge=0, le=6)
+    # http_json, http_query: the value computed from names in the answer (`checked_out / pool_size * 100`).
+    value: str | None = None
+    # http_query: the request (bot/providers/metrics_http_query.py); `path` is a JMESPath expression there.
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, str] = Field(default_factory=dict)
+    body: dict[str, Any] | list[Any] | str | None = None
+    window: Duration = timedelta(minutes=5)  # `{since}` in templates is now minus this
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRule:
         if self.warning is None and self.critical is None:
             raise ValueError("a rule needs a warning or a critical threshold")
-        if self.source == "http_json" and not self.path:
-            raise ValueError("http_json rules need `path` (dotted path to the number)")
+        json_answer = self.source in ("http_json", "http_query")
+        if json_answer and not (self.path or self.value):
+            raise ValueError(f"{self.source} rules need `path` (to the number) or `value` (an expression)")
+        if self.value is not None:
+            from bot.alerts.expr import ExpressionError, parse  # bot.alerts imports this module
+
+            if not json_answer:
+                raise ValueError("value: computed values need a JSON answer (source http_json or http_query)")
+            if self.ratio_of:
+                raise ValueError("value: write the ratio in the expression instead of `ratio_of`")
+            try:
+                parse(self.value)
+            except ExpressionError as exc:
+                raise ValueError(f"value: {exc}") from None
+        for name in ("warning", "critical"):
+            threshold: Threshold | None = getattr(self, name)
+            if threshold is None:
+                continue
+            if threshold.expr and not json_answer:
+                raise ValueError(f"{name}: a computed threshold needs a JSON answer (source http_json or http_query)")
+            # The rule is frozen; its thresholds are converted once, here, into its own unit.
+            object.__setattr__(self, name, threshold.in_unit(self.unit, where=name))
+        if self.source == "http_query":
+            from bot.providers.metrics_http_query import check_rule  # imports this module
+
+            check_rule(self)
+        elif self.body is not None or self.params or self.method != "GET":
+            raise ValueError("method, params and body are for source http_query")
         if self.source == "postgres" and self.dsn is None:
             raise ValueError("postgres rules need `dsn` (e.g. ${APP_DATABASE_URL})")
         return self

@@ -27,6 +27,8 @@ class Sample:
 
     value: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Computed thresholds' numbers for this read (`warning`/`critical` -> value), from the same answer.
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
 
 class MetricSource(Protocol):
@@ -59,9 +61,16 @@ class Fetcher:
     async def get(self, url: str, *, params: Mapping[str, str] | None = None,
                   headers: Mapping[str, str] | None = None, timeout: float = 10.0, limit: int = MAX_BODY) -> bytes:
         """The body of a 2xx answer; MetricSourceError for anything else or a body over `limit` bytes."""
+        return await self.request("GET", url, params=params, headers=headers, timeout=timeout, limit=limit)
+
+    async def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None, data: bytes | None = None, timeout: float = 10.0,
+                      limit: int = MAX_BODY) -> bytes:
+        """`get` with any method and an optional body."""
         try:
-            async with self.session.get(url, params=params, headers=headers, allow_redirects=False,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            async with self.session.request(method, url, params=params, headers=headers, data=data,
+                                            allow_redirects=False,
+                                            timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 if response.status >= 300:
                     raise MetricSourceError(f"HTTP {response.status} from {_host(url)}")
                 if response.content_length is not None and response.content_length > limit:

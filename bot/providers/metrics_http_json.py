@@ -25,13 +25,33 @@ class HttpJsonSource:
             document = json.loads(body)
         except ValueError:
             raise MetricSourceError("the answer is not JSON") from None
+        if rule.value is not None:
+            return [computed(rule, dig(document, rule.path) if rule.path else document)]
         value = as_number(dig(document, rule.path or ""), rule.path or "")
         if rule.ratio_of:
             total = as_number(dig(document, rule.ratio_of), rule.ratio_of)
             if total == 0:
                 raise MetricSourceError(f"{rule.ratio_of} is 0: cannot compute a ratio")
             value = value / total * 100.0
-        return [Sample(value)]
+        return [computed(rule, document, value=value)]
+
+
+def computed(rule: AlertRule, node: Any, *, value: float | None = None) -> Sample:
+    """The rule's sample from one JSON answer: its `value` expression (unless `value` is given) and its
+    computed thresholds, each name a dotted path into `node`."""
+    from bot.alerts.expr import ExpressionError, parse  # bot.alerts imports this module
+
+    def lookup(path: str) -> float:
+        return as_number(dig(node, path), path)
+
+    try:
+        if value is None:
+            value = parse(rule.value or "").evaluate(lookup)
+        thresholds = {name: parse(t.expr).evaluate(lookup) for name, t in
+                      (("warning", rule.warning), ("critical", rule.critical)) if t is not None and t.expr}
+    except ExpressionError as exc:
+        raise MetricSourceError(str(exc)[:200]) from None
+    return Sample(value, thresholds=thresholds)
 
 
 def dig(document: Any, path: str) -> Any:

@@ -85,7 +85,7 @@ def card_for(deps: Deps, row: Any, rule: AlertRule | None, rule_silence: datetim
     if rule is not None:
         labels = {**rule.labels, **labels}
         title = rule.summary or rule.name
-        thresholds = " · ".join(f"{name} {t}{rule.unit if rule.unit == '%' else ''}"
+        thresholds = " · ".join(f"{name} {t}"  # a threshold shows itself in the rule's unit
                                 for name, t in (("warning", rule.warning), ("critical", rule.critical)) if t)
         value = format_value(row.value, rule.unit, rule.decimals)
         runbook = str(rule.runbook) if rule.runbook and "://" in str(rule.runbook) else None  # not a runbook name
