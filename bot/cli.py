@@ -141,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from bot.worker import Role
 
         logs.configure(settings, config)
-        _log_start(settings, source)
+        _log_start(settings, source, jobs="a worker process" if separate_worker else "this process")
         app = build(settings, config, freeze_gc=True, role=Role.WEB if separate_worker else Role.INLINE)
         # log_config=None: uvicorn installs no handlers or formatters of its own; its records reach the
         # root handler, whose formatter scrubs secrets from messages and tracebacks alike.
@@ -150,10 +150,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_start(settings: Settings, source: str) -> None:
+def _log_start(settings: Settings, source: str, *, jobs: str = "this process") -> None:
     import logging
 
-    logging.getLogger("opsbot").info("config %s (from %s)", settings.opsbot_config, source)
+    log = logging.getLogger("opsbot")
+    log.info("config %s (from %s)", settings.opsbot_config, source)
+    scheduler = "on (the replica holding the leader lock runs it)" if settings.scheduler_enabled else \
+        "off on this replica (SCHEDULER_ENABLED=false)"
+    log.info("jobs run in %s; scheduler %s", jobs, scheduler)
 
 
 @contextlib.contextmanager

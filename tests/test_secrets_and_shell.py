@@ -48,7 +48,8 @@ def test_log_exception_masks_secrets_in_the_whole_traceback(capsys: pytest.Captu
     monkeypatch.setenv("ADMIN_API_TOKEN", "adm-7f3c9e1b5d2a")
     settings = Settings(_env_file=None, slack_signing_secret=SecretStr("very-secret-signing"),  # type: ignore[call-arg]
                         slack_bot_token=SecretStr("xoxb-1111-2222-abcdef"),
-                        database_url=SecretStr("postgresql://opsbot:dbpass99@db:5432/opsbot"))
+                        database_url=SecretStr("postgresql://opsbot:dbpass99@db:5432/opsbot"),
+                        log_level="DEBUG")  # tracebacks are printed at DEBUG only
     config = load_test_config({"environments": {"prod": {"checks": [
         {"name": "admin", "url": "http://127.0.0.1:9/", "headers": {"X-Token": "${ADMIN_API_TOKEN}"}}]}}})
     logs.configure(settings, config)
