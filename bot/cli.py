@@ -217,7 +217,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         server = await EmulatorServer(host="127.0.0.1", port=args.port).start()
-        print(f"Slack Web API emulator on {server.api_url} (set SLACK_API_URL to this)", flush=True)
+        print(f"Slack Web API emulator on {server.api_url} (set SLACK_API_URL to this); what was posted: "
+              f"{server.base_url}/ and {server.base_url}/_state.json", flush=True)
         await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):

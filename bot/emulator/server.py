@@ -1,23 +1,28 @@
-"""The emulator's HTTP face: `/api/<method>` like slack.com/api, `/response/<token>` for response_url."""
+"""The emulator's HTTP face: `/api/<method>` like slack.com/api, `/response/<token>` for response_url, and a
+read-only view of the workspace: `GET /` (an HTML page of channels and what was posted) and `GET /_state.json`.
+
+Web API arguments come as a query string, a JSON body or a form body (`application/x-www-form-urlencoded`, what
+slack_sdk's sync WebClient and `curl -d` send), parsed here with the standard library."""
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from bot.emulator.localserver import LocalServer
-from bot.emulator.state import Fault, SlackApiError, SlackState
+from bot.emulator.state import Channel, Fault, SlackApiError, SlackState
 
 log = logging.getLogger(__name__)
-SCOPES = ("commands,chat:write,chat:write.public,channels:manage,channels:read,channels:history,groups:read,"
-          "groups:write,groups:history,pins:write,users:read,usergroups:read")
+MAX_SHOWN = 200  # messages per channel on the state page and in /_state.json (the latest ones)
 
 
 async def _args(request: Request) -> dict[str, Any]:
@@ -32,9 +37,13 @@ async def _args(request: Request) -> dict[str, Any]:
                 raise SlackApiError("invalid_json") from None
             if isinstance(data, dict):
                 args.update(data)
+        elif "multipart/" in content_type:
+            raise SlackApiError("invalid_form_data")  # file uploads: not emulated
         elif body:
-            form = await request.form()
-            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+            try:
+                args.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                raise SlackApiError("invalid_form_data") from None
     return args
 
 
@@ -51,7 +60,7 @@ async def _apply(state: SlackState, method: str, request: Request) -> JSONRespon
         data = state.call(method, args)
     except SlackApiError as exc:
         return JSONResponse({"ok": False, "error": exc.error, **exc.extra})
-    return JSONResponse(data, headers={"x-oauth-scopes": SCOPES})
+    return JSONResponse(data, headers={"x-oauth-scopes": ",".join(state.scopes)})
 
 
 def _rate_limited(state: SlackState, method: str, retry_after: int) -> JSONResponse:
@@ -116,10 +125,64 @@ def build_app(state: SlackState) -> Starlette:
         state.respond(request.path_params["token"], payload if isinstance(payload, dict) else {})
         return JSONResponse({"ok": True})
 
+    async def state_json(request: Request) -> JSONResponse:
+        return JSONResponse(snapshot(state))
+
+    async def state_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_page(snapshot(state)))
+
     return Starlette(routes=[
         Route("/api/{method}", api, methods=["GET", "POST"]),
         Route("/response/{token}", response_url, methods=["POST"]),
+        Route("/_state.json", state_json, methods=["GET"]),
+        Route("/", state_page, methods=["GET"]),
     ])
+
+
+def snapshot(state: SlackState) -> dict[str, Any]:
+    """What the workspace holds, for people: channels with their messages, ephemerals, responses, modals."""
+    def channel(c: Channel) -> dict[str, Any]:
+        return {"id": c.id, "name": c.name, "is_private": c.is_private, "is_archived": c.is_archived,
+                "topic": c.topic, "members": sorted(c.members), "message_count": len(c.messages),
+                "messages": [{"ts": m.ts, "thread_ts": m.thread_ts, "user": m.user, "text": m.all_text().strip(),
+                              "edits": m.edits, "pinned": m.pinned} for m in c.messages[-MAX_SHOWN:]]}
+
+    return {
+        "channels": [channel(c) for c in sorted(state.channels.values(), key=lambda c: c.name)],
+        "ephemerals": [{"channel": e.get("channel"), "user": e.get("user"), "text": e.get("text", "")}
+                       for e in state.ephemerals[-MAX_SHOWN:]],
+        "responses": [{"text": r.get("text", ""), "response_type": r.get("response_type")}
+                      for r in state.responses[-MAX_SHOWN:]],
+        "views": [{"title": (v.get("view", {}).get("title") or {}).get("text", ""), "method": v.get("method")}
+                  for v in state.view_log[-MAX_SHOWN:]],
+        "users": [{"id": u["id"], "name": u["name"]} for u in state.users.values()],
+        "usergroups": [{"id": g["id"], "handle": g["handle"], "users": g["users"]} for g in state.usergroups.values()],
+        "scopes": list(state.scopes),
+        "calls": len(state.calls),
+    }
+
+
+def render_page(data: dict[str, Any]) -> str:
+    """The state page: read-only, every value escaped (messages are whatever was posted)."""
+    e = html.escape
+    parts = ["<!doctype html><meta charset=utf-8><title>opsbot emulator</title>",
+             "<style>body{font:14px system-ui;margin:2em}pre{white-space:pre-wrap;background:#f4f4f4;padding:.5em}"
+             "h2{margin-top:1.5em}</style>",
+             f"<h1>Slack emulator</h1><p>{data['calls']} Web API call(s). "
+             "JSON: <a href='/_state.json'>/_state.json</a></p>"]
+    for c in data["channels"]:
+        flags = " (private)" * c["is_private"] + " (archived)" * c["is_archived"]
+        parts.append(f"<h2>#{e(c['name'])} <small>{e(c['id'])}{flags}, {c['message_count']} message(s)</small></h2>")
+        if c["topic"]:
+            parts.append(f"<p>Topic: {e(c['topic'])}</p>")
+        for m in c["messages"]:
+            thread = f" in thread {e(m['thread_ts'])}" if m["thread_ts"] else ""
+            parts.append(f"<div><small>{e(m['ts'])}{thread} {e(m['user'])}</small><pre>{e(m['text'])}</pre></div>")
+    if data["ephemerals"] or data["responses"]:
+        parts.append("<h2>Ephemeral answers</h2>")
+        for item in [*data["ephemerals"], *data["responses"]]:
+            parts.append(f"<pre>{e(str(item['text']))}</pre>")
+    return "\n".join(parts)
 
 
 class EmulatorServer:

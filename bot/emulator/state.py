@@ -18,6 +18,10 @@ CHANNEL_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 BOT_USER = "U0BOT0001"
 BOT_ID = "B0BOT0001"
 TEAM = "T0EMULATOR"
+# What the emulated bot token was granted: manifest.yml's bot scopes (tests narrow it to see what is missing).
+SCOPES = ("commands", "chat:write", "chat:write.public", "channels:manage", "channels:read", "channels:history",
+          "groups:read", "groups:history", "groups:write", "pins:write", "users:read", "users:read.email",
+          "usergroups:read", "usergroups:write")
 ADMIN_USER = "U0ADMIN01"  # who created the workspace's own channels (not the bot)
 
 
@@ -134,6 +138,7 @@ class SlackState:
         self.latency = 0.0  # seconds added to every Web API call (benchmarks)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.bot_user = BOT_USER
+        self.scopes: list[str] = list(SCOPES)  # the bot token's scopes (the `x-oauth-scopes` header)
         for name in ("general", "incidents", "alerts", "ops", "random"):
             self.add_channel(name)
         self.add_user("U0ALICE01", "alice", "Alice Archer")
