@@ -27,7 +27,7 @@ from bot.providers.metrics_base import Fetcher, MetricSourceError, Sample, as_nu
 from bot.providers.metrics_http_json import computed
 
 MAX_JSON = 1024 * 1024
-PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # not ${VAR}
 NAMES = ("now", "since", "now_epoch", "since_epoch", "now_ms", "since_ms", "window", "window_seconds")
 
 
