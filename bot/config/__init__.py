@@ -33,6 +33,7 @@ from bot.config.rollbacks import (
 from bot.config.runbooks import Runbook
 from bot.config.runbooks import problems as runbook_problems
 from bot.config.secrets import EnvRef, EnvUrl
+from bot.config.status_page import StatusPage
 from bot.errors import ConfigError, NotFound, UnknownSeverity
 
 __all__ = [
@@ -74,6 +75,7 @@ class Config(Model):
     paging: Paging = Field(default_factory=Paging)
     actions: dict[Name, Action] = Field(default_factory=dict)
     runbooks: dict[Name, Runbook] = Field(default_factory=dict)
+    status_page: StatusPage | None = None
 
     @field_validator("severities")
     @classmethod

@@ -33,6 +33,8 @@ from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
 from commands.incident.parse import Command, parse, unescape
 from commands.router import Router
+from commands.statuspage import is_publish, publish_command
+from commands.statuspage import modal as status_modal
 
 log = logging.getLogger(__name__)
 ModalBuilder = Callable[[Incident, str | None], dict[str, Any]]
@@ -53,6 +55,9 @@ def register(app: Router) -> None:
 async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Respond, deps: Deps) -> None:
     metrics.count_command("incident")
     user, channel = command["user_id"], command.get("channel_id")
+    if is_publish(command.get("text")):  # `/incident publish …`: the status page (commands/statuspage)
+        await publish_command(ack, command, deps)
+        return
     try:
         cmd = parse(command.get("text"), deps.config)
     except OpsbotError as exc:  # unknown severity or bad usage: nothing is created
@@ -138,10 +143,14 @@ async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str,
 
 async def update_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
     update, errors = modals.parse_update(view)
-    if update is None:
-        await ack(response_action="errors", errors=errors)
+    public, public_errors = status_modal.parse_publish(deps.config, view)  # "Publish to status page"
+    if update is None or public_errors:
+        await ack(response_action="errors", errors={**errors, **public_errors})
         return
     once = request_key(body)
+    if public is not None:
+        await status_modal.defer_publish(deps, once=once, user=user_of(body), channel=update.channel,
+                                         incident_id=update.incident_id, status=update.status, text=public)
     await _defer_submission(ack, deps, Field.MESSAGE, "incident.update", once=once, user=user_of(body),
                             channel=update.channel, response_url=None, incident_id=update.incident_id,
                             text=update.text, status=update.status, impact=update.impact, eta=update.eta,
@@ -177,7 +186,8 @@ async def acknowledge_pressed(ack: AsyncAck, body: dict[str, Any], deps: Deps) -
 
 async def update_pressed(ack: AsyncAck, body: dict[str, Any], respond: Respond, deps: Deps) -> None:
     await ack()
-    right_after_ack(deps, _open_modal(deps, body, modals.update_modal, respond), name="incident.update_modal",
+    right_after_ack(deps, _open_modal(deps, body, status_modal.update_modal(deps.config), respond),
+                    name="incident.update_modal",
                     respond=respond)
 
 
