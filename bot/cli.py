@@ -109,6 +109,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from bot.init import run
+
+    return run(args.source, output=args.output, to_stdout=args.print, force=args.force)
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from bot.db import Database
     from bot.settings import Settings
@@ -262,6 +268,13 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", type=Path)
     check.add_argument("--strict", action="store_true", help="warnings (unset ${VAR}, deprecated keys) are errors")
     check.set_defaults(func=cmd_config_check)
+
+    init = sub.add_parser("init", help="draft opsbot.yml from a Markdown runbook")
+    init.add_argument("--from", dest="source", type=Path, required=True, metavar="RUNBOOK.md")
+    init.add_argument("-o", "--output", type=Path, help="where to write it (default: opsbot.yml)")
+    init.add_argument("--print", action="store_true", help="write the draft to stdout instead of a file")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
     return top
 
 
