@@ -89,7 +89,7 @@ class Step(Model):
 class Runbook(Model):
     title: str = Field(min_length=1, max_length=150)
     symptoms: list[str] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1, max_length=40)
+    steps: list[Step] = Field(min_length=1, max_length=20)  # two blocks a step: 50 blocks a message
     # Alert rules (`alerts.rules[].name`) and services this runbook is for.
     alerts: list[str] = Field(default_factory=list)
     services: list[str] = Field(default_factory=list)
