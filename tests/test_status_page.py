@@ -157,7 +157,7 @@ async def test_the_update_modal_publishes_its_own_public_message(make_bot: Any) 
 async def test_resolving_publishes_and_the_incident_moves_to_history(make_bot: Any) -> None:
     async with running_target() as target:
         bot = await make_bot(config=page_config(target.url, publish_on_declare=True))
-        target.down("api-health")
+        target.down("api")
         await monitor(bot)
         incident = await declare(bot, "API down", "P1", service="api")
         await bot.run_job("statuspage.sync")  # the declaration's message (publish_on_declare)

@@ -14,7 +14,7 @@ from commands.statuspage.notify import SlackStatus, page_link, services
 
 log = logging.getLogger(__name__)
 PUBLISH, SYNC, PUSH, COMPONENTS = "statuspage.publish", "statuspage.sync", "statuspage.push", "statuspage.components"
-PUSH_RETRIES = 3
+PUSH_RETRIES = 2
 
 
 @job(PUBLISH, retries=2)
