@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
 from bot.emulator.pagerduty import PagerDutyServer
@@ -90,3 +92,25 @@ async def test_rules_without_a_policy_keep_their_escalate_to(make_bot: Any, pool
     await bot.run_job(EVALUATE)
     await bot.run_job(ESCALATE)
     assert escalations(bot) == []
+
+
+async def test_an_acknowledgement_in_pagerduty_acknowledges_the_alert(
+        make_bot: Any, pool: PoolEndpoint, pd: PagerDutyServer, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_WEBHOOK_SECRET", "alerts-webhook-secret")
+    data = config(pool.url).model_dump(by_alias=True, mode="json", exclude_unset=True)
+    data["paging"]["pagerduty"]["webhook_secret"] = "${PD_WEBHOOK_SECRET}"
+    bot = await make_bot(config=load_test_config(data))
+    pool.checked_out = 19
+    await bot.run_job(EVALUATE)
+    await bot.run_job(ESCALATE)
+    [event] = pd.state.events
+    response = await pd.send_webhook(f"{bot.url}/webhooks/pagerduty", "alerts-webhook-secret",
+                                     "incident.acknowledged", event.dedup_key, "Alice Example")
+    assert response.status_code == 202
+    await bot.settle()
+    assert "PagerDuty (Alice Example)" in bot.messages("#alerts")[0].all_text()
+    clock.advance(minutes=10)
+    await bot.run_job(ESCALATE)
+    assert len(escalations(bot)) == 1  # acknowledged: level 2 never fires
+    assert [e.action for e in pd.state.events] == ["trigger"]  # not sent back to PagerDuty

@@ -248,7 +248,8 @@ async def silence_rule(deps: Deps, *, rule: str, duration: timedelta, user: str)
     ended the silence."""
     labels = next((r.labels for r in deps.config.alerts.rules if r.name == rule), {})
     await deps.require(user=user, action="alert.silence", target=rule, environment=labels_environment(labels))
-    configured: Iterable[str] = (r.name for r in deps.config.alerts.rules)
+    configured: Iterable[str] = [*(r.name for r in deps.config.alerts.rules),
+                                 *(h.name for h in deps.config.heartbeats)]  # heartbeats are silenced by name
     return await add_rule_silence(deps.db, clock=deps.clock, rule=rule, duration=duration, user=user,
                                   configured=configured)
 
@@ -329,3 +330,26 @@ async def _escalate_one(deps: Deps, pager: Pager, notifier: AlertNotifier, row: 
             except Exception as exc:
                 log.warning("posting the escalation of alert %s failed: %s", row.key, type(exc).__name__)
     return fired
+
+
+async def by_dedup_key(db: Database, key: str) -> AlertState | None:
+    """The alert row whose firing `alert_dedup_key` is `key` (a PagerDuty webhook names only the key)."""
+    rest = key.removeprefix("opsbot-alert-")
+    rule, _, since = rest.rpartition("-")
+    if rest == key or not rule or not since.isdecimal():
+        return None
+    async with db.session() as session:
+        rows = (await session.scalars(select(AlertState).where(AlertState.rule == rule))).all()
+    return next((r for r in rows if r.firing_since and int(r.firing_since.timestamp()) == int(since)), None)
+
+
+async def acknowledge_from_provider(deps: Deps, notifier: AlertNotifier, *, alert_id: int, actor: str,
+                                    source: str) -> AlertState:
+    """A paging provider's acknowledgement (its webhook is signed: no permission check), audited as `actor`;
+    the other providers are told."""
+    row = await acknowledge_row(deps.db, clock=deps.clock, row_id=alert_id, user=actor[:64])
+    await resync(deps, notifier, row)
+    if notifier.pager is not None:
+        await paging.propagate(notifier.pager, subject=subject(row), action="acknowledge", actor=actor,
+                               skip=[source])
+    return row

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from bot.alerts import flows as alert_flows
 from bot.config.targets import Target, parse
 from bot.deps import Deps
-from bot.errors import InvalidInput, NotFound
+from bot.errors import Conflict, InvalidInput, NotFound
 from bot.incidents import AlreadyDone
 from bot.incidents import flows as incident_flows
 from bot.jobs import job
@@ -68,6 +68,22 @@ async def pagerduty_event(deps: Deps, *, incident_id: int, kind: str, agent: str
                                          source="pagerduty")
     except (AlreadyDone, NotFound) as exc:
         log.info("PagerDuty %s of INC-%s: nothing to do (%s)", kind, incident_id, exc)
+
+
+@job("paging.pagerduty_alert", retries=3)
+async def pagerduty_alert(deps: Deps, *, dedup_key: str, agent: str | None) -> None:
+    """An alert's page acknowledged in PagerDuty: the alert is acknowledged (already done: nothing to do)."""
+    from commands.alerts.notify import SlackAlerts
+
+    row = await alert_flows.by_dedup_key(deps.db, dedup_key)
+    if row is None:
+        log.info("PagerDuty acknowledged %s: no such firing alert", dedup_key)
+        return
+    try:
+        await alert_flows.acknowledge_from_provider(deps, SlackAlerts(deps), alert_id=row.id, source="pagerduty",
+                                                    actor=f"PagerDuty ({agent})" if agent else "PagerDuty")
+    except Conflict as exc:
+        log.info("PagerDuty acknowledged %s: nothing to do (%s)", dedup_key, exc)
 
 
 # -- /page -----------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ PagerDuty is reflected in opsbot (timeline, Slack) by a job; the answer (202) le
 Checked in this order: the body's size (413), the signature against paging.pagerduty.webhook_secret (401,
 also when no secret is set up), the envelope (400), then X-Webhook-Id, recorded once (WebhookDelivery): a
 delivery PagerDuty sends again is answered 202 and does nothing. Events about keys that are not opsbot's, and
-event types other than acknowledged/resolved, are answered 202 and ignored."""
+event types other than acknowledged/resolved, are answered 202 and ignored. An alert's page acknowledged in
+PagerDuty acknowledges the alert (a metric alert resolves by its data, not by PagerDuty)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024
 JOB = "paging.pagerduty"
+ALERT_JOB = "paging.pagerduty_alert"
 HANDLED = ("acknowledged", "resolved")
 
 
@@ -58,8 +60,11 @@ async def pagerduty(request: Request, deps: Deps) -> Response:
         event = parse_webhook(body)
     except InvalidInput as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    subject = subject_of(event.dedup_key or "")
-    if event.kind not in HANDLED or subject is None or not subject.startswith("incident:"):
+    key = event.dedup_key or ""
+    subject = subject_of(key)
+    incident = subject is not None and subject.startswith("incident:")
+    alert = key.startswith("opsbot-alert-") and event.kind == "acknowledged"  # an alert resolves by its data
+    if event.kind not in HANDLED or not (incident or alert):
         return _answer("ignored")
     delivery = (request.headers.get("x-webhook-id") or event.id)[:255]
     try:
@@ -70,8 +75,11 @@ async def pagerduty(request: Request, deps: Deps) -> Response:
     except DependencyDown:
         return JSONResponse({"error": "opsbot's database is unreachable; PagerDuty retries"}, status_code=503)
     try:
-        await deps.queue.defer(JOB, {"incident_id": int(subject.partition(":")[2]), "kind": event.kind,
-                                     "agent": event.agent, "url": event.url}, once=f"pagerduty:{delivery}")
+        if incident and subject is not None:
+            await deps.queue.defer(JOB, {"incident_id": int(subject.partition(":")[2]), "kind": event.kind,
+                                         "agent": event.agent, "url": event.url}, once=f"pagerduty:{delivery}")
+        else:
+            await deps.queue.defer(ALERT_JOB, {"dedup_key": key, "agent": event.agent}, once=f"pagerduty:{delivery}")
     except DependencyDown:  # not stored: forget the delivery, so PagerDuty's retry is handled
         async with deps.db.session() as session:
             await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery))
