@@ -232,6 +232,30 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Read-only pre-flight of a deployment: one ✅/⚠️/❌ line per thing checked, exit code 1 on any ❌."""
+    from bot import doctor
+    from bot.config import load_config
+    from bot.errors import ConfigError
+
+    settings = _settings()
+    found = (args.config.resolve(), "from --config") if args.config else find_config(settings)
+    config, source, problems = None, NO_CONFIG, []
+    if found is not None:
+        source = f"{found[0]} ({found[1]})" if found[1].startswith("from") else f"{found[0]} (from {found[1]})"
+        try:
+            config = load_config(found[0])
+        except ConfigError as exc:
+            problems = exc.problems
+            source = f"{found[0]} does not load: {len(problems)} problem(s), see `opsbot config check`"
+    findings = asyncio.run(doctor.run(settings=settings, config=config, config_source=source, env=os.environ,
+                                      url=args.url, socket_mode=args.socket))
+    print(doctor.render(findings))
+    for problem in problems[:10]:
+        print(f"  {problem}")
+    return doctor.exit_code(findings)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="opsbot", description="ChatOps for runbooks: incidents, health, flags, "
                                   "rollbacks and alerts in Slack.")
@@ -257,6 +281,13 @@ def parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="run the local Slack Web API emulator on its own")
     emulator.add_argument("--port", type=int, default=8089)
     emulator.set_defaults(func=cmd_emulator)
+
+    doctor = sub.add_parser("doctor", help="check a deployment before going live (read-only): Slack token and "
+                            "scopes, channels, handles, ${VAR}s, database, targets, the public URL")
+    doctor.add_argument("--config", type=Path, help="opsbot.yml (default: OPSBOT_CONFIG or ./opsbot.yml)")
+    doctor.add_argument("--url", help="the public URL Slack sends to (https://…/slack/events): must answer ssl_check")
+    doctor.add_argument("--socket", action="store_true", help="Socket Mode: SLACK_APP_TOKEN is needed too")
+    doctor.set_defaults(func=cmd_doctor)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

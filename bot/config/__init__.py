@@ -44,7 +44,9 @@ __all__ = [
     "Threshold", "WebhookRunner", "check_file", "load_config",
 ]
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "opsbot.yml"
+# The default config: bot/data/opsbot.yml is a link to examples/opsbot.yml in a checkout (resolved to it, the
+# documented path) and a copy of it in a wheel (pyproject package-data), so installed opsbot finds it too.
+EXAMPLE_CONFIG = (Path(__file__).resolve().parents[1] / "data" / "opsbot.yml").resolve()
 PRODUCTION_NAMES = {"prod", "production", "live"}
 
 
