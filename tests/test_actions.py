@@ -378,3 +378,12 @@ async def test_a_run_from_an_incident_channel_goes_on_the_timeline_and_the_postm
     draft = postmortem(bot.deps.config, incident, events)
     assert "— action: Run #1: restart in staging (container=api replicas=1) succeeded" in draft
     assert top(bot, "inc-3-api")  # the run's message is in the incident channel
+
+
+async def test_runs_count_against_the_per_user_rate_limit(make_bot: Any, tmp_path: Path) -> None:
+    bot = await make_bot(config=config_with({"restart": restart_action(tmp_path)}))
+    for _ in range(10):
+        await bot.command("/run", "restart staging container=api")
+    await bot.command("/run", "restart staging container=api")
+    assert "Slow down: at most 10 `action` requests per 60s" in bot.ephemeral_texts()[-1]
+    assert len(await runs(bot)) == 10

@@ -207,3 +207,11 @@ def test_steps_must_reference_what_exists_and_alert_rules_may_name_a_runbook(tmp
     assert for_alert(named, "api-errors") == "api-down"
     with pytest.raises(ConfigError, match="'db-down' is neither a URL nor a runbook name"):
         config(tmp_path, alerts={"rules": [{**rule, "runbook": "db-down"}]})
+
+
+async def test_incident_runbook_posts_the_checklist_too(make_bot: Any, tmp_path: Path) -> None:
+    bot = await make_bot(config=config(tmp_path))
+    await incident_channel(bot)
+    response = await bot.command("/incident", "runbook api-down", channel="inc-9-api")
+    assert response.json()["text"] == "Posting the `api-down` checklist (API is down)…"
+    assert "0/4 steps done" in checklist(bot).text

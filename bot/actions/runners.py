@@ -172,7 +172,9 @@ async def run(runner: Runner, *, action: str, environment: str, run_id: int, req
         outcome = await provider.run(request, progress)
         return Outcome(outcome.status, outcome.detail, output=outcome.output, run_url=outcome.run_url)
     except OpsbotError as exc:
-        return Outcome("failed", scrub(str(exc)))
+        # The rollback providers name their config as `rollbacks.<service>…`; here it is the action's.
+        text = str(exc).replace(f"rollbacks.{action}.", f"actions.{action}.")
+        return Outcome("failed", scrub(text))
 
 
 async def _http(runner: HttpAction, values: dict[str, str], *, http: httpx.AsyncClient, scrub: Scrub,

@@ -196,7 +196,7 @@ class GithubAction(_ActionRunner):
 class HttpAction(_ActionRunner):
     type: Literal["http"]
     # `${VAR}` references and `{placeholders}` (URL-quoted when filled).
-    url: str
+    url: EnvRef
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, EnvRef] = Field(default_factory=dict)
     # A JSON body; string values are templates.
@@ -206,13 +206,13 @@ class HttpAction(_ActionRunner):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "${")):
+    def _url(cls, value: EnvRef) -> EnvRef:
+        if not value.template.startswith(("http://", "https://", "${")):
             raise ValueError("not a valid URL")
         return value
 
     def templates(self) -> list[str]:
-        return [escaped_refs(self.url), *(_strings(self.body))]
+        return [escaped_refs(self.url.template), *(_strings(self.body))]
 
 
 def _strings(value: Any) -> list[str]:

@@ -33,6 +33,7 @@ from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
 from commands.incident.parse import Command, parse, unescape
 from commands.router import Router
+from commands.runbook import incident_runbook_command, is_runbook_verb
 from commands.statuspage import is_publish, publish_command
 from commands.statuspage import modal as status_modal
 
@@ -57,6 +58,9 @@ async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Resp
     user, channel = command["user_id"], command.get("channel_id")
     if is_publish(command.get("text")):  # `/incident publish …`: the status page (commands/statuspage)
         await publish_command(ack, command, deps)
+        return
+    if is_runbook_verb(command.get("text")):  # `/incident runbook <name>`: a checklist (commands/runbook)
+        await incident_runbook_command(ack, command, deps)
         return
     try:
         cmd = parse(command.get("text"), deps.config)

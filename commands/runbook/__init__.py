@@ -148,3 +148,18 @@ def register(app: Router) -> None:
     app.action(Ids.DONE.value)(done_pressed)
     app.action(Ids.SKIP.value)(skip_pressed)
     app.action(Ids.RUN.value)(run_pressed)
+
+
+def is_runbook_verb(text: str | None) -> bool:
+    """`/incident runbook …` (commands/incident hands it here)."""
+    words = (text or "").split(maxsplit=1)
+    return bool(words) and words[0].lower() == "runbook"
+
+
+async def incident_runbook_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
+    """`/incident runbook <name>`: the same as `/runbook <name>` in the incident's channel."""
+    metrics.count_command("runbook")
+    words = (command.get("text") or "").split(maxsplit=1)
+    await start_runbook(ack, deps, text=words[1] if len(words) > 1 else "", user=command["user_id"],
+                        channel=command.get("channel_id"), response_url=command.get("response_url"),
+                        once=request_key(command))
