@@ -435,3 +435,20 @@ class RunbookRun(Base):
     key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     created_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# -- heartbeats (migration 0010) ---------------------------------------------------------------
+
+
+class Heartbeat(Base):
+    """A scheduled job's dead man's switch: its last ping; the alert it raises is an `alert_states` row
+    (key `heartbeat:<name>`, source `heartbeat`)."""
+
+    __tablename__ = "heartbeats"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # When the current wait began: the last ping, or when opsbot first knew the heartbeat (never pinged).
+    since: Mapped[datetime]
+    last_ping_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # ok | fail
+    last_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # scrubbed and cut
+    pings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

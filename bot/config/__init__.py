@@ -18,6 +18,8 @@ from bot.config.base import Model, Name
 from bot.config.escalation import EscalationLevel, EscalationPolicy
 from bot.config.flags import BuiltinFlagStore, Flag, HttpFlagStore, PostgresFlagStore
 from bot.config.health import Environment, HttpCheck, PostgresCheck, SmokeSuite, TcpCheck
+from bot.config.heartbeats import Heartbeat
+from bot.config.heartbeats import problems as heartbeat_problems
 from bot.config.incidents import IncidentSettings, Severity
 from bot.config.oncall import Schedule
 from bot.config.paging import Paging
@@ -71,6 +73,7 @@ class Config(Model):
     rollback: RollbackSettings = Field(default_factory=RollbackSettings)
     rollbacks: dict[str, RollbackTarget] = Field(default_factory=dict)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    heartbeats: list[Heartbeat] = Field(default_factory=list)
     permissions: Permissions = Field(default_factory=Permissions)
     oncall: dict[Name, Schedule] = Field(default_factory=dict)
     escalation_policies: dict[Name, EscalationPolicy] = Field(default_factory=dict)
@@ -106,7 +109,7 @@ class Config(Model):
                     problems += [f"rollbacks.{service}.environments.{e}.verify: no check named {name!r} in "
                                  f"environments.{e} (checks there: {', '.join(checks) or 'none'})"
                                  for name in runner.verify if name not in checks]
-        problems += targets.problems(self) + runbook_problems(self)
+        problems += targets.problems(self) + runbook_problems(self) + heartbeat_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
