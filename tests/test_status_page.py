@@ -50,7 +50,7 @@ async def test_a_partial_outage_with_an_incident_and_two_public_updates(make_bot
         bot = await make_bot(config=page_config(target.url))
         await monitor(bot)
         target.down("checkout-db")  # one of Checkout's two checks
-        bot.clock.advance(minutes=1)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=1)
         await monitor(bot)
         _html, page, _feed = await get_page(bot)
         assert states(page)["Checkout"] == "partial_outage" and page["incidents"] == []
@@ -58,7 +58,7 @@ async def test_a_partial_outage_with_an_incident_and_two_public_updates(make_bot
         incident = await declare(bot, "Payments failing", "P1", service="checkout")
         await bot.command("/incident", "publish We are investigating failed card payments.",
                           channel=incident.channel_id or "")
-        bot.clock.advance(minutes=10)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=10)
         await bot.command("/incident", f"publish {incident.ref} identified A fix is being rolled out.")
         html, page, feed = await get_page(bot)
 
@@ -164,11 +164,11 @@ async def test_resolving_publishes_and_the_incident_moves_to_history(make_bot: A
         _html, page, _feed = await get_page(bot)
         assert page["incidents"][0]["updates"][0]["text"] == "We are investigating an issue affecting API."
         target.up()
-        bot.clock.advance(minutes=20)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=20)
         await bot.command("/incident", "resolve Rolled back api", channel=incident.channel_id or "")
         await monitor(bot)
         await monitor(bot)  # a second run publishes nothing twice
-        bot.clock.advance(minutes=20)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=20)
         html, page, feed = await get_page(bot)
     assert page["incidents"] == [] and states(page)["API"] == "operational"
     [past] = page["history"]

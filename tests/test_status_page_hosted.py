@@ -69,11 +69,11 @@ async def test_component_states_follow_the_monitors(make_bot: Any, statuspage: S
         bot = await make_bot(config=page_config(target.url, hosted=hosted(statuspage)))
         await monitor(bot)
         target.down("api")
-        bot.clock.advance(minutes=1)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=1)
         await monitor(bot)
         assert statuspage.state.components["cmp-api"]["status"] == "major_outage"
         target.up()
-        bot.clock.advance(minutes=1)  # type: ignore[attr-defined]
+        bot.clock.advance(minutes=1)
         await monitor(bot)
     assert statuspage.state.components["cmp-api"]["status"] == "operational"
     paths = [p for m, p, _b in statuspage.state.requests if m == "PATCH"]
