@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.clock import FakeClock
-from bot.config import AlertRule
+from bot.config import AlertRule, missing_env
+from bot.config.secrets import EnvRef
 from bot.emulator.localserver import LocalServer
 from bot.errors import ConfigError
 from bot.providers.metrics_base import MetricSourceError, Sample, fetcher
@@ -236,3 +237,12 @@ def test_iso_durations() -> None:
     assert [iso_duration(timedelta(**k)) for k in ({"minutes": 5}, {"hours": 1, "minutes": 30}, {"days": 1},
                                                    {"seconds": 90}, {"seconds": 0})] == [
         "PT5M", "PT1H30M", "P1D", "PT1M30S", "PT0S"]
+
+
+def test_config_check_reports_unset_variables_in_params_headers_and_body() -> None:
+    config = load_test_config(yaml.safe_load(RECIPES.read_text()))
+    missing = missing_env(config, env={})
+    assert "alerts.rules[0].params.project: environment variable SENTRY_PROJECT_ID is not set" in missing
+    assert "alerts.rules[1].headers.x-api-key: environment variable APPINSIGHTS_API_KEY is not set" in missing
+    rule = AlertRule.model_validate(base_rule(source="http_query", body={"q": ["${BODY_SECRET}"]}))
+    assert isinstance(rule.body, dict) and rule.body["q"] == [EnvRef("${BODY_SECRET}")]

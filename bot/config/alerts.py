@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from bot.config.base import Model, Name
 from bot.config.secrets import EnvRef, EnvUrl
@@ -122,9 +122,24 @@ class AlertRule(Model):
     value: str | None = None
     # http_query: the request (bot/providers/metrics_http_query.py); `path` is a JMESPath expression there.
     method: Literal["GET", "POST"] = "GET"
-    params: dict[str, str] = Field(default_factory=dict)
-    body: dict[str, Any] | list[Any] | str | None = None
+    params: dict[str, EnvRef] = Field(default_factory=dict)
+    # Strings in it are EnvRefs (secrets are masked and `opsbot config check` reports unset variables).
+    body: dict[str, Any] | list[Any] | EnvRef | None = None
     window: Duration = timedelta(minutes=5)  # `{since}` in templates is now minus this
+
+    @field_validator("body", mode="after")
+    @classmethod
+    def _body_refs(cls, value: Any) -> Any:
+        def walk(node: Any) -> Any:
+            if isinstance(node, str):
+                return EnvRef(node)
+            if isinstance(node, list):
+                return [walk(item) for item in node]
+            if isinstance(node, dict):
+                return {str(key): walk(item) for key, item in node.items()}
+            return node
+
+        return walk(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRule:

@@ -68,8 +68,8 @@ def fill(template: str, values: dict[str, str], *, where: str) -> str:
 
 
 def _fill_json(node: Any, values: dict[str, str], where: str) -> Any:
-    if isinstance(node, str):
-        return fill(node, values, where=where)
+    if isinstance(node, EnvRef | str):
+        return fill(node.template if isinstance(node, EnvRef) else node, values, where=where)
     if isinstance(node, list):
         return [_fill_json(item, values, where) for item in node]
     if isinstance(node, dict):
@@ -102,11 +102,11 @@ def _known(match: re.Match[str], values: dict[str, str], where: str) -> str:
 
 
 def _templates(rule: AlertRule) -> list[tuple[str, str]]:
-    found = [(rule.query, "query")] + [(v, f"params.{k}") for k, v in rule.params.items()]
+    found = [(rule.query, "query")] + [(v.template, f"params.{k}") for k, v in rule.params.items()]
 
     def walk(node: Any, where: str) -> None:
-        if isinstance(node, str):
-            found.append((node, where))
+        if isinstance(node, EnvRef):
+            found.append((node.template, where))
         elif isinstance(node, list):
             for item in node:
                 walk(item, where)
@@ -131,15 +131,15 @@ class HttpQuerySource:
         where = f"alerts.{rule.name}"
         headers = {"Accept": "application/json"}
         data: bytes | None = None
-        if isinstance(rule.body, str):
-            data = fill(rule.body, values, where=f"{where}.body").encode()
+        if isinstance(rule.body, EnvRef):
+            data = fill(rule.body.template, values, where=f"{where}.body").encode()
             headers["Content-Type"] = "text/plain; charset=utf-8"
         elif rule.body is not None:
             data = json.dumps(_fill_json(rule.body, values, f"{where}.body")).encode()
             headers["Content-Type"] = "application/json"
         headers.update({name: ref.reveal(where=f"{where}.headers.{name}") for name, ref in rule.headers.items()})
         url = fill(rule.query, values, where=f"{where}.query")
-        params = {k: fill(v, values, where=f"{where}.params.{k}") for k, v in rule.params.items()}
+        params = {k: fill(v.template, values, where=f"{where}.params.{k}") for k, v in rule.params.items()}
         answer = await self.fetcher.request(rule.method, url, params=params or None, headers=headers, data=data,
                                             timeout=self.timeout, limit=MAX_JSON)
         try:
