@@ -193,3 +193,39 @@ async def test_serve_starts_in_a_few_lines_without_alembic_chatter(tmp_path: Pat
     assert "alembic" not in text and "setup plugin" not in text and "Context impl" not in text
     assert "jobs run in this process; scheduler on" in text and "(from opsbot.yml in the working directory)" in text
     assert "Traceback" not in text and BOT_TOKEN not in text and SIGNING_SECRET not in text
+
+
+async def test_a_dead_database_gives_a_bounded_log_without_tracebacks(tmp_path: Path, emulator: EmulatorServer) -> None:
+    """opsbot serve against a PostgreSQL port nobody listens on: the migration, the queue, the worker restarts,
+    the pool's reconnects and the scheduler all fail again and again; each kind of line is printed once."""
+    (tmp_path / "opsbot.yml").write_text((TESTS / "opsbot.test.yml").read_text())
+    port, dead, log = free_port(), free_port(), tmp_path / "serve.log"
+    env = clean_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_API_URL=emulator.api_url,
+                    DATABASE_URL=f"postgresql://opsbot:pw-dead-db-31@127.0.0.1:{dead}/opsbot", LOG_LEVEL="INFO")
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1",
+                                                    "--port", str(port), env=env, cwd=tmp_path, stdout=out, stderr=out)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=6) as http:
+            async def answering() -> bool:
+                assert proc.returncode is None, log.read_text()
+                try:
+                    return (await http.get("/health")).status_code in (200, 503)
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(answering, "opsbot serve to answer /health")
+        await eventually(lambda: "job worker" in log.read_text(), "a job worker to fail on the dead database")
+        await asyncio.sleep(2)  # the failures repeat for a while: the point of the test
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+    text = log.read_text()
+    failures = [line.split(" ", 2)[2] for line in text.splitlines()
+                if LINE.match(line) and line.split(" ")[2] in ("WARNING", "ERROR")]
+    shapes = [re.sub(r"\d+", "#", line) for line in failures]
+    assert failures and max(shapes.count(s) for s in shapes) <= 2, text  # once per process (web and worker)
+    assert len(failures) <= 20, text
+    assert "Traceback" not in text and "pw-dead-db-31" not in text
+    assert all(LINE.match(line) for line in text.splitlines() if line.strip()), text  # one line per record
