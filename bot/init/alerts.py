@@ -48,7 +48,7 @@ _LEVEL_COLS = {"warning": ("warn", "degraded", "yellow", "minor"),
                "threshold": ("threshold", "trigger", "limit", "alert when", "when"),
                "target": ("target", "normal", "healthy", "baseline", "good", "slo", "expected", "goal")}
 _SECTIONS = ("alert", "threshold", "metric", "monitor", "performance", "slo", "target", "baseline", "normal",
-             "sla", "key indicator", "kpi")
+             "sla", "key indicator", "kpi", "objective", "service level")
 
 
 def topic(text: str) -> str | None:
@@ -63,10 +63,11 @@ class Rule:
     unit: str = ""
     levels: dict[str, str] = field(default_factory=dict)  # warning/critical -> "> 1000"
     texts: list[str] = field(default_factory=list)
+    wait: str | None = None  # `for:` — how long the threshold must hold
 
 
-def _threshold(text: str, *, invert: bool) -> tuple[str, float, str, str] | None:
-    """(op, value in the rule's unit, unit, the metric words before it) from "Error rate > 1%"."""
+def _threshold(text: str) -> tuple[str, float, str, str, str] | None:
+    """(op, value in the rule's unit, unit, the metric words before it, the text after) from "Error rate > 1%"."""
     match = THRESHOLD.search(text)
     if not match:
         return None
@@ -81,12 +82,23 @@ def _threshold(text: str, *, invert: bool) -> tuple[str, float, str, str] | None
         value, unit = value * 60000, "ms"
     elif unit == "percent":
         unit = "%"
-    if invert:
-        op = _INVERT[op]
     before = text[:match.start()]
+    after = text[match.end():]
     if match.group(4):
-        before += match.group(4)
-    return op, value, unit, before
+        if re.match(r"\s*of\s+(?:the\s+)?\w+", match.group(4)):
+            before += " " + match.group(4).split()[-1] if unit == "%" else ""
+        else:
+            after = match.group(4) + after
+    return op, value, unit, before, after
+
+
+def _as_alert(metric: str, op: str) -> str:
+    """The alert's operator: a target ("P95 < 200ms", "availability > 99.9%") is breached the other way."""
+    high_is_bad = topic(metric) in ("latency", "errors", "db_pool", "queries", "cpu", "memory", "disk")
+    low_is_bad = bool(re.search(r"availability|uptime|success|apdex|hit rate", metric, re.IGNORECASE))
+    if (high_is_bad and op in ("<", "<=")) or (low_is_bad and op in (">", ">=")):
+        return _INVERT[op]
+    return op
 
 
 def _level_of(text: str, default: str) -> tuple[str, str]:
@@ -131,10 +143,11 @@ def _from_table(block: Block, rules: dict[str, Rule]) -> None:
                 continue
             if role == "target" and ("warning" in cells or "critical" in cells or "threshold" in cells):
                 continue
-            parsed = _threshold(cells[role], invert=role == "target")
+            parsed = _threshold(cells[role])
             if parsed is None:
                 continue
-            op, value, unit, _before = parsed
+            op, value, unit, _before, _after = parsed
+            op = _as_alert(metric, op) if role == "target" else op
             level = "warning" if role in ("warning", "target") else "critical" if role == "critical" else \
                 _level_of(cells[role], "warning")[0]
             of = re.search(r"of\s+(?:the\s+)?(\w+)", cells[role])
@@ -145,21 +158,28 @@ def _from_table(block: Block, rules: dict[str, Rule]) -> None:
 def _from_text(block: Block, rules: dict[str, Rule]) -> None:
     if not block.under(*_SECTIONS) or block.under("troubleshoot", "symptom", "common issue", "playbook"):
         return
-    target = block.under("target", "baseline", "normal", "slo", "healthy", "goal")
     default = "critical" if block.under("critical", "page") else "warning"
     for line, text in block.lines:
         plain = text.replace("`", "").replace("*", "")
         level, rest = _level_of(plain, default)
-        invert = target or bool(re.search(r"\b(target|should be|keep|goal)\b", rest, re.IGNORECASE))
-        parsed = _threshold(rest, invert=invert)
+        parsed = _threshold(rest)
         if parsed is None:
             continue
-        op, value, unit, before = parsed
+        op, value, unit, before, after = parsed
+        if re.search(r"\bpages?\b|\bcritical\b", after, re.IGNORECASE):
+            level = "critical"
         metric = re.sub(r"\b(alert|if|when|is|are|the|should be|target|keep|goal)\b", " ", before,
                         flags=re.IGNORECASE)
+        wait = re.match(r"\s*for\s+(\d+)\s*(minutes?|mins?|m|seconds?|secs?|s|hours?|h)\b", after, re.IGNORECASE)
+        subject = re.match(r"\s*(?:for|on|of)\s+(?:the\s+)?([A-Za-z][\w /-]{0,30}?)\s*(?:$|[,.;(])", after)
+        if subject and not wait:
+            metric += " " + subject.group(1)
         if not re.search(r"[A-Za-z]", metric):
             continue
+        op = _as_alert(metric, op)
         _add(rules, " ".join(metric.split()), line, level, op, value, unit, text.strip())
+        if wait:
+            rules[slug(" ".join(metric.split()), 40)].wait = f"{wait.group(1)}{wait.group(2)[0].lower()}"
 
 
 def extract(ctx: Context) -> tuple[list[tuple[str, Map, bool, str]], list[str], list[str]]:
@@ -197,6 +217,8 @@ def extract(ctx: Context) -> tuple[list[tuple[str, Map, bool, str]], list[str], 
                 left.append(f'alert {name}: the runbook\'s unit "{rule.unit}" differs from the guessed query\'s')
         if rule.unit:
             entry.add("unit", rule.unit)
+        if rule.wait:
+            entry.add("for", rule.wait)
         for level in ("warning", "critical"):
             if level in rule.levels:
                 entry.add(level, rule.levels[level], f'"{rule.texts[list(rule.levels).index(level)]}"'[:90])

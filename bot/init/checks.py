@@ -97,7 +97,8 @@ def parse_curl(argv: list[str]) -> Curl | None:
 
 
 def status(text: str) -> int | None:
-    match = _STATUS_NAME.search(text) or _STATUS.search(text)
+    """The status code the runbook expects: "should return 401", "→ 401 Unauthorized", or 401 on a line alone."""
+    match = _STATUS_NAME.search(text) or _STATUS.search(text) or re.search(r"(?m)^\s*([1-5]\d\d)\s*$", text)
     return int(match.group(1)) if match else None
 
 

@@ -27,12 +27,46 @@ class Found:
     left_out: list[str] = field(default_factory=list)
 
 
+_SECRET_SCHEME = re.compile(r"\b(Bearer|Basic|Token)\s+(?![$<{])[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*):(?![$<{])[^@\s/]+@")
+_SECRET_VALUE = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key)"
+                           r"(\s*[=:]\s*)([\"']?)(?![$<{*])[^\s\"'&,;]{3,}")
+_SECRET_OPTION = re.compile(r"(?<!\S)(-a|--pass|--password|--token|--api-key|--secret|--auth)(\s+|=)(?![$<{-])(\S+)")
+
+
+def mask(text: str) -> str:
+    """`text` with what looks like a secret (tokens, passwords in URLs and options) replaced by `***`."""
+    text = _SECRET_SCHEME.sub(lambda m: f"{m.group(1)} ***", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:***@", text)
+    text = _SECRET_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}***", text)
+    return _SECRET_OPTION.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def desecret(command: str) -> tuple[str, list[str]]:
+    """A command with the secrets it spells out made `$VAR` (read from the environment), and those names."""
+    program = (split(command) or ["app"])[0].rsplit("/", 1)[-1]
+    prefix = env_name(program.split("-")[0])
+    names: list[str] = []
+
+    def option(match: re.Match[str]) -> str:
+        kind = "TOKEN" if "token" in match.group(1) else "API_KEY" if "key" in match.group(1) else "PASSWORD"
+        names.append(f"{prefix}_{kind}")
+        return f"{match.group(1)}{match.group(2)}${prefix}_{kind}"
+
+    def url(match: re.Match[str]) -> str:
+        names.append(f"{prefix}_URL")
+        return f"${prefix}_URL"
+
+    command = _SECRET_OPTION.sub(option, command)
+    command = re.sub(r"\b[a-z][a-z0-9+.-]*://[^:/@\s]*:(?![$<{])[^@\s/]+@\S+", url, command)
+    return command, names
+
+
 def origin(doc: Document, line: int, detail: str = "") -> str:
     """`from RUNBOOK.md:42 "…the line…"` (with `detail` after it): the comment on every guess."""
-    text = doc.raw(line)
+    text = mask(doc.raw(line))
     if len(text) > MAX_EXCERPT:
         text = text[:MAX_EXCERPT - 1] + "…"
-    text = text.replace('"', "'")
     where = doc.source.rsplit("/", 1)[-1]
     return f'from {where}:{line} "{text}"' + (f"; {detail}" if detail else "")
 
@@ -155,6 +189,7 @@ class Context:
     db_var: str = "APP_DATABASE_URL"
     db_hint: str = ""
     db_line: int = 0
+    db_hint_told: bool = False
     base_url: str | None = None
     checks: dict[str, list[tuple[str, Map, str]]] = field(default_factory=dict)  # env -> (name, check, note)
     services: list[str] = field(default_factory=list)
@@ -163,8 +198,11 @@ class Context:
         return "${" + self.db_var + "}"
 
     def db_note(self) -> str:
-        hint = f" (the runbook connects to {self.db_hint})" if self.db_hint else ""
-        return f"the application database's URL{hint}; set {self.db_var}"
+        """Where the database is, said once; after that only which variable to set."""
+        if self.db_hint and not self.db_hint_told:
+            self.db_hint_told = True
+            return f"the application database's URL (the runbook connects to {self.db_hint}); set {self.db_var}"
+        return f"the application database's URL; set {self.db_var}"
 
     def check_names(self) -> set[str]:
         return {name for checks in self.checks.values() for name, _c, _n in checks}

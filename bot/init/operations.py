@@ -5,7 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.init.common import Context, command_lines, env_name, origin, psql, shell_vars, slug, split, unique
+from bot.init.common import (
+    Context,
+    command_lines,
+    desecret,
+    env_name,
+    origin,
+    psql,
+    shell_vars,
+    slug,
+    split,
+    unique,
+)
 from bot.init.markdown import Block
 from bot.init.yamlout import Literal, Map, Seq
 
@@ -69,8 +80,12 @@ def flags(ctx: Context) -> tuple[list[tuple[str, Map, str, bool]], list[str], li
             store.add("enabled_column", enabled)
         if kill is None:
             store.add("kill_switch_column", None, "the runbook switches features off through the enabled column")
-        if "rollout" not in " ".join(ctx.doc.lines).lower():
+        rollout = re.search(r"\b(rollout_?\w*)\s*(?:=|int|integer|smallint|numeric)", "\n".join(ctx.doc.lines),
+                            re.IGNORECASE)
+        if rollout is None:
             store.add("rollout_column", None, "no rollout column in the runbook")
+        elif rollout.group(1) != "rollout_percentage":
+            store.add("rollout_column", rollout.group(1))
         flag_name = slug(name, 40).replace("-", "_") if not placeholder else "feature"
         if flag_name in names:
             continue
@@ -100,7 +115,8 @@ def _placeholders(text: str, *, allowed: dict[str, str], env: dict[str, str]) ->
                 return "\0" + placeholder + "\1"
         var = env_name(inner)
         env[var] = "${" + var + "}"
-        return "\2" + var + "\3"
+        glued = re.match(r"[A-Za-z0-9_]", match.string[match.end():match.end() + 1])
+        return "\2" + var + "\3" if glued else "$" + var
 
     marked = _PLACEHOLDER.sub(sub, text)
     return _braces(marked).replace("\0", "{").replace("\1", "}").replace("\2", "${{").replace("\3", "}}")
@@ -112,8 +128,8 @@ _ROLLBACK_NAMES = {**{w: "version" for w in _VERSION_WORDS}, "service": "service
 
 def _service(commands: list[str], fallback: str) -> str:
     for command in commands:
-        for pattern in (r"deployment[/ ]([\w.-]+)", r"--name[= ]([\w.-]+)", r"-n ([\w.-]+)",
-                        r"helm rollback ([\w.-]+)", r"systemctl \w+ ([\w.-]+)",
+        for pattern in (r"deployment[/ ]([\w.-]+)", r"helm rollback ([\w.-]+)", r"--name[= ]([\w.-]+)",
+                        r"-n ([\w.-]+)", r"systemctl \w+ ([\w.-]+)",
                         r"(?:compose|docker) \S+ .*?([\w.-]+)$"):
             match = re.search(pattern, command)
             if match and not match.group(1).startswith(("$", "<", "-")):
@@ -128,9 +144,14 @@ def rollbacks(ctx: Context) -> tuple[list[tuple[str, Map, str]], list[str], list
     taken: dict[str, object] = {}
     fallback = ctx.services[0] if ctx.services else slug(ctx.doc.title or "app", 30)
     for block in ctx.doc.blocks:
-        if block.kind != "code" or not block.under(*ROLLBACK_WORDS) or block.lang in ("sql", "json", "yaml"):
+        if not block.under(*ROLLBACK_WORDS) or block.lang in ("sql", "json", "yaml"):
             continue
-        commands = [text for _line, text in command_lines(block)]
+        if block.kind == "code":
+            commands = [desecret(text)[0] for _line, text in command_lines(block)]
+        elif block.kind in ("item", "paragraph"):  # `sudo deploy --version <previous>` written inline
+            commands = [desecret(code)[0] for code in block.codes if len(split(code) or []) >= 2][:1]
+        else:
+            continue
         if not commands or all(c.startswith(("curl", "psql")) for c in commands):
             continue
         service = _service(commands, fallback)
@@ -143,7 +164,8 @@ def rollbacks(ctx: Context) -> tuple[list[tuple[str, Map, str]], list[str], list
         env: dict[str, str] = {}
         runner = Map()
         runner.add("provider", "command")
-        single = len(commands) == 1 and not _SHELL_SYNTAX.search(commands[0]) and not shell_vars(commands[0])
+        bare = _PLACEHOLDER.sub("x", commands[0])
+        single = len(commands) == 1 and not _SHELL_SYNTAX.search(bare) and not shell_vars(commands[0])
         argv_words = split(commands[0]) if single else None
         note = None
         if argv_words:
@@ -168,9 +190,10 @@ def rollbacks(ctx: Context) -> tuple[list[tuple[str, Map, str]], list[str], list
         envs = Map()
         envs.add(env_name_, runner)
         out_entry.add("environments", envs)
-        first = next((n for n, text in block.lines if text.strip()), block.line)
+        first = next((n for n, text in block.lines if text.strip()), block.line) if block.kind == "code" else \
+            block.line
         out.append((service, entry, origin(ctx.doc, first, note or "")))
-        found.append(f"rollback {service} ({env_name_}) from line {block.line}")
+        found.append(f"rollback {service} ({env_name_}) from line {first}")
     return out, found, left
 
 
@@ -182,33 +205,35 @@ class Actions:
     left: list[str] = field(default_factory=list)
 
 
-def _params(words: list[str], ctx: Context) -> tuple[list[str], Map]:
-    params = Map()
-    argv: list[str] = []
-    for word in words:
-        def sub(match: re.Match[str]) -> str:
-            inner = match.group(1) or match.group(2) or match.group(3)
-            name = slug(inner, 30).replace("-", "_")
-            if name in ("environment", "action", "run_id", "requested_by"):
-                name = f"{name}_name"
-            if params.get(name) is None:
-                spec = Map()
-                if re.search(r"replica|count|number|workers|^n$", name):
-                    spec.add("type", "integer")
-                    spec.add("min", 1)
-                    spec.add("max", 50)
-                else:
-                    spec.add("type", "enum")
-                    values = Seq(flow=True)
-                    for value in (ctx.services or [slug(ctx.doc.title or "app", 30)])[:10]:
-                        values.add(value)
-                    spec.add("values", values)
-                params.add(name, spec, f"from {match.group(0)}: values guessed, list yours"
-                           if spec.get("type") == "enum" else f"from {match.group(0)}")
-            return "\0" + name + "\1"
+def _template(text: str, ctx: Context, params: Map, env_vars: set[str]) -> str:
+    """`<count>` -> `{count}` (a parameter added to `params`); `$VAR` of `env_vars` kept for sh; braces escaped."""
+    def sub(match: re.Match[str]) -> str:
+        if match.group(2) in env_vars:
+            glued = re.match(r"[A-Za-z0-9_]", match.string[match.end():match.end() + 1])
+            return "\2" + match.group(2) + "\3" if glued else "$" + match.group(2)
+        inner = match.group(1) or match.group(2) or match.group(3)
+        name = slug(inner, 30).replace("-", "_")
+        if name in ("environment", "action", "run_id", "requested_by"):
+            name = f"{name}_name"
+        if params.get(name) is None:
+            spec = Map()
+            if re.search(r"replica|count|number|workers|^n$", name):
+                spec.add("type", "integer")
+                spec.add("min", 1)
+                spec.add("max", 50)
+                note = f"from {match.group(0)}"
+            else:
+                spec.add("type", "enum")
+                values = Seq(flow=True)
+                for value in (ctx.services or [slug(ctx.doc.title or "app", 30)])[:10]:
+                    values.add(value)
+                spec.add("values", values)
+                note = f"from {match.group(0)}: values guessed, list yours"
+            params.add(name, spec, note)
+        return "\0" + name + "\1"
 
-        argv.append(_braces(_PLACEHOLDER.sub(sub, word)).replace("\0", "{").replace("\1", "}"))
-    return argv, params
+    marked = _braces(_PLACEHOLDER.sub(sub, text))
+    return marked.replace("\0", "{").replace("\1", "}").replace("\2", "${{").replace("\3", "}}")
 
 
 def _describe(name: str, words: list[str]) -> str:
@@ -220,15 +245,21 @@ def action_for(ctx: Context, actions: Actions, line: int, command: str) -> str |
     key = " ".join(command.split())
     if key in actions.by_command:
         return actions.by_command[key]
+    command, _secrets = desecret(command)  # a password in the runbook becomes $VAR, read from `env:`
     words = split(command)
     if not words:
         return None
     program = words[1] if words[0] == "sudo" and len(words) > 1 else words[0]
     if program == "psql":
         return _sql_action(ctx, actions, line, command, words)
-    if program not in _KNOWN or _SHELL_SYNTAX.search(command):
+    if program not in _KNOWN or _SHELL_SYNTAX.search(_PLACEHOLDER.sub("x", command)):
         return None
-    argv, params = _params(words, ctx)
+    params = Map()
+    env_vars = {v for v in shell_vars(command) if v == v.upper()}
+    if env_vars:  # the runbook reads settings from the environment: sh expands them from `env:`
+        argv = ["sh", "-ec", _template(command, ctx, params, env_vars)]
+    else:
+        argv = [_template(word, ctx, params, set()) for word in words]
     plain = words[1:] if words[0] == "sudo" else words
     options = [w for w in plain[1:] if not w.startswith("-")]
     values = {plain[i + 1] for i, w in enumerate(plain[:-1]) if w.startswith("-") and "=" not in w}
@@ -249,6 +280,11 @@ def action_for(ctx: Context, actions: Actions, line: int, command: str) -> str |
     entry.add("description", _describe(name, words))
     if params.entries:
         entry.add("params", params)
+    if env_vars:
+        env_map = Map()
+        for var in sorted(env_vars):
+            env_map.add(var, "${" + env_name(var) + "}")
+        runner.add("env", env_map, "the runbook reads these from the environment: set them")
     envs = Map()
     envs.add("prod", runner)
     entry.add("environments", envs)

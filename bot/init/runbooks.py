@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from annotated_types import MaxLen
+
+from bot.config.runbooks import Runbook
 from bot.init import alerts as alert_rules
 from bot.init import checks as check_rules
-from bot.init.common import Context, command_lines, origin, slug, split, unique
+from bot.init.common import Context, command_lines, mask, origin, slug, split, unique
 from bot.init.markdown import Block
 from bot.init.operations import _KILL, ROLLBACK_WORDS, Actions, action_for, sql_action, sql_statements
 from bot.init.yamlout import Map, Seq
@@ -15,12 +18,13 @@ from bot.init.yamlout import Map, Seq
 PARENTS = ("troubleshoot", "common issue", "common problem", "known issue", "playbook", "scenario",
            "failure mode", "incident response procedure", "runbook procedures")
 _SYMPTOMS = re.compile(r"^\W*(symptoms?|signs?|indicators?|what you(?:'ll| will)? see|how to recogni[sz]e|alert)"
-                       r"\b\W*", re.IGNORECASE)
+                       r"\b[\s:*_.—–-]*", re.IGNORECASE)
 _STEPS = re.compile(r"^\W*(resolution|resolve|steps?|fix(?:es)?|remediation|actions?|solutions?|mitigation|"
                     r"what to do|diagnos\w*|investigat\w*|checks?|recovery|immediate actions?|response|"
-                    r"quick fix|procedure|workaround)\b\W*", re.IGNORECASE)
-_IGNORE = re.compile(r"^\W*(causes?|root causes?|why|background|notes?|prevention|escalation)\b\W*", re.IGNORECASE)
-MAX_STEPS = 40
+                    r"quick fix|procedure|workaround)\b[\s:*_.—–-]*", re.IGNORECASE)
+_IGNORE = re.compile(r"^\W*(causes?|root causes?|why|background|notes?|prevention|escalation)\b[\s:*_.—–-]*",
+                     re.IGNORECASE)
+MAX_STEPS = next((m.max_length for m in Runbook.model_fields["steps"].metadata if isinstance(m, MaxLen)), 20)
 
 
 @dataclass
@@ -103,7 +107,7 @@ def _add_step(book: Book, step: Map | str, line: int) -> None:
     if len(book.steps) >= MAX_STEPS:
         return
     if isinstance(step, str):
-        step = " ".join(step.split())[:1000]
+        step = mask(" ".join(step.split()))[:1000]
         if not step:
             return
         book.text_steps.append(len(book.steps))
@@ -116,11 +120,11 @@ def _attach(book: Book, step: Map, line: int, text: str) -> None:
     if book.steps and book.text_steps and book.text_steps[-1] == len(book.steps) - 1 and \
             isinstance(book.steps[-1], str):
         previous = book.steps[-1]
-        step.add("text", previous[:1000])
+        step.add("text", mask(previous)[:1000])
         book.steps[-1] = step
         book.text_steps.pop()
         return
-    step.add("text", text[:1000])
+    step.add("text", mask(text)[:1000])
     _add_step(book, step, line)
 
 
@@ -130,20 +134,24 @@ def _book(ctx: Context, heading: Block, body: list[Block], actions: Actions, fla
     mode = "steps"
     for block in body:
         text = block.text
+        kind = mode
         if block.kind in ("heading", "paragraph", "item"):
             for pattern, name in ((_SYMPTOMS, "symptoms"), (_STEPS, "steps"), (_IGNORE, "ignore")):
                 match = pattern.match(text)
                 if match and _label(text):
-                    mode = name
                     text = text[match.end():].strip()
+                    kind = name
+                    # A label alone ("Symptoms:") applies to what follows; "Symptom: X" is one symptom, and
+                    # what follows it is steps again.
+                    mode = name if not text or block.kind == "heading" else "steps"
                     break
             if block.kind == "heading" or not text:
                 continue
-        if mode == "ignore":
+        if kind == "ignore":
             continue
-        if mode == "symptoms" and block.kind in ("item", "paragraph"):
-            book.symptoms += [part.strip() for part in ([text] if block.kind == "item" else re.split(r"[;]", text))
-                              if part.strip()][:10]
+        if kind == "symptoms" and block.kind in ("item", "paragraph"):
+            parts = [text] if block.kind == "item" else text.split(";")
+            book.symptoms += [mask(part.strip()) for part in parts if part.strip()][:10]
             continue
         if block.kind in ("item", "paragraph"):
             refs = [(line, code) for line, code in ((block.line, c) for c in block.codes)]
@@ -156,7 +164,7 @@ def _book(ctx: Context, heading: Block, body: list[Block], actions: Actions, fla
                 step = Map()
                 step.add("rollback", rollbacks[0])
             if step is not None:
-                step.add("text", text[:1000])
+                step.add("text", mask(text)[:1000])
                 _add_step(book, step, block.line)
             else:
                 _add_step(book, text, block.line)

@@ -14,7 +14,7 @@ from bot.init.markdown import Block
 
 _SECTIONS = ("communication", "template", "status update", "announcement", "notification", "message",
              "stakeholder")
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\[([^\[\]\n]{1,60})\](?!\()|<([A-Za-z][^<>\n]{0,60})>|"
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\[([^\[\]{}<>\n]{1,60})\](?!\()|<([A-Za-z][^<>\n]{0,60})>|"
                           r"\{([A-Za-z][^{}\n]{0,60})\}")
 # (words, Jinja2 expression), tried in order; a word matches at the start of a word of the placeholder.
 _NAMES: list[tuple[tuple[str, ...], str]] = [

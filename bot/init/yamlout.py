@@ -69,7 +69,8 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
-def scalar(value: Scalar) -> str:
+def scalar(value: Scalar, *, flow: bool = False) -> str:
+    """`value` as YAML: plain when it reads back the same (inside `[…]` too when `flow`), else double-quoted."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -77,9 +78,10 @@ def scalar(value: Scalar) -> str:
     if isinstance(value, int | float):
         return repr(value)
     text = clean(value)
-    if _PLAIN.match(text) and text == text.strip() and ": " not in text and not text.endswith(":"):
+    if _PLAIN.match(text) and text == text.strip() and ": " not in text and not text.endswith(":") and not (
+            flow and any(c in text for c in ",[]{}")):
         try:
-            if yaml.safe_load(f"k: {text}") == {"k": text}:
+            if yaml.safe_load(f"k: {text}") == {"k": text} and (not flow or yaml.safe_load(f"[{text}]") == [text]):
                 return text
         except yaml.YAMLError:
             pass
@@ -131,14 +133,15 @@ def _entry(entry: Entry, indent: str) -> list[str]:
     return out
 
 
-def _inline(value: Value) -> str:
+def _inline(value: Value, *, flow: bool = False) -> str:
     if isinstance(value, Map):
-        return "{" + ", ".join(f"{scalar(e.key)}: {_inline(e.value)}" for e in value.entries if not e.disabled) + "}"
+        return "{" + ", ".join(f"{scalar(e.key, flow=True)}: {_inline(e.value, flow=True)}"
+                               for e in value.entries if not e.disabled) + "}"
     if isinstance(value, Seq):
-        return "[" + ", ".join(_inline(e.value) for e in value.items if not e.disabled) + "]"
+        return "[" + ", ".join(_inline(e.value, flow=True) for e in value.items if not e.disabled) + "]"
     if isinstance(value, Literal):
-        return scalar(value.text)
-    return scalar(value)
+        return scalar(value.text, flow=flow)
+    return scalar(value, flow=flow)
 
 
 def _map(node: Map, indent: str) -> list[str]:
