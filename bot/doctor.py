@@ -24,7 +24,7 @@ import yaml
 from bot.config import Config, missing_env
 from bot.config.flags import HttpFlagStore, PostgresFlagStore
 from bot.config.health import HttpCheck, PostgresCheck, RateLimitCheck, TcpCheck
-from bot.config.secrets import EnvRef
+from bot.config.secrets import EnvRef, EnvUrl
 from bot.errors import ConfigError
 from bot.secrets import Scrubber
 from bot.settings import Settings
@@ -34,6 +34,7 @@ TIMEOUT = 3.0  # seconds per probe: a pre-flight, not a load test
 HANDLE = re.compile(r"^@[A-Za-z0-9][A-Za-z0-9._-]*$")
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 READ_ONLY = ("GET", "HEAD", "OPTIONS")
+OTHER_TARGETS = ("rollbacks.", "rollback.", "paging.", "alerts.", "actions.", "status_page.")
 MAX_PAGES = 50
 
 
@@ -299,6 +300,22 @@ class Doctor:
                         yield label, self._tcp_url(label, store.url)
                 elif isinstance(store, PostgresFlagStore):
                     yield label, self._tcp_dsn(label, store.dsn)
+        # Rollback runners, pagers, alert sources, actions: a TCP connect only (their calls would act).
+        seen: set[str] = set()
+        for path, ref in _refs(self.config):
+            if isinstance(ref, EnvUrl) and path.startswith(OTHER_TARGETS) and not ref.missing(self.env):
+                where = urlsplit(ref.reveal(self.env))
+                key = f"{where.hostname}:{where.port}"
+                if where.hostname and key not in seen:
+                    seen.add(key)
+                    yield path, self._tcp_url(path, ref)
+        email = self.config.paging.email
+        if email is not None:
+            try:
+                host, port = email.address(self.env)
+            except ConfigError:
+                return
+            yield "paging.email", self._tcp("paging.email (the SMTP relay)", host, port)
 
     async def _http(self, label: str, url: EnvRef, method: str, headers: Mapping[str, EnvRef]) -> Finding:
         try:

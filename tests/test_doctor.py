@@ -50,6 +50,7 @@ def _config(target: LocalServer, **overrides: Any) -> Config:
         ]}, "staging": {}},
         "flags": {"checkout": {"environments": {"prod": {
             "provider": "http", "url": f"{target.url}/flags", "state_url": f"{target.url}/flags"}}}},
+        "paging": {"webhooks": {"ops": {"url": f"{target.url}/hook", "secret": "${DOCTOR_API_TOKEN}"}}},
         **overrides,
     })
 
@@ -76,6 +77,7 @@ async def test_all_good_is_all_green_and_exits_0(bot: BotHarness, target: LocalS
     assert "reachable, at the migration head" in text_
     assert "✅ prod: api: answers 200" in text_ and "accepts connections" in text_
     assert "✅ flag checkout in prod (http store) state_url: answers 200" in text_
+    assert "✅ paging.webhooks.ops.url: 127.0.0.1:" in text_  # a TCP connect: a POST would page someone
     assert f"{bot.url}/slack/events: answers Slack's ssl_check" in text_  # http://: a warning, not a failure
     assert "tok-doctor-5e3a" not in text_ and BOT_TOKEN not in text_
     # Read-only: the health URL got a GET, the POST check and the flag store's write URL were never called.
