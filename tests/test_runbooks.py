@@ -215,3 +215,33 @@ async def test_incident_runbook_posts_the_checklist_too(make_bot: Any, tmp_path:
     response = await bot.command("/incident", "runbook api-down", channel="inc-9-api")
     assert response.json()["text"] == "Posting the `api-down` checklist (API is down)…"
     assert "0/4 steps done" in checklist(bot).text
+
+
+async def test_an_incident_opened_from_an_alert_gets_its_rules_runbook(make_bot: Any, tmp_path: Path) -> None:
+    from tests.status_page_support import declare_values
+    from tests.test_alerts_buttons import Metric, button, firing
+
+    metric = Metric()
+    async with LocalServer(metric.app) as server:
+        rule = {"name": "cpu_high", "source": "http_json", "query": f"{server.url}/m", "path": "cpu.used",
+                "critical": "> 95", "for": "0s", "labels": {"service": "api", "env": "prod"}, "runbook": "api-down"}
+        bot = await make_bot(config=config(tmp_path, alerts={"rules": [rule]}))
+        message = await firing(bot, metric, 97)
+        await bot.click("alerts.open_incident", button(message, "alerts.open_incident")["value"], message=message)
+        await bot.submit(bot.last_view(), declare_values("CPU on fire", "P2", service="api"))
+    async with bot.deps.db.session() as session:
+        [incident] = (await session.scalars(select(Incident))).all()
+        [row] = (await session.scalars(select(RunbookRun))).all()
+    assert (row.runbook, row.incident_id, row.started_by) == ("api-down", incident.id, "opsbot")
+    channel = next(c.name for c in bot.slack.channels.values() if c.id == incident.channel_id)
+    assert "0/4 steps done" in checklist(bot, channel).text
+
+
+async def test_an_incident_without_a_runbook_gets_none(make_bot: Any, tmp_path: Path) -> None:
+    from tests.status_page_support import declare_values
+
+    bot = await make_bot(config=config(tmp_path))
+    await bot.command("/incident", "")
+    await bot.submit(bot.last_view(), declare_values("Billing slow", "P3", service="billing"))
+    async with bot.deps.db.session() as session:
+        assert (await session.scalars(select(RunbookRun))).all() == []

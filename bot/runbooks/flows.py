@@ -5,19 +5,23 @@ timeline — told to people through a `RunbookNotifier`."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import select
 
 from bot import actions, runbooks, timeline
 from bot.actions import flows as action_flows
-from bot.config.runbooks import Runbook, Step
+from bot.config.runbooks import Runbook, Step, for_alert
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.health import check_environment
-from bot.models import RunbookRun
+from bot.models import AlertState, Incident, RunbookRun
 
 if TYPE_CHECKING:
     from bot.deps import Deps
 
 log = logging.getLogger(__name__)
+SYSTEM = "opsbot"  # the actor of a checklist posted by itself (for an incident opened from an alert)
 
 
 class RunbookNotifier(Protocol):
@@ -127,3 +131,44 @@ async def run_check(deps: Deps, notifier: RunbookNotifier, *, runbook_run_id: in
 
 def _literal(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_PERMALINK = re.compile(r"/archives/([A-Z0-9]+)/p([0-9]{7,})(?:$|\?)")
+
+
+def _alert_message(link: str | None) -> tuple[str, str] | None:
+    """(channel, ts) of a Slack message permalink (an incident opened from an alert links the alert)."""
+    match = _PERMALINK.search(link or "")
+    if match is None:
+        return None
+    digits = match.group(2)
+    return match.group(1), f"{digits[:-6]}.{digits[-6:]}"
+
+
+async def runbook_for(deps: Deps, incident: Incident) -> str | None:
+    """The runbook for a new incident: the one its alert's rule names (`runbook: <name>`, or the runbook's
+    `alerts:`), else the one listing the incident's service (`services:`)."""
+    message = _alert_message(incident.source_link)
+    if message is not None:
+        async with deps.db.session() as session:
+            query = select(AlertState.rule).where(AlertState.channel == message[0],
+                                                  AlertState.message_ts == message[1])
+            rule = (await session.scalars(query.limit(1))).first()
+        name = for_alert(deps.config, rule) if rule else None
+        if name:
+            return name
+    if incident.service:
+        return next((name for name, book in deps.config.runbooks.items()
+                     if incident.service.lower() in (s.lower() for s in book.services)), None)
+    return None
+
+
+async def for_incident(deps: Deps, notifier: RunbookNotifier, *, incident_id: int) -> None:
+    """Post the runbook of a newly declared incident in its channel, when there is one for it."""
+    async with deps.db.session() as session:
+        incident = await session.get(Incident, incident_id)
+    if incident is None or not incident.channel_id:
+        return
+    name = await runbook_for(deps, incident)
+    if name is not None:
+        await post(deps, notifier, user=SYSTEM, channel=incident.channel_id, name=name, incident_id=incident.id)

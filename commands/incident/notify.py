@@ -142,6 +142,9 @@ class SlackIncidents:
             channel=incident.channel_id, ts=incident.summary_ts, text=text, blocks=blocks))
 
     async def declared(self, incident: Incident, set_up: SetUp) -> None:
+        from commands.runbook.jobs import after_declared
+
+        await after_declared(self.deps, incident.id)  # its alert rule's (or service's) runbook, in its channel
         if self.respond is None:
             return
         answer = render.declared(incident, announced_in=_mention(self.deps.config.channels.incidents),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from bot.deps import Deps
 from bot.jobs import job
 from bot.runbooks import flows
 from commands.run.notify import SlackActions
 from commands.runbook.notify import SlackRunbooks
 
+log = logging.getLogger(__name__)
 POST_JOB = "runbooks.post"
+FOR_INCIDENT_JOB = "runbooks.for_incident"
 
 
 @job(POST_JOB, retries=2)
@@ -35,3 +39,19 @@ async def run_step(deps: Deps, *, user: str, channel: str | None, response_url: 
         # The confirmation goes to the presser as an ephemeral message (never replacing the checklist).
         actions = SlackActions(deps, user=user, channel=channel, response_url=None)
         await flows.run_action(deps, notifier, actions, runbook_run_id=runbook_run_id, step=step, user=user)
+
+
+@job(FOR_INCIDENT_JOB, retries=2)
+async def for_incident(deps: Deps, *, incident_id: int) -> None:
+    """A new incident's runbook (its alert rule's, or its service's) posted in its channel."""
+    await flows.for_incident(deps, SlackRunbooks(deps), incident_id=incident_id)
+
+
+async def after_declared(deps: Deps, incident_id: int) -> None:
+    """Called by the incident family once an incident is set up: queue the runbook post (once per incident).
+    Never raises: a runbook that cannot be queued must not trouble the declaration."""
+    try:
+        await deps.queue.defer(FOR_INCIDENT_JOB, {"incident_id": incident_id},
+                               once=f"runbook-for-incident:{incident_id}")
+    except Exception:
+        log.exception("could not queue the runbook of INC-%s", incident_id)
