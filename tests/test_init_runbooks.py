@@ -260,3 +260,49 @@ def test_every_guess_names_its_runbook_line(name: str) -> None:
     for number, excerpt in comments:
         quoted = " ".join(lines[int(number) - 1].split())
         assert quoted.startswith(excerpt.rstrip("…")), (number, excerpt, quoted)
+
+
+def source_line(text: str, anchor: str, runbook: str) -> int:
+    """The runbook line named by the comment just above (or on) the first YAML line starting with `anchor`."""
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.strip().startswith(anchor))
+    for line in (lines[index], lines[index - 1], lines[index - 2]):
+        found = re.search(rf"from {re.escape(runbook)}:(\d+) ", line)
+        if found:
+            return int(found.group(1))
+    raise AssertionError(f"no source comment for {anchor!r}")
+
+
+@pytest.mark.parametrize(("runbook", "anchor", "quoted"), [
+    ("floyo-fastapi.md", "- name: P0", "| P0 | Complete outage"),
+    ("floyo-fastapi.md", "- name: P4", "| P4 | Cosmetic issue"),
+    ("floyo-fastapi.md", "- name: health\n", "curl https://api.floyo.io/health"),
+    ("floyo-fastapi.md", "- name: admin-users", "curl -i https://api.floyo.io/api/admin/users"),
+    ("floyo-fastapi.md", "- name: v1-me", "| `/api/v1/me` |"),
+    ("floyo-fastapi.md", "- name: database", "psql $DATABASE_URL"),
+    ("floyo-fastapi.md", "update_template:", "🚨 INCIDENT: [Service Name]"),
+    ("floyo-fastapi.md", "- name: error-rate", "| Error rate |"),
+    ("floyo-fastapi.md", "api:", "git checkout <previous-version>"),
+    ("floyo-fastapi.md", "pg-stat-activity:", "SELECT count(*) FROM pg_stat_activity"),
+    ("floyo-fastapi.md", "restart-floyo-backend:", "sudo systemctl restart floyo-backend"),
+    ("floyo-fastapi.md", "high-api-latency:", "### High API latency"),
+    ("ledgerly-saas.md", "- name: Medium", "- **Medium**"),
+    ("ledgerly-saas.md", "stripe_sync:", "WHERE name = 'stripe_sync'"),
+    ("ledgerly-saas.md", "kill-queries:", "SELECT pg_terminate_backend(pid)"),
+    ("ledgerly-saas.md", "- name: p95-invoice-api", "- P95 < 200ms"),
+    ("contoso-containers.md", "- name: SEV2", "| SEV2 |"),
+    ("contoso-containers.md", "- name: admin", "-w \"%{http_code}\" https://www.contoso-shop.com/admin"),
+    ("contoso-containers.md", "az-restart:", "az webapp restart"),
+    ("pager-lists.md", "- name: P2", "### P2 - Degraded"),
+    ("pager-lists.md", "- name: readyz", "* Readiness:"),
+    ("pager-lists.md", "notes-api:", "/opt/notes/bin/deploy"),
+])
+def test_line_comments_point_at_the_line_the_value_came_from(runbook: str, anchor: str, quoted: str) -> None:
+    lines = (RUNBOOKS / runbook).read_text(encoding="utf-8").splitlines()
+    text = draft("\n".join(lines) + "\n", source=f"tests/runbooks/{runbook}").text
+    if anchor.endswith("\n"):  # an exact line
+        anchor = anchor.rstrip("\n")
+        text = "\n".join(line if line.strip() != anchor else line + "\0" for line in text.splitlines())
+        anchor += "\0"
+    number = source_line(text, anchor, runbook)
+    assert quoted in lines[number - 1], (number, lines[number - 1])

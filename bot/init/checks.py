@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.init.common import Context, all_commands, env_name, origin, psql, slug, split, unique
+from bot.init.common import Context, all_commands, env_name, mask, origin, psql, slug, split, unique
 from bot.init.markdown import Block
 from bot.init.yamlout import Map
 
@@ -156,6 +156,19 @@ def expect_json(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return kept, dropped
 
 
+def _problem(address: str) -> str | None:
+    """Why opsbot would refuse `address` as a check's URL (None: it takes it)."""
+    from pydantic import ValidationError
+
+    from bot.config import HttpCheck
+
+    try:
+        HttpCheck.model_validate({"url": address}, context={"env": {}})
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
+
+
 def _name(ctx: Context, env: str, address: str, hint: str = "") -> str:
     path = re.sub(r"^\w+://[^/]*", "", address).split("?", 1)[0]
     path = re.sub(r"\$\{[^}]*\}", "", path)
@@ -208,6 +221,10 @@ def _http_check(ctx: Context, line: int, command: str, block: Block, found: list
         left.append(f"line {line}: `{command[:60]}` is a {curl.method}: not a health check")
         return
     address = url(curl.url)
+    problem = _problem(address)
+    if problem:
+        left.append(f"line {line}: `{mask(command)[:60]}`: {problem}")
+        return
     env = environment(ctx, address, block)
     if any(c.get("url") == address and (c.get("method") or "GET") == curl.method
            for _n, c, _note in ctx.checks.get(env, [])):
@@ -274,6 +291,10 @@ def _table_checks(ctx: Context, block: Block, found: list[str], left: list[str])
             address = base.rstrip("/") + endpoint
         else:
             address = url(endpoint)
+        problem = _problem(address)
+        if problem:
+            left.append(f"line {row.line}: {endpoint}: {problem}")
+            continue
         env = environment(ctx, address, block)
         expected_cell = cells.get("expected")
         expected = (" ".join(expected_cell.codes) + " " + expected_cell.text) if expected_cell else ""

@@ -223,10 +223,15 @@ def _walk(root: Map, path: str) -> Entry | None:
 
 def draft(text: str, source: str = "RUNBOOK.md") -> Draft:
     """The commented opsbot.yml for a Markdown runbook; every entry opsbot refuses is commented out with why."""
+    root, header, found, left = build(text, source)
+    return settle(root, header, found, left)
+
+
+def settle(root: Map, header: list[str], found: list[str], left: list[str]) -> Draft:
+    """Write `root`, read it back, load it as opsbot would; comment out each entry opsbot refuses, with why."""
     from bot.config import parse_config, referenced_env
     from bot.errors import ConfigError
 
-    root, header, found, left = build(text, source)
     for _attempt in range(MAX_REPAIRS):
         rendered = render(root, header)
         parsed = yaml.safe_load(rendered)
