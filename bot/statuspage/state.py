@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import NamedTuple
 
 from bot.config import Config
 from bot.config.status_page import Component, ComponentStatus, StatusPage
@@ -77,8 +79,7 @@ class PublicIncident:
         return self.resolved_at is None and self.status != "resolved"
 
 
-@dataclass(frozen=True)
-class Day:
+class Day(NamedTuple):  # a tuple: 100 components × 90 days are made for each page
     day: date
     state: ComponentStatus | None  # the worst state of the day; None: no data
     uptime: float | None
@@ -212,46 +213,58 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+_RANK = {state: rank for rank, state in enumerate(ORDER)}
+DAY = 86400.0
+
+
+@lru_cache(maxsize=8)
+def _dates(first_day: date, days: int) -> tuple[date, ...]:
+    return tuple(first_day + timedelta(days=k) for k in range(days))
+
+
 def day_bars(changes: Sequence[tuple[datetime, ComponentStatus]], *, now: datetime,
              days: int) -> tuple[tuple[Day, ...], float | None]:
     """Per UTC day (oldest first, today last) the worst state and the uptime, from the state changes
     (oldest first; the first may lie before the window: the state the window starts in).
 
-    Time before the first change has no data; the window's uptime is over the time that has data."""
-    today = now.astimezone(UTC).date()
-    first_day = today - timedelta(days=days - 1)
-    window_start = _day_start(first_day)
-    # Spans (start, end, state) clipped to the window.
-    spans: list[tuple[datetime, datetime, ComponentStatus]] = []
-    for i, (at, state) in enumerate(changes):
-        end = changes[i + 1][0] if i + 1 < len(changes) else now
-        start = max(at, window_start)
-        if end > start or (i + 1 == len(changes) and start <= now):  # the state in force now counts at once
-            spans.append((start, min(end, now), state))
+    Time before the first change has no data; the window's uptime is over the time that has data; the
+    state in force now counts for today even when it began this very instant. (Seconds as floats: this
+    runs for every component on every page.)"""
+    first_day = now.astimezone(UTC).date() - timedelta(days=days - 1)
+    window_start, now_ts = _day_start(first_day).timestamp(), now.timestamp()
+    spans: list[tuple[float, float, ComponentStatus]] = []  # (start, end, state) clipped to the window
+    stamps = [at.timestamp() for at, _state in changes]
+    for i, (_at, state) in enumerate(changes):
+        end = stamps[i + 1] if i + 1 < len(changes) else now_ts
+        start = max(stamps[i], window_start)
+        if end > start or (i + 1 == len(changes) and start <= now_ts):
+            spans.append((start, min(end, now_ts), state))
     out: list[Day] = []
-    total_known, total_down = 0.0, 0.0
+    total_known = total_down = 0.0
     j = 0
+    dates = _dates(first_day, days)
     for k in range(days):
-        day = first_day + timedelta(days=k)
-        lo, hi = _day_start(day), min(_day_start(day) + timedelta(days=1), now)
-        while j < len(spans) and spans[j][1] <= lo:
+        lo = window_start + k * DAY
+        hi = min(lo + DAY, now_ts)
+        while j < len(spans) and spans[j][1] <= lo and not (spans[j][1] == now_ts and spans[j][0] >= lo):
             j += 1
         known = down = 0.0
-        seen: list[ComponentStatus] = []
+        rank = -1
         m = j
-        while m < len(spans) and (spans[m][0] < hi or spans[m][0] == hi == now):
+        while m < len(spans) and (spans[m][0] < hi or spans[m][0] == hi == now_ts):
             start, end, state = spans[m]
-            length = (min(end, hi) - max(start, lo)).total_seconds()
+            length = min(end, hi) - max(start, lo)
             if length > 0:
                 known += length
                 down += length * _DOWN[state]
-            if length > 0 or end == now:
-                seen.append(state)
+            if length > 0 or end == now_ts:
+                rank = max(rank, _RANK[state])
             m += 1
+        day = dates[k]
         if known > 0:
-            out.append(Day(day, worst(seen), 1.0 - down / known))
-        elif seen:  # only this instant is known
-            out.append(Day(day, worst(seen), 1.0 - _DOWN[worst(seen)]))
+            out.append(Day(day, ORDER[rank], 1.0 - down / known))
+        elif rank >= 0:  # only this instant is known
+            out.append(Day(day, ORDER[rank], 1.0 - _DOWN[ORDER[rank]]))
         else:
             out.append(Day(day, None, None))
         total_known += known
