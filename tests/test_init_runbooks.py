@@ -116,6 +116,8 @@ def test_fastapi_runbook_tables_bearer_endpoints_and_troubleshooting() -> None:
 
 def test_postgres_saas_lists_feature_flags_and_kill_queries() -> None:
     config, _text, _result = drafted("ledgerly-saas.md")
+    assert config.name == "ledgerly"
+    assert (config.channels.incidents, config.channels.alerts) == ("#ledgerly-incidents", "#alerts")
     assert [(s.name, s.response) for s in config.severities] == [
         ("Critical", timedelta(minutes=5)), ("High", timedelta(minutes=30)), ("Medium", timedelta(hours=4)),
         ("Low", timedelta(hours=24))]

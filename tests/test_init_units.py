@@ -153,3 +153,15 @@ def test_template_placeholders_and_literal_braces() -> None:
     assert "[Service]" in done and "<Start time>" in done and kept == ["[Workaround]"]
     assert '{{ incident.service or "Platform" }} is down since {{ incident.created_at | when }}' in template
     assert template.startswith("{{ '{' }}% raw %} and {{ '{' }}# no comment #}")  # printed, never run
+
+
+def test_a_list_whose_items_are_all_commented_out_stays_a_list() -> None:
+    root = Map()
+    rules = Seq()
+    rules.add(Map([Entry("name", "queue-depth")]), disabled=True)
+    root.add("rules", rules)
+    item = Map([Entry("a", 1, disabled=True)])
+    root.add("items", Seq([Entry(None, item)]))
+    text = render(root)
+    assert yaml.safe_load(text) == data(root) == {"rules": [], "items": [{}]}
+    assert "rules: []\n  # - name: queue-depth" in text

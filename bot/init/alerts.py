@@ -174,7 +174,7 @@ def _from_text(block: Block, rules: dict[str, Rule]) -> None:
         subject = re.match(r"\s*(?:for|on|of)\s+(?:the\s+)?([A-Za-z][\w /-]{0,30}?)\s*(?:$|[,.;(])", after)
         if subject and not wait:
             metric += " " + subject.group(1)
-        if not re.search(r"[A-Za-z]", metric):
+        if not re.search(r"[A-Za-z]", metric) or len(metric.split()) > 6:  # a sentence, not a metric
             continue
         op = _as_alert(metric, op)
         _add(rules, " ".join(metric.split()), line, level, op, value, unit, text.strip())

@@ -10,7 +10,7 @@ import yaml
 
 from bot.init import alerts, checks, runbooks, severities, template
 from bot.init.common import Context, all_commands, origin, slug, split
-from bot.init.markdown import parse
+from bot.init.markdown import Document, parse
 from bot.init.operations import ROLLBACK_WORDS, Actions, action_for, flags, rollbacks
 from bot.init.yamlout import Entry, Literal, Map, Seq, data, render
 
@@ -57,8 +57,25 @@ def _services(ctx: Context) -> None:
                 ctx.services.append(name)
 
 
-def _section(root: Map, key: str, value: Any, note: str | None = None, above: list[str] | None = None) -> None:
-    root.add(key, value, note, above=above)
+def _channels(doc: Document) -> Map:
+    """The incidents and alerts channels the runbook names (`#incidents`, `#prod-alerts`), else the defaults."""
+    found: dict[str, tuple[str, int]] = {}
+    for block in doc.blocks:
+        if block.kind not in ("paragraph", "item", "heading"):
+            continue
+        for line, text in block.lines or ((block.line, block.text),):
+            for channel in re.findall(r"(?<![\w&])#([a-z0-9][a-z0-9_-]{1,79})\b", text):
+                for role in ("incident", "alert"):
+                    if role in channel and role not in found:
+                        found[role] = (f"#{channel}", line)
+    channels = Map()
+    for role, key, default, what in (("incident", "incidents", "#incidents", "announcements and status updates"),
+                                     ("alert", "alerts", "#alerts", "threshold alerts and health monitor changes")):
+        if role in found:
+            channels.add(key, found[role][0], f"{what}; " + origin(doc, found[role][1]))
+        else:
+            channels.add(key, default, f"{what} (not in the runbook: check)")
+    return channels
 
 
 def _environments(ctx: Context, used: set[str]) -> Map:
@@ -87,13 +104,12 @@ def build(text: str, source: str = "RUNBOOK.md") -> tuple[Map, list[str], list[s
     found: list[str] = []
     left: list[str] = []
     root = Map()
-    name = slug(doc.title or "opsbot", 40)
+    words = re.sub(r"\b(runbook|handbook|playbook|guide|operations|ops|on-?call|production|notes|manual)\b", " ",
+                   doc.title or "", flags=re.IGNORECASE)
+    name = slug(words, 40) if slug(words, 40) != "item" else slug(doc.title or "opsbot", 40)
     title = next((b for b in doc.blocks if b.kind == "heading"), None)
     root.add("name", name, origin(doc, title.line) if title else None)
-    channels = Map()
-    channels.add("incidents", "#incidents", "announcements and status updates (not in the runbook: check)")
-    channels.add("alerts", "#alerts", "threshold alerts and health monitor changes")
-    root.add("channels", channels)
+    root.add("channels", _channels(doc))
 
     levels, f, lo = severities.extract(doc)
     found += f
@@ -136,8 +152,8 @@ def build(text: str, source: str = "RUNBOOK.md") -> tuple[Map, list[str], list[s
                                         [n for n, _e, active, _c in rule_list if active])
     for line, command, block in all_commands(doc):
         if block.under(*_ACTION_SECTIONS) and not block.under(*ROLLBACK_WORDS):
-            words = split(command) or []
-            if words[:1] not in (["curl"], ["psql"]) or (words[:1] == ["psql"] and "-c" in words):
+            argv = split(command) or []
+            if argv[:1] not in (["curl"], ["psql"]) or (argv[:1] == ["psql"] and "-c" in argv):
                 action_for(ctx, actions, line, command)
 
     used = {e for _n, entry, _c in rollback_list for e in _env_keys(entry)}
@@ -169,7 +185,7 @@ def build(text: str, source: str = "RUNBOOK.md") -> tuple[Map, list[str], list[s
         for action, (entry, note) in actions.entries.items():
             section.add(action, entry, above=[note])
         root.add("actions", section, above=["/run <action> [env] [key=value …]; argv runs without a shell"])
-        found += [f"action {a}" for a in actions.entries]
+        found += [f"action {a} (line {actions.lines[a]})" for a in actions.entries]
     left += actions.left
     found += f
     left += lo

@@ -202,6 +202,7 @@ def rollbacks(ctx: Context) -> tuple[list[tuple[str, Map, str]], list[str], list
 class Actions:
     entries: dict[str, tuple[Map, str]] = field(default_factory=dict)  # name -> (entry, comment)
     by_command: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # name -> the runbook line it came from
     left: list[str] = field(default_factory=list)
 
 
@@ -295,6 +296,7 @@ def action_for(ctx: Context, actions: Actions, line: int, command: str) -> str |
         entry.add("read_only", True, "only shows state")
     actions.entries[name] = (entry, origin(ctx.doc, line))
     actions.by_command[key] = name
+    actions.lines[name] = line
     return name
 
 
@@ -333,6 +335,7 @@ def sql_action(ctx: Context, actions: Actions, line: int, query: str, dsn: str |
         entry.add("destructive", True, "changes the database: runs outside the read-only transaction")
     actions.entries[name] = (entry, origin(ctx.doc, line))
     actions.by_command[key] = name
+    actions.lines[name] = line
     return name
 
 

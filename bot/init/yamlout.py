@@ -110,17 +110,23 @@ def _entry(entry: Entry, indent: str) -> list[str]:
     lead = f"{indent}{scalar(entry.key)}:" if entry.key is not None else f"{indent}-"
     value = entry.value
     if isinstance(value, Map) and value.entries:
-        if entry.key is None:  # `- first: x` then the other keys under it
+        if entry.key is None and all(item.disabled for item in value.entries):
+            out.append(_with_note(f"{indent}- {{}}", entry.note))
+            out += _map(value, indent + "  ")
+        elif entry.key is None:  # `- first: x` then the other keys under it
             inner = _map(value, indent + "  ")
             first = next((n for n, line in enumerate(inner) if not line.lstrip().startswith("#")), 0)
             out += inner[:first]
             out.append(_with_note(f"{indent}- {inner[first].lstrip()}", entry.note))
             out += inner[first + 1:]
         else:
-            out.append(_with_note(lead, entry.note))
+            empty = " {}" if all(item.disabled for item in value.entries) else ""
+            out.append(_with_note(lead + empty, entry.note))
             out += _map(value, indent + "  ")
     elif isinstance(value, Seq) and value.items and not value.flow:
-        out.append(_with_note(lead, entry.note))
+        # Every item commented out: the key still holds an (empty) list, then the items as comments.
+        empty = " []" if all(item.disabled for item in value.items) else ""
+        out.append(_with_note(lead + empty, entry.note))
         out += _seq(value, indent + "  ")
     elif isinstance(value, Literal):
         header, lines = _literal_lines(value.text, indent)
