@@ -64,7 +64,7 @@ def ephemeral_buttons(bot: BotHarness) -> dict[str, str]:
 
 def top(bot: BotHarness, channel: str = "general") -> list[Message]:
     return [m for m in bot.messages(channel) if m.thread_ts is None and m.text.startswith(("❔", "⏳", "🏃", "✅",
-                                                                                            "❌", "🚫"))]
+                                                                                            "❌", "🚫", "⌛"))]
 
 
 def thread(bot: BotHarness, message: Message) -> str:
@@ -387,3 +387,33 @@ async def test_runs_count_against_the_per_user_rate_limit(make_bot: Any, tmp_pat
     await bot.command("/run", "restart staging container=api")
     assert "Slow down: at most 10 `action` requests per 60s" in bot.ephemeral_texts()[-1]
     assert len(await runs(bot)) == 10
+
+
+async def test_unanswered_confirmations_and_approvals_expire(make_bot: Any, tmp_path: Path, clock: Any) -> None:
+    bot = await make_bot(config=config_with({"restart": restart_action(tmp_path, approvals=1)}))
+    await bot.command("/run", "restart prod container=api")
+    buttons = ephemeral_buttons(bot)
+    await bot.command("/run", "restart prod container=worker")
+    await confirm(bot)
+    clock.advance(minutes=31)
+    await bot.run_job("actions.expire")
+    first, second = await runs(bot)
+    assert (first.status, first.detail) == ("expired", "Not confirmed in time.")
+    assert (second.status, second.detail) == ("expired", "Not approved in time.")
+    [card] = top(bot)
+    assert card.text.startswith("⌛ Run #2") and not any(b["type"] == "actions" for b in card.blocks)
+    await bot.click("run.confirm", buttons["run.confirm"], user=ALICE, channel="general")
+    assert "is already expired" in bot.ephemeral_texts()[-1]
+
+
+async def test_a_refusing_webhook_fails_the_run_saying_so(make_bot: Any) -> None:
+    receiver = WebhookReceiver(status=403)
+    async with LocalServer(receiver.app()) as server:
+        bot = await make_bot(config=config_with({"purge-cache": {
+            "read_only": True,
+            "environments": {"staging": {"type": "webhook", "url": f"{server.url}/hooks/rollback",
+                                         "secret": "${ACTION_TEST_HOOK_SECRET}"}}}}))
+        await bot.command("/run", "purge-cache")
+    [run] = await runs(bot)
+    assert (run.status, run.detail) == ("failed", "The action's webhook refused the request (HTTP 403: refused).")
+    assert WEBHOOK_SECRET not in thread(bot, top(bot)[0])

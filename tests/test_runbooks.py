@@ -245,3 +245,25 @@ async def test_an_incident_without_a_runbook_gets_none(make_bot: Any, tmp_path: 
     await bot.submit(bot.last_view(), declare_values("Billing slow", "P3", service="billing"))
     async with bot.deps.db.session() as session:
         assert (await session.scalars(select(RunbookRun))).all() == []
+
+
+async def test_run_on_kill_switch_and_rollback_steps_uses_their_own_confirmation(make_bot: Any, tmp_path: Path) -> None:
+    base = config(tmp_path)
+    steps = [{"killswitch": "new-checkout", "environment": "prod"}, {"rollback": "api", "environment": "staging"}]
+    bot = await make_bot(config=config(tmp_path, flags={"new-checkout": {"environments": ["prod"]}},
+                                       rollbacks={"api": {"environments": {"staging": {
+                                           "provider": "command", "argv": ["true"]}}}},
+                                       runbooks={**{k: v.model_dump(exclude_defaults=True)
+                                                    for k, v in base.runbooks.items()},
+                                                 "checkout": {"title": "Checkout broken", "steps": steps}}))
+    await incident_channel(bot)
+    await bot.command("/runbook", "checkout", channel="inc-9-api")
+    message = checklist(bot)
+    await bot.click("runbook.run", step_button(message, 0, "runbook.run"), user=ALICE, message=message)
+    asked = bot.slack.ephemerals[-1]
+    assert asked["user"] == ALICE and "new-checkout" in asked["text"]  # the /killswitch confirmation, not done yet
+    assert any(e["action_id"] == "flags.confirm" for b in asked["blocks"] if b["type"] == "actions"
+               for e in b["elements"])
+    await bot.click("runbook.run", step_button(message, 1, "runbook.run"), user=ALICE, message=message)
+    assert bot.last_view()["callback_id"] == "rollback.request"  # the /rollback modal
+    assert step_line(checklist(bot), 0).startswith("⬜")  # marked Done by hand once confirmed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,7 +22,11 @@ from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import ActionRun
 
 Value = str | int
-FINISHED = ("succeeded", "failed", "cancelled", "rejected")
+FINISHED = ("succeeded", "failed", "cancelled", "rejected", "expired")
+# An unanswered confirmation is dropped after this long; approvals wait `rollback.approval_timeout`.
+CONFIRM_TTL = timedelta(minutes=15)
+# A run with no result this long after its runner's timeout was lost (opsbot restarted mid-run).
+LOST_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -234,3 +239,35 @@ async def approve(session: AsyncSession, *, clock: Clock, run_id: int, user: str
 async def for_incident(session: AsyncSession, incident_id: int) -> list[ActionRun]:
     query = select(ActionRun).where(ActionRun.incident_id == incident_id).order_by(ActionRun.id)
     return list((await session.scalars(query)).all())
+
+
+async def expire_due(session: AsyncSession, *, clock: Clock, config: Config) -> list[ActionRun]:
+    """Confirmations nobody answered and approvals that timed out expire; runs that outlived their runner's
+    timeout (their worker died) fail. The rows that changed, for their messages to be updated."""
+    now = clock()
+    changed: list[ActionRun] = []
+    waiting = select(ActionRun).where(ActionRun.status.in_(("pending_confirm", "pending_approval", "running")))
+    for run in (await session.scalars(waiting)).all():
+        if run.status == "pending_confirm" and now - run.created_at > CONFIRM_TTL:
+            status, detail = "expired", "Not confirmed in time."
+        elif run.status == "pending_approval" and now - run.created_at > config.rollback.approval_timeout:
+            status, detail = "expired", "Not approved in time."
+        elif run.status == "running" and run.started_at is not None and now - run.started_at > _timeout(config, run):
+            status, detail = "failed", "No result: opsbot stopped while it ran (it may have finished)."
+        else:
+            continue
+        result = await session.execute(
+            update(ActionRun).where(ActionRun.id == run.id, ActionRun.version == run.version)
+            .values(status=status, detail=detail, finished_at=now, version=ActionRun.version + 1))
+        if getattr(result, "rowcount", 0) == 1:
+            run = await get(session, run.id)
+            await audit.record(session, clock=clock, actor="opsbot", action=f"action:{run.action}.{status}",
+                               target=key(run), after={"run_id": run.id, "status": status})
+            changed.append(run)
+    return changed
+
+
+def _timeout(config: Config, run: ActionRun) -> timedelta:
+    action = config.actions.get(run.action)
+    runner = action.environments.get(run.environment) if action else None
+    return (runner.timeout if runner is not None else timedelta(hours=1)) + LOST_AFTER

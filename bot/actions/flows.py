@@ -233,3 +233,15 @@ async def _step(deps: Deps, notifier: ActionNotifier, run: ActionRun) -> None:
 def _plain(run: ActionRun) -> str:
     params = " ".join(f"{k}={v}" for k, v in (run.params or {}).items())
     return f"{run.action} in {run.environment}" + (f" ({params})" if params else "")
+
+
+async def expire(deps: Deps, notifier: ActionNotifier) -> None:
+    """The scheduled sweep: expired confirmations and approvals, lost runs; their messages and steps."""
+    async with deps.db.session() as session:
+        changed = await actions.expire_due(session, clock=deps.clock, config=deps.config)
+    for run in changed:
+        if run.message_ts:  # an unconfirmed run has no message of its own (its confirmation was ephemeral)
+            await notifier.card(run)
+        if run.status == "failed":
+            await _finished_on_timeline(deps, run, f"Run #{run.id}: {_plain(run)} failed: {run.detail}")
+        await _step(deps, notifier, run)

@@ -120,7 +120,10 @@ class ActionWebhookProvider(WebhookProvider):
         }, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Opsbot-Timestamp": timestamp,
                    "X-Opsbot-Delivery": delivery, "X-Opsbot-Signature": signature(secret, body)}
-        response = await self._post(url, body, headers, progress)
+        try:
+            response = await self._post(url, body, headers, progress)
+        except ProviderError as exc:
+            raise ProviderError(str(exc).replace("rollback webhook", "action's webhook")) from None
         text = response.text
         try:
             status = str((response.json() or {}).get("status") or "").lower()

@@ -7,6 +7,8 @@ when it was run from an incident channel."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck
@@ -29,6 +31,7 @@ from commands.router import Router
 from commands.run import render
 from commands.run.ids import Ids
 
+EXPIRE_EVERY = timedelta(seconds=30)
 HELP = [("/run [<action> [env] [key=value …]]",
          "Run a configured action (confirmed unless read-only; output in a thread); alone: list the actions")]
 
@@ -90,3 +93,8 @@ def register(app: Router) -> None:
     app.action(Ids.CANCEL.value)(cancel_pressed)
     app.action(Ids.APPROVE.value)(approve_pressed)
     app.action(Ids.REJECT.value)(reject_pressed)
+
+
+def schedule(deps: Deps) -> None:
+    """Expired confirmations and approvals, lost runs: the `actions.expire` job every 30 s."""
+    deps.scheduler.every("actions.expire", EXPIRE_EVERY, partial(deps.run_job, "actions.expire"))

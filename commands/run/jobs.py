@@ -9,6 +9,8 @@ from bot.deps import Deps
 from bot.jobs import job
 from commands.run.notify import SlackActions
 
+EXPIRE_JOB = "actions.expire"
+
 
 def _notifier(deps: Deps, user: str, channel: str | None, response_url: str | None) -> SlackActions:
     return SlackActions(deps, user=user, channel=channel, response_url=response_url)
@@ -44,3 +46,8 @@ async def reject(deps: Deps, *, user: str, channel: str | None, response_url: st
 @job(flows.EXECUTE_JOB, lock="action-run:{run_id}")
 async def execute(deps: Deps, *, run_id: int) -> None:
     await flows.execute(deps, _notifier(deps, "", None, None), run_id)
+
+
+@job(EXPIRE_JOB)
+async def expire(deps: Deps) -> None:
+    await flows.expire(deps, _notifier(deps, "", None, None))

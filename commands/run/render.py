@@ -13,7 +13,7 @@ from commands.run.ids import Ids
 Blocks = list[dict[str, Any]]
 OUTPUT_LIMIT = 2800  # a section's text is at most 3,000 characters, with the code fence around it
 ICONS = {"pending_confirm": "❔", "pending_approval": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌",
-         "cancelled": "🚫", "rejected": "🚫"}
+         "cancelled": "🚫", "rejected": "🚫", "expired": "⌛"}
 
 
 def action_list(config: Config) -> tuple[str, Blocks]:
