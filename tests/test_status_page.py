@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.emulator.harness import BotHarness
-from bot.models import ComponentState, PublicUpdate
+from bot.models import ComponentState, IncidentEvent, PublicUpdate
 from tests.conftest import load_test_config
 from tests.status_page_support import declare, monitor, page_config, running_target
 
@@ -78,7 +78,11 @@ async def test_a_partial_outage_with_an_incident_and_two_public_updates(make_bot
     async with bot.deps.db.session() as session:
         history = (await session.scalars(select(ComponentState).where(ComponentState.component == "Checkout")
                                          .order_by(ComponentState.id))).all()
+        events = (await session.scalars(select(IncidentEvent).where(IncidentEvent.kind == "published")
+                                        .order_by(IncidentEvent.id))).all()
     assert [h.state for h in history] == ["operational", "partial_outage", "major_outage"]
+    assert [e.text for e in events] == ["Status page (investigating): We are investigating failed card payments.",
+                                        "Status page (identified): A fix is being rolled out."]
 
 
 async def test_a_lower_severity_incident_overrides_the_monitors(make_bot: Any) -> None:

@@ -85,7 +85,7 @@ async def publish(svc: Services, notifier: StatusNotifier, *, incident_id: int, 
                                             text=cleaned, author=author, key=key)
         if new:
             await add_event(session, clock=svc.clock, incident_id=incident.id, actor=author, kind="published",
-                            text=cleaned, data={"status": chosen})
+                            text=f"Status page ({chosen}): {cleaned}", data={"status": chosen})
         result = Published(row.id, incident.id, incident.ref, row.status, row.text, new)
     if new:
         await notifier.published(incident, status=result.status, text=result.text)
@@ -129,7 +129,8 @@ async def auto_publish(svc: Services) -> list[int]:
                                                  text=_format(message, components), author="opsbot", key=key)
             if new:
                 await add_event(session, clock=svc.clock, incident_id=incident.id, actor="opsbot",
-                                kind="published", text=_format(message, components), data={"status": status})
+                                kind="published", text=f"Status page ({status}): {_format(message, components)}",
+                                data={"status": status})
         if new:
             out.append(incident.id)
     return out

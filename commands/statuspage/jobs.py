@@ -9,7 +9,7 @@ from bot.errors import NotFound
 from bot.incidents import flows as incident_flows
 from bot.jobs import REGISTRY, job, will_retry
 from bot.statuspage import flows
-from commands.common import defer, ephemeral, responder, tell
+from commands.common import defer, responder, tell
 from commands.statuspage.notify import SlackStatus, page_link, services
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ async def publish(deps: Deps, *, user: str, channel: str | None, response_url: s
     if svc.page.hosted is not None:
         await defer(deps, PUSH, user=None, channel=None, response_url=None, incident_id=incident_id)
     answer = f"Published {done.ref} to {page_link(deps)} as *{done.status}*: {done.text}"
-    await tell(deps, text=answer, blocks=ephemeral(answer).get("blocks"), respond=responder(deps, response_url),
-               user=user, channel=channel)
+    await tell(deps, text=answer, respond=responder(deps, response_url), user=user, channel=channel)
 
 
 @job(SYNC)
