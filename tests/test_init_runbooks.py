@@ -52,7 +52,9 @@ def test_fastapi_runbook_tables_bearer_endpoints_and_troubleshooting() -> None:
         ("P4", timedelta(hours=24))]
     assert config.severities[0].description == "Complete outage, data loss risk"
     assert config.severities[1].escalate_to == ["@oncall", "@eng-leads"]
+    assert config.severities[3].escalate_to == ["@team-lead"]  # a guess, commented as one
     assert config.severities[4].escalate_to == []
+    assert config.name == "floyo"
 
     found = checks(config)
     health = found["health"]

@@ -27,7 +27,11 @@ def run(source: Path, *, output: Path | None, to_stdout: bool, force: bool) -> i
     except (OSError, UnicodeDecodeError) as exc:
         print(f"opsbot init: cannot read {source}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 1
-    result = draft(text, source=str(source))
+    try:
+        result = draft(text, source=str(source))
+    except AssertionError as exc:  # a draft opsbot cannot load is a bug here, not in the runbook
+        print(f"opsbot init: could not draft a config from {source}: {exc}", file=sys.stderr)
+        return 2
     if to_stdout:
         sys.stdout.write(result.text)
         sys.stdout.flush()

@@ -70,7 +70,7 @@ def targets(text: str) -> list[str]:
         if "on-call" in lowered or "oncall" in lowered or "on call" in lowered:
             found.append("@oncall")
             continue
-        cleaned = re.sub(r"\b(notify|page|the|all|team|slack|channel|via|escalate to|immediately|also)\b", " ",
+        cleaned = re.sub(r"\b(notify|page|the|all|slack|channel|via|escalate to|immediately|also)\b", " ",
                          lowered)
         name = slug(cleaned, 30)
         if name != "item" and re.search(r"[a-z]", name):
@@ -185,7 +185,12 @@ def extract(doc: Document) -> tuple[Seq | None, list[str], list[str]]:
         return None, [], ["no severity table or list of levels: wrote P1-P4 as placeholders"]
     seq = Seq()
     left_out: list[str] = []
+    seen: set[str] = set()
     for level in levels:
+        if level.name.lower() in seen:
+            left_out.append(f"severity {level.name} at line {level.line}: listed twice, the first is kept")
+            continue
+        seen.add(level.name.lower())
         item = Map()
         item.add("name", level.name)
         if level.description:
