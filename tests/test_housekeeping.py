@@ -14,7 +14,7 @@ from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
 from bot.errors import RateLimited
 from bot.idempotency import first_time
-from bot.models import ProcessedRequest, RateLimitBucket
+from bot.models import ProcessedRequest, RateLimitBucket, WebhookDelivery
 from tests.test_flags_support import ALICE, flags_config, last_text
 
 KILL = {"checkout": {"environments": ["prod", "staging"]}}
@@ -44,6 +44,19 @@ async def test_processed_requests_are_pruned_after_a_day(bot: BotHarness, clock:
     clock.advance(hours=24)
     await bot.run_job(housekeeping.JOB)
     assert await keys(bot) == set()
+
+
+async def test_inbound_webhook_ids_are_pruned_after_a_week(bot: BotHarness, clock: FakeClock) -> None:
+    """PagerDuty redelivers a webhook for up to 48 hours: its id is kept a week, then pruned."""
+    async with bot.deps.db.session() as session:
+        session.add(WebhookDelivery(id="old", source="pagerduty", at=clock()))
+    clock.advance(days=6)
+    async with bot.deps.db.session() as session:
+        session.add(WebhookDelivery(id="recent", source="pagerduty", at=clock()))
+    clock.advance(days=1, minutes=1)
+    await bot.run_job(housekeeping.JOB)
+    async with bot.deps.db.session() as session:
+        assert set((await session.scalars(select(WebhookDelivery.id))).all()) == {"recent"}
 
 
 async def test_pruning_deletes_in_bounded_batches(bot: BotHarness, clock: FakeClock) -> None:
