@@ -199,7 +199,7 @@ def test_container_app_with_kubectl_and_az() -> None:
     assert isinstance(restart, CommandAction)
     assert restart.argv == ["kubectl", "rollout", "restart", "deployment/web", "-n", "storefront"]
     # $RESOURCE_GROUP is a setting the runbook reads from the environment: sh expands it from `env:`.
-    az = config.actions["az-restart"].environments["prod"]
+    az = config.actions["restart-contoso-checkout"].environments["prod"]
     assert isinstance(az, CommandAction) and az.argv[:2] == ["sh", "-ec"]
     assert az.argv[2] == "az webapp restart --name contoso-checkout --resource-group $RESOURCE_GROUP"
     assert az.env["RESOURCE_GROUP"].template == "${RESOURCE_GROUP}"
@@ -216,7 +216,7 @@ def test_container_app_with_kubectl_and_az() -> None:
     assert [s.target for s in crash.steps] == ["describe-web", "restart-web", "scale-web"]
     assert crash.symptoms == ["`kubectl get pods -n storefront` shows CrashLoopBackOff"]
     checkout = config.runbooks["legacy-checkout-returns-503"]
-    assert [s.target for s in checkout.steps] == ["az-restart", "log-tail"]
+    assert [s.target for s in checkout.steps] == ["restart-contoso-checkout", "log-contoso-checkout"]
 
 
 def test_lists_and_headings_only_runbook() -> None:
@@ -296,7 +296,7 @@ def source_line(text: str, anchor: str, runbook: str) -> int:
     ("ledgerly-saas.md", "- name: p95-invoice-api", "- P95 < 200ms"),
     ("contoso-containers.md", "- name: SEV2", "| SEV2 |"),
     ("contoso-containers.md", "- name: admin", "-w \"%{http_code}\" https://www.contoso-shop.com/admin"),
-    ("contoso-containers.md", "az-restart:", "az webapp restart"),
+    ("contoso-containers.md", "restart-contoso-checkout:", "az webapp restart"),
     ("pager-lists.md", "- name: P2", "### P2 - Degraded"),
     ("pager-lists.md", "- name: readyz", "* Readiness:"),
     ("pager-lists.md", "notes-api:", "/opt/notes/bin/deploy"),

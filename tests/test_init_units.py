@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import HttpCheck, parse_config
-from bot.config.actions import CommandAction
+from bot.config.actions import CommandAction, EnumParam
 from bot.init import draft
 from bot.init.draft import settle
 from bot.init.markdown import parse
@@ -165,3 +165,26 @@ def test_a_list_whose_items_are_all_commented_out_stays_a_list() -> None:
     text = render(root)
     assert yaml.safe_load(text) == data(root) == {"rules": [], "items": [{}]}
     assert "rules: []\n  # - name: queue-depth" in text
+
+
+def test_a_placeholder_in_a_command_is_a_parameter_with_the_runbooks_own_names() -> None:
+    config, _text = load("""\
+        # App
+
+        ## Troubleshooting
+
+        ### Worker stuck
+
+        Symptoms: jobs pile up
+
+        1. `docker logs app-worker`
+        2. `docker restart <container>`
+        """)
+    action = config.actions["restart-container"]  # type: ignore[attr-defined]
+    param = action.params["container"]
+    assert isinstance(param, EnumParam) and param.values == ["app-worker"]
+    runner = action.environments["prod"]
+    assert isinstance(runner, CommandAction) and runner.argv == ["docker", "restart", "{container}"]
+    book = config.runbooks["worker-stuck"]  # type: ignore[attr-defined]
+    assert [s.action for s in book.steps] == ["logs-app-worker", "restart-container"]
+    assert book.symptoms == ["jobs pile up"]

@@ -264,10 +264,15 @@ def action_for(ctx: Context, actions: Actions, line: int, command: str) -> str |
     plain = words[1:] if words[0] == "sudo" else words
     options = [w for w in plain[1:] if not w.startswith("-")]
     values = {plain[i + 1] for i, w in enumerate(plain[:-1]) if w.startswith("-") and "=" not in w}
-    target = next((w for w in reversed(options) if not _PLACEHOLDER.search(w) and w not in values
-                   and not w.isdigit()), "")
     verb = next((w for w in options if w.isalpha() and w not in ("rollout", "compose", "webapp", "containerapp")),
                 program)
+    rest = options[options.index(verb) + 1:] if verb in options else options
+    named = next((plain[i + 1] for i, w in enumerate(plain[:-1]) if w == "--name"), "")
+    target = named if named and not _PLACEHOLDER.search(named) else next(
+        (w for w in reversed(rest) if not _PLACEHOLDER.search(w) and w not in values and not w.isdigit()), "")
+    if not target:  # `docker restart <container>`: named after what it takes
+        placeholder = next((m for w in rest if (m := _PLACEHOLDER.search(w))), None)
+        target = next((g for g in placeholder.groups() if g), "") if placeholder else ""
     base = slug(f"{verb} {target.split('/')[-1]}" if target and target != verb else f"{program} {verb}", 40)
     name = unique(base, actions.entries)
     runner = Map()
