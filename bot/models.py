@@ -452,3 +452,41 @@ class Heartbeat(Base):
     last_status: Mapped[str | None] = mapped_column(String(16), nullable=True)  # ok | fail
     last_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # scrubbed and cut
     pings: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# -- incident roles and follow-ups (migration 0011) ---------------------------------------------------
+
+
+class IncidentRole(Base):
+    """Who holds a role (communications, scribe…) in an incident; the commander stays `incidents.commander_id`."""
+
+    __tablename__ = "incident_roles"
+    __table_args__ = (UniqueConstraint("incident_id", "role", name="uq_incident_roles_role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(Integer, ForeignKey("incidents.id"), index=True)
+    role: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32))
+    assigned_by: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[datetime]
+
+
+class FollowUp(Base):
+    """An action item of an incident; `tracker_key` (GitHub issue number, Jira key) once the tracker made it."""
+
+    __tablename__ = "followups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(Integer, ForeignKey("incidents.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    due: Mapped[datetime | None] = mapped_column(nullable=True)  # end of the due day, UTC
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    done_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a user, or "tracker"
+    tracker: Mapped[str | None] = mapped_column(String(16), nullable=True)  # github | jira
+    tracker_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tracker_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    tracker_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tracker_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    last_reminded_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -155,21 +155,22 @@ async def test_ready_needs_the_schema_at_the_migration_head(make_bot: Any, own_d
     bot: BotHarness = await make_bot(settings_overrides={"database_url": own_database_url})
     assert bot.http is not None
     [head] = migration_heads()
-    assert head == "0010_heartbeats"
+    assert head == "0011_incident_roles_followups"
     assert (await bot.http.get("/health/ready")).status_code == 200
 
     set_revision(own_database_url, "0004_state_versions")  # code newer than the schema
     behind = await bot.http.get("/health/ready")
     assert behind.status_code == 503
     assert behind.json()["reason"] == ("database schema revision is 0004_state_versions, expected "
-                                       "0010_heartbeats: run `opsbot db upgrade`")
+                                       "0011_incident_roles_followups: run `opsbot db upgrade`")
     set_revision(own_database_url, head)
     assert (await bot.http.get("/health/ready")).status_code == 200
 
     recreate_empty(own_database_url)
     empty = await bot.http.get("/health/ready")
     assert empty.status_code == 503
-    assert "revision is none (no alembic_version table), expected 0010_heartbeats" in empty.json()["reason"]
+    assert ("revision is none (no alembic_version table), expected 0011_incident_roles_followups"
+            in empty.json()["reason"])
     health = (await bot.http.get("/health")).json()
     assert health["database"]["status"] == "schema" and "opsbot db upgrade" in health["database"]["reason"]
     assert b"opsbot_database_up 1.0" in (await bot.http.get("/metrics")).content  # reachable, just empty
