@@ -417,3 +417,13 @@ async def test_a_refusing_webhook_fails_the_run_saying_so(make_bot: Any) -> None
     [run] = await runs(bot)
     assert (run.status, run.detail) == ("failed", "The action's webhook refused the request (HTTP 403: refused).")
     assert WEBHOOK_SECRET not in thread(bot, top(bot)[0])
+
+
+async def test_a_sql_action_that_is_not_read_only_still_cannot_write_unless_destructive(
+        make_bot: Any, pg: str) -> None:
+    bot = await make_bot(config=config_with({"reset": sql_action(pg, "UPDATE jobs SET state = {state}",
+                                                                 read_only=False)}))
+    await bot.command("/run", "reset state=busy")
+    await confirm(bot)  # not read-only: confirmed first
+    [run] = await runs(bot)
+    assert run.status == "failed" and "read-only" in (run.detail or "")

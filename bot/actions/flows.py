@@ -184,7 +184,7 @@ async def execute(deps: Deps, notifier: ActionNotifier, run_id: int) -> None:
         await notifier.card(run)
         outcome = await runners.run(runner, action=name, environment=run.environment, run_id=run.id,
                                     requested_by=run.requested_by, params=req.params, http=deps.http,
-                                    scrub=deps.scrubber, progress=progress, read_only=req.read_only)
+                                    scrub=deps.scrubber, progress=progress, destructive=req.destructive)
     except Exception:
         log.exception("action run #%s failed inside opsbot", run_id)
     finally:

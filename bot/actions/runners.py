@@ -159,13 +159,14 @@ class _ProviderConfig:
 
 async def run(runner: Runner, *, action: str, environment: str, run_id: int, requested_by: str,
               params: Mapping[str, Any], http: httpx.AsyncClient, scrub: Scrub, progress: Progress,
-              read_only: bool, environ: Mapping[str, str] | None = None) -> Outcome:
-    """Run it; never raises an OpsbotError (a failure is a failed Outcome, its text scrubbed)."""
+              destructive: bool, environ: Mapping[str, str] | None = None) -> Outcome:
+    """Run it; never raises an OpsbotError (a failure is a failed Outcome, its text scrubbed). A `sql` query
+    runs in a read-only transaction unless the action is `destructive: true` (whatever `read_only` says)."""
     values = template_values(action=action, environment=environment, run_id=run_id, requested_by=requested_by,
                              params=params)
     try:
         if isinstance(runner, SqlAction):
-            return await _sql(runner, params, read_only=read_only, scrub=scrub, where=f"actions.{action}."
+            return await _sql(runner, params, read_only=not destructive, scrub=scrub, where=f"actions.{action}."
                               f"environments.{environment}", environ=environ)
         if isinstance(runner, HttpAction):
             return await _http(runner, values, http=http, scrub=scrub, environ=environ)
