@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bot.emulator.harness import BotHarness
 from bot.models import ComponentState, IncidentEvent, PublicUpdate
 from tests.conftest import load_test_config
-from tests.status_page_support import declare, monitor, page_config, running_target
+from tests.test_status_page_support import declare, monitor, page_config, running_target
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.emulator.harness import BotHarness
-from tests.status_page_support import declare, monitor, page_config, running_target
+from tests.test_status_page_support import declare, monitor, page_config, running_target
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

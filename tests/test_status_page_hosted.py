@@ -13,7 +13,7 @@ from bot import jobs
 from bot.emulator.harness import BotHarness
 from bot.emulator.statuspage import StatuspageServer
 from bot.models import StatuspageIncident
-from tests.status_page_support import declare, monitor, page_config, running_target
+from tests.test_status_page_support import declare, monitor, page_config, running_target
 
 KEY = "sp-secret-key-0123456789"
 
