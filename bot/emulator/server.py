@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from bot.emulator.localserver import LocalServer
@@ -125,6 +125,13 @@ def build_app(state: SlackState) -> Starlette:
         state.respond(request.path_params["token"], payload if isinstance(payload, dict) else {})
         return JSONResponse({"ok": True})
 
+    async def upload(request: Request) -> PlainTextResponse:
+        """An upload_url from files.getUploadURLExternal: the raw bytes (Slack answers `OK - <size>`)."""
+        content = await request.body()
+        if not state.upload(request.path_params["file_id"], content):
+            return PlainTextResponse("file not found", status_code=404)
+        return PlainTextResponse(f"OK - {len(content)}")
+
     async def state_json(request: Request) -> JSONResponse:
         return JSONResponse(snapshot(state))
 
@@ -134,6 +141,7 @@ def build_app(state: SlackState) -> Starlette:
     return Starlette(routes=[
         Route("/api/{method}", api, methods=["GET", "POST"]),
         Route("/response/{token}", response_url, methods=["POST"]),
+        Route("/upload/v1/{file_id}", upload, methods=["POST"]),
         Route("/_state.json", state_json, methods=["GET"]),
         Route("/", state_page, methods=["GET"]),
     ])
@@ -207,6 +215,7 @@ class EmulatorServer:
 
     async def start(self) -> EmulatorServer:
         await self._server.start()
+        self.state.upload_base = self.base_url
         return self
 
     async def stop(self) -> None:

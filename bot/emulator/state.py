@@ -42,6 +42,7 @@ class Message:
     edits: int = 0
     pinned: bool = False
     metadata: dict[str, Any] | None = None  # {"event_type": …, "event_payload": {…}} as posted
+    files: list[dict[str, Any]] = field(default_factory=list)  # a file share (files.completeUploadExternal)
 
     def as_dict(self, *, metadata: bool = False) -> dict[str, Any]:
         """The message object; `metadata` only when asked for (conversations.history `include_all_metadata`)."""
@@ -53,6 +54,8 @@ class Message:
             data["edited"] = {"user": self.user, "ts": self.ts}
         if metadata and self.metadata:
             data["metadata"] = self.metadata
+        if self.files:
+            data.update(subtype="file_share", files=self.files, upload=True)
         return data
 
     def all_text(self) -> str:
@@ -139,6 +142,10 @@ class SlackState:
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.bot_user = BOT_USER
         self.scopes: list[str] = list(SCOPES)  # the bot token's scopes (the `x-oauth-scopes` header)
+        self.upload_base = "http://127.0.0.1:9"  # where upload_urls point (EmulatorServer sets its own address)
+        self.files: dict[str, dict[str, Any]] = {}  # files.getUploadURLExternal → upload → completeUploadExternal
+        self.home_views: dict[str, dict[str, Any]] = {}  # views.publish: the Home tab each user sees now
+        self.publish_log: list[dict[str, Any]] = []  # every views.publish, in order ({"user_id", "view"})
         for name in ("general", "incidents", "alerts", "ops", "random"):
             self.add_channel(name)
         self.add_user("U0ALICE01", "alice", "Alice Archer")
@@ -371,9 +378,80 @@ class SlackState:
         return {"view": view}
 
     def m_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
-        if _required(args, "user_id") not in self.users:
+        user = _required(args, "user_id")
+        if user not in self.users:
             raise SlackApiError("invalid_arguments", response_metadata={"messages": ["invalid `user_id`"]})
-        return {"view": args.get("view") or {}}
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise SlackApiError("invalid_arguments", response_metadata={"messages": ["a Home view needs type home"]})
+        blocks = view.get("blocks") or []
+        _check_blocks(blocks, limit=100)
+        if len(view.get("private_metadata") or "") > 3000:
+            raise SlackApiError("invalid_arguments", response_metadata={"messages": ["private_metadata too long"]})
+        previous = self.home_views.get(user)
+        if args.get("hash") and previous is not None and args["hash"] != previous["hash"]:
+            raise SlackApiError("hash_conflict")
+        stored = {**view, "id": previous["id"] if previous else self.new_id("V"), "team_id": TEAM,
+                  "hash": f"{time.time():.6f}.{next(self._ids)}", "app_id": "A0EMULATOR", "bot_id": BOT_ID,
+                  "state": {"values": {}}}
+        self.home_views[user] = stored
+        self.publish_log.append({"user_id": user, "view": stored})
+        self.emit("view", {"method": "views.publish", "view": stored})
+        return {"view": stored}
+
+    # -- files (upload v2: get an upload URL, POST the bytes there, complete to share) ---------
+    def m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename = str(args.get("filename") or "")
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            raise SlackApiError("invalid_arguments") from None
+        if not filename or length <= 0:
+            raise SlackApiError("missing_argument")
+        file_id = self.new_id("F")
+        self.files[file_id] = {"id": file_id, "name": filename, "length": length, "content": None,
+                               "title": filename, "alt_txt": args.get("alt_txt"), "shares": {}}
+        return {"upload_url": f"{self.upload_base}/upload/v1/{file_id}", "file_id": file_id}
+
+    def upload(self, file_id: str, content: bytes) -> bool:
+        """The bytes POSTed to an upload_url; False for an unknown (or already completed) file."""
+        found = self.files.get(file_id)
+        if found is None or found["shares"]:
+            return False
+        found["content"] = content
+        return True
+
+    def m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        if not isinstance(files, list) or not files:
+            raise SlackApiError("invalid_arguments")
+        entries = []
+        for item in files:
+            found = self.files.get(str((item or {}).get("id")))
+            if found is None or found["content"] is None:
+                raise SlackApiError("file_not_found")
+            entries.append((found, item))
+        channel = self.channel(args["channel_id"]) if args.get("channel_id") else None
+        if channel is not None and BOT_USER not in channel.members:
+            raise SlackApiError("not_in_channel")
+        shared = []
+        for found, item in entries:
+            found["title"] = item.get("title") or found["name"]
+            shared.append({"id": found["id"], "name": found["name"], "title": found["title"],
+                           "size": len(found["content"]), "mimetype": _mimetype(found["name"]),
+                           "url_private": f"{self.upload_base}/files/{found['id']}"})
+        if channel is not None:
+            message = Message(channel=channel.id, ts=self.new_ts(), text=str(args.get("initial_comment") or ""),
+                              thread_ts=args.get("thread_ts") or None, files=shared)
+            channel.messages.append(message)
+            for found, _ in entries:
+                found["shares"] = {"public": {channel.id: [{"ts": message.ts}]}}
+            self.emit("message", {"channel": channel, "message": message})
+        return {"files": shared}
 
     def m_conversations_create(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args.get("name") or "")
@@ -523,6 +601,11 @@ class SlackState:
         entry = {"token": token, **payload}
         self.responses.append(entry)
         self.emit("response", entry)
+
+
+def _mimetype(name: str) -> str:
+    return {"png": "image/png", "csv": "text/csv", "txt": "text/plain"}.get(name.rsplit(".", 1)[-1].lower(),
+                                                                            "application/octet-stream")
 
 
 def _required(args: dict[str, Any], name: str) -> Any:

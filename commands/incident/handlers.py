@@ -32,6 +32,7 @@ from commands.incident import modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
 from commands.incident.parse import Command, parse, unescape
+from commands.insights import is_stats, stats_command
 from commands.router import Router
 from commands.runbook import incident_runbook_command, is_runbook_verb
 from commands.statuspage import is_publish, publish_command
@@ -61,6 +62,9 @@ async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Resp
         return
     if is_runbook_verb(command.get("text")):  # `/incident runbook <name>`: a checklist (commands/runbook)
         await incident_runbook_command(ack, command, deps)
+        return
+    if is_stats(command.get("text")):  # `/incident stats …`: numbers and a chart (commands/insights)
+        await stats_command(ack, command, deps)
         return
     try:
         cmd = parse(command.get("text"), deps.config)
