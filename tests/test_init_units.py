@@ -22,7 +22,7 @@ def load(markdown: str) -> tuple[object, str]:
     return parse_config(yaml.safe_load(result.text), env={}), result.text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40))
 def test_every_string_reads_back_as_written(text: str) -> None:
     assert yaml.safe_load(f"k: {scalar(text)}") == {"k": clean(text)}

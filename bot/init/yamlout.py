@@ -60,12 +60,13 @@ class Seq:
 
 Value = Scalar | Literal | Map | Seq
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What YAML does not accept in a stream (its "printable" set, less NEL, inverted).
+_CONTROL = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _PLAIN = re.compile(r"^[A-Za-z0-9_$/.(][^#\n]*$")
 
 
 def clean(text: str) -> str:
-    """Text with control characters (which YAML refuses) removed."""
+    """Text with the characters YAML refuses (control characters, U+FFFE, lone surrogates) removed."""
     return _CONTROL.sub("", text)
 
 
