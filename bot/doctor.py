@@ -122,6 +122,7 @@ class Doctor:
     url: str | None = None
     socket_mode: bool = False
     scopes: frozenset[str] = frozenset()
+    bot_name: str = ""  # the bot user's name, from auth.test
 
     async def run(self) -> list[Finding]:
         findings = self.check_settings()
@@ -177,6 +178,7 @@ class Doctor:
                             "check SLACK_API_URL and the network")]
         found = [Finding(Mark.OK, f"auth.test: bot {who.get('user', '?')} ({who.get('user_id', '?')}) in team "
                                   f"{who.get('team', '?')}")]
+        self.bot_name = str(who.get("user") or "")
         self.scopes = frozenset(s.strip() for s in headers.get("x-oauth-scopes", "").split(",") if s.strip())
         found.append(self._scopes_finding(headers))
         if self.config is not None:
@@ -223,7 +225,7 @@ class Doctor:
         return found
 
     def _bot_name(self) -> str:
-        return self.config.name if self.config is not None else "opsbot"
+        return self.bot_name or (self.config.name if self.config is not None else "opsbot")
 
     async def _handles(self, slack: Slack) -> list[Finding]:
         assert self.config is not None
@@ -262,10 +264,11 @@ class Doctor:
             return [Finding(Mark.FAIL, f"{where}: {problem}", "check DATABASE_URL and that the server is up")]
         if problem is None:
             return [Finding(Mark.OK, f"{where}: reachable, at the migration head ({', '.join(migration_heads())})")]
+        schema = problem.removeprefix("database ").split(": run")[0]
         if revisions and not revisions <= _known_revisions():
-            return [Finding(Mark.FAIL, f"{where}: {problem.split(': run')[0]} (newer than this opsbot)",
+            return [Finding(Mark.FAIL, f"{where}: {schema} (newer than this opsbot)",
                             "deploy the opsbot version that migrated it")]
-        return [Finding(Mark.WARN, f"{where}: {problem.split(': run')[0]}",
+        return [Finding(Mark.WARN, f"{where}: {schema}",
                         "run `opsbot db upgrade` (`opsbot serve` also upgrades it at start)")]
 
     # -- targets ---------------------------------------------------------------------------------------
