@@ -138,7 +138,7 @@ async def test_a_database_behind_the_head_warns_and_an_unknown_revision_fails(
         async with db.engine.begin() as conn:
             await conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
         await db.dispose()
-    assert any("database schema revision is 0001, expected" in line and "run `opsbot db upgrade`" in line
+    assert any(": schema revision is 0001, expected" in line and "run `opsbot db upgrade`" in line
                for line in _lines(behind, Mark.WARN)), doctor.render(behind)
     assert any("9999_from_the_future" in line and "newer than this opsbot" in line
                for line in _lines(ahead, Mark.FAIL)), doctor.render(ahead)
