@@ -489,4 +489,5 @@ class FollowUp(Base):
     tracker_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
     tracker_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
     tracker_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    tracker_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_reminded_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -28,6 +28,7 @@ from commands.common import (
     right_after_ack,
     user_of,
 )
+from commands.followups import is_lifecycle_verb, lifecycle_command
 from commands.incident import modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
@@ -62,6 +63,9 @@ async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Resp
         return
     if is_runbook_verb(command.get("text")):  # `/incident runbook <name>`: a checklist (commands/runbook)
         await incident_runbook_command(ack, command, deps)
+        return
+    if is_lifecycle_verb(command.get("text")):  # role, roles, followup, followups (commands/followups)
+        await lifecycle_command(ack, command, deps)
         return
     if is_stats(command.get("text")):  # `/incident stats …`: numbers and a chart (commands/insights)
         await stats_command(ack, command, deps)

@@ -176,7 +176,10 @@ class SlackIncidents:
         await asyncio.gather(*extra)
 
     async def remind(self, incident: Incident, *, quiet_for: str) -> None:
-        await self._page(incident, render.reminder(incident, quiet_for=quiet_for))
+        from bot.incidents.roles import remind_whom  # status updates go to communications when someone holds it
+
+        owner = await remind_whom(self.deps.db, config=self.deps.config, incident=incident, reminder="status_update")
+        await self._page(incident, render.reminder(incident, quiet_for=quiet_for, owner=owner))
 
     # -- changes --------------------------------------------------------------------------------------
     async def status_update(self, incident: Incident, text: str) -> None:
@@ -191,6 +194,10 @@ class SlackIncidents:
                              *([self.set_topic(incident)] if topic else []))
 
     async def resolved(self, incident: Incident, postmortem: str) -> None:
-        text, blocks = render.postmortem(postmortem)
+        from commands.followups import postmortem_extra  # roles, follow-ups, *Add follow-up* (commands/followups)
+
+        extra, buttons = await postmortem_extra(self.deps, incident.id)
+        text, blocks = render.postmortem(postmortem + extra)
+        blocks = [*blocks, *buttons]
         await asyncio.gather(self._post(self._home(incident), f"📝 Postmortem draft for {incident.ref}\n{text}",
                                         blocks, "postmortem"), self.set_topic(incident))

@@ -209,8 +209,8 @@ def declared(incident: Incident, *, announced_in: str, announcement_error: str |
     return "\n".join(lines)
 
 
-def reminder(incident: Incident, *, quiet_for: str) -> str:
-    return (f"⏰ <@{incident.commander_id}>: no update on {incident.ref} for {quiet_for}. "
+def reminder(incident: Incident, *, quiet_for: str, owner: str | None = None) -> str:
+    return (f"⏰ <@{owner or incident.commander_id}>: no update on {incident.ref} for {quiet_for}. "
             f"Post one with `/incident update [status] <text>` or the *Post update* button.")
 
 

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("tracker_url", sa.String(512), nullable=True),
         sa.Column("tracker_state", sa.String(32), nullable=True),
         sa.Column("tracker_error", sa.String(255), nullable=True),
+        sa.Column("tracker_attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("last_reminded_at", At, nullable=True),
     )
 
