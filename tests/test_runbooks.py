@@ -70,6 +70,19 @@ def step_line(message: Message, step: int) -> str:
     return str(block["text"]["text"])
 
 
+def declare_values(title: str, severity: str, *, service: str | None = None) -> dict[str, dict[str, Any]]:
+    """The declare modal's fields, as Slack submits them."""
+    def text(value: str | None) -> dict[str, Any]:
+        return {"type": "plain_text_input", "value": value or None}
+
+    return {"title": {"title": text(title)},
+            "severity": {"severity": {"type": "static_select", "selected_option": {"value": severity}}},
+            "service": {"service": text(service)},
+            "environment": {"environment": {"type": "static_select", "selected_option": {"value": "prod"}}},
+            "impact": {"impact": text(None)}, "description": {"description": text(None)},
+            "commander": {"commander": {"type": "users_select", "selected_user": ALICE}}}
+
+
 async def events(bot: BotHarness, incident_id: int) -> list[IncidentEvent]:
     async with bot.deps.db.session() as session:
         return list((await session.scalars(select(IncidentEvent).where(IncidentEvent.incident_id == incident_id)
@@ -218,7 +231,6 @@ async def test_incident_runbook_posts_the_checklist_too(make_bot: Any, tmp_path:
 
 
 async def test_an_incident_opened_from_an_alert_gets_its_rules_runbook(make_bot: Any, tmp_path: Path) -> None:
-    from tests.status_page_support import declare_values
     from tests.test_alerts_buttons import Metric, button, firing
 
     metric = Metric()
@@ -238,7 +250,6 @@ async def test_an_incident_opened_from_an_alert_gets_its_rules_runbook(make_bot:
 
 
 async def test_an_incident_without_a_runbook_gets_none(make_bot: Any, tmp_path: Path) -> None:
-    from tests.status_page_support import declare_values
 
     bot = await make_bot(config=config(tmp_path))
     await bot.command("/incident", "")
