@@ -19,7 +19,7 @@ from bot.emulator.localserver import LocalServer
 from bot.errors import ConfigError
 from tests.conftest import TESTS, load_test_config
 
-HEADER = "severities: [{name: P1}]\n"
+HEADER = "severities: [{name: P1, response: immediate}]\n"
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

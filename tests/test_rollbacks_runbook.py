@@ -292,6 +292,7 @@ def test_config_check_warns_of_a_version_command_it_cannot_find(tmp_path: Path) 
     from bot.config import check_file
 
     path = tmp_path / "opsbot.yml"
-    path.write_text("severities: [{name: P1}]\nrollbacks:\n  api:\n    versions: {command: [no-such-az, acr]}\n"
+    path.write_text("severities: [{name: P1, response: immediate}]\n"
+                    "rollbacks:\n  api:\n    versions: {command: [no-such-az, acr]}\n"
                     "    environments: {staging: {provider: command, argv: ['true']}}\n")
     assert check_file(path) == ([], ["rollbacks.api.versions.command: `no-such-az` is not on PATH here"])

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from bot.config import files, targets
+from bot.config import files, incidents, targets
 from bot.config.actions import Action
 from bot.config.alerts import AlertRule, AlertSettings, Threshold
 from bot.config.base import Model, Name
@@ -286,7 +286,9 @@ def check_file(path: Path | str | None, env: Mapping[str, str] | None = None) ->
     config, errors, warnings = _load(path, env)
     if config is None:
         return errors, warnings
-    return [], warnings + missing_env(config, env) + targets.warnings(config) + _source_warnings(config)
+    incident_errors, incident_warnings = incidents.check(config)  # update_template rendered, severities' response
+    return incident_errors, (warnings + missing_env(config, env) + targets.warnings(config) + _source_warnings(config)
+                             + incident_warnings)
 
 
 def _source_warnings(config: Config) -> list[str]:

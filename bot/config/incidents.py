@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,9 +11,15 @@ from bot.config.base import Model, Name
 from bot.config.secrets import EnvRef, EnvUrl
 from bot.durations import Duration
 
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.models import Incident, IncidentEvent
+
 
 class Severity(Model):
     name: str
+    # The runbook's word for the level ("Critical", "High"…), shown beside the name: `P1 (Critical)`.
+    label: str = ""
     description: str = ""
     response: Duration = timedelta(hours=24)
     escalate_to: list[str] = Field(default_factory=list)
@@ -29,6 +34,11 @@ class Severity(Model):
     @property
     def immediate(self) -> bool:
         return self.response == timedelta(0)
+
+    @property
+    def shown(self) -> str:
+        """The name with its label, as people read it: `P1 (Critical)`, or `P1`."""
+        return f"{self.name} ({self.label})" if self.label else self.name
 
 
 # -- roles and the follow-up tracker (bot/incidents/roles.py, bot/followups) -----------------------------
@@ -119,3 +129,61 @@ class IncidentSettings(Model):
 
             compile_template(value)
         return value
+
+
+# -- `opsbot config check` (bot.config.check_file) ---------------------------------------------------------
+RESPONSE_UNSET = "not set, so it defaults to 24h; set it from your runbook's severity table"
+
+
+def check(config: Config) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of the incident sections that validation cannot see: `update_template` rendered
+    against a sample incident (every field set, two updates; open and resolved, at every severity), where an
+    undefined name is an error naming the line and the field; a severity without `response`, a warning."""
+    warnings = [f"severities.{s.name}.response: {RESPONSE_UNSET}" for s in config.severities
+                if "response" not in s.model_fields_set]
+    template = config.incidents.update_template
+    if not template:
+        return [], warnings
+    from bot.incidents import template_context
+    from bot.templates import render
+
+    errors: list[str] = []
+    for incident, timeline in _samples(config):
+        try:
+            render(template, template_context(config, incident, timeline), builtin=False)
+        except ValueError as exc:
+            problem = f"incidents.update_template: {str(exc).removeprefix('template failed: ')}"
+            if problem not in errors:
+                errors.append(problem)
+    return errors, warnings
+
+
+def _samples(config: Config) -> list[tuple[Incident, list[IncidentEvent]]]:
+    """A declared incident with two updates, then the same resolved, at each severity of the config."""
+    from bot.models import Incident, IncidentEvent
+
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    found = []
+    for severity in config.severities:
+        for resolved in (False, True):
+            incident = Incident(
+                id=42, title="Checkout is down", severity=severity.name,
+                status="resolved" if resolved else "identified", service="checkout", environment="prod",
+                impact="EU card payments fail", description="Errors on /pay",
+                eta="30m", reporter_id="U0REPORTER", commander_id="U0COMMANDER", source_link="https://example.com/a",
+                channel_id="C0INCIDENT", channel_name="inc-42-checkout-is-down", created_at=start,
+                acknowledged_at=start + timedelta(minutes=2), acknowledged_by="U0COMMANDER",
+                last_update_at=start + timedelta(minutes=10), version=3,
+                resolved_at=start + timedelta(minutes=40) if resolved else None,
+                resolution="Rolled back checkout to v1.4.2" if resolved else None)
+            events = [IncidentEvent(incident_id=42, at=start, actor="U0REPORTER", kind="declared",
+                                    text=f"{severity.name} declared: Checkout is down", data={}),
+                      IncidentEvent(incident_id=42, at=start + timedelta(minutes=5), actor="U0COMMANDER",
+                                    kind="update", text="Card processor timing out", data={"status": "investigating"}),
+                      IncidentEvent(incident_id=42, at=start + timedelta(minutes=10), actor="U0COMMANDER",
+                                    kind="update", text="Bad deploy of checkout", data={"status": "identified"})]
+            if resolved:
+                events.append(IncidentEvent(incident_id=42, at=start + timedelta(minutes=40), actor="U0COMMANDER",
+                                            kind="resolved", text="Rolled back checkout to v1.4.2", data={}))
+            found.append((incident, events))
+    return found

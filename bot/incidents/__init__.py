@@ -112,6 +112,7 @@ class Declaration:
     impact: str | None = None
     description: str | None = None
     source_link: str | None = None
+    eta: str | None = None
 
 
 async def by_dedup_key(session: AsyncSession, *, dedup_key: str) -> Incident | None:
@@ -136,7 +137,8 @@ async def declare(session: AsyncSession, *, config: Config, clock: Clock, reques
     now = clock()
     incident = Incident(
         title=title[:MAX_TITLE], severity=severity, status=STATUSES[0], service=_clean(request.service, 255),
-        environment=_clean(request.environment, 64), impact=_clean(request.impact), eta=None,
+        environment=_clean(request.environment, 64), impact=_clean(request.impact),
+        eta=_clean(request.eta, 255),
         description=_clean(request.description), reporter_id=request.reporter_id,
         commander_id=request.commander_id or request.reporter_id, source_link=_clean(request.source_link, 1024),
         dedup_key=dedup_key, created_at=now,
@@ -501,9 +503,11 @@ def template_context(config: Config, incident: Incident, timeline: list[Incident
     """What templates see: plain values only (the sandbox never gets ORM objects or the config)."""
     try:
         level = config.severity(incident.severity)
-        severity = {"name": level.name, "description": level.description, "response": describe_response(level)}
+        severity = {"name": level.name, "label": level.label, "shown": level.shown, "description": level.description,
+                    "response": describe_response(level)}
     except NotFound:
-        severity = {"name": incident.severity, "description": "", "response": ""}
+        severity = {"name": incident.severity, "label": "", "shown": incident.severity, "description": "",
+                    "response": ""}
     fields = ("id", "title", "severity", "status", "service", "environment", "impact", "description", "eta",
               "reporter_id", "commander_id", "source_link", "channel_id", "channel_name", "created_at",
               "acknowledged_at", "acknowledged_by", "resolved_at", "resolution")
@@ -512,23 +516,55 @@ def template_context(config: Config, incident: Incident, timeline: list[Incident
     updates = [{"at": e.at, "actor": e.actor if e.actor != "opsbot" else None, "text": e.text,
                 "status": RESOLVED if e.kind == "resolved" else (e.data or {}).get("status")}
                for e in timeline if e.kind in ("update", "resolved")]
+    if config.incidents.update_template:  # the first status message, posted from it at declaration
+        updates.insert(0, {"at": incident.created_at, "actor": None, "text": initial_update(incident),
+                           "status": STATUSES[0]})
     entries = [{"at": e.at, "actor": e.actor if e.actor != "opsbot" else None, "kind": e.kind, "text": e.text}
-               for e in timeline]
+               for e in timeline if e.kind != TEMPLATE_FAILED]
     end = incident.resolved_at
     return {"incident": data, "severity": severity, "updates": updates, "events": entries,
             "duration": age(incident.created_at, end) if end else None}
 
 
-def status_text(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:
-    """The status update message, from `incidents.update_template` or the bundled template."""
+INITIAL_UPDATE = "Initial alert received"
+TEMPLATE_FAILED = "template_failed"  # the timeline entry that says the team's template failed (told once)
+
+
+def initial_update(incident: Incident) -> str:
+    """The first status message's text: the declaration's description (its first line), else the runbook's
+    "Initial alert received"."""
+    first = (incident.description or "").strip().splitlines()
+    return first[0][:300] if first else INITIAL_UPDATE
+
+
+def render_status(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> tuple[str, str | None]:
+    """The status update message from `incidents.update_template` (else the bundled template), and why the
+    team's template failed when it did (the bundled one was used: an update must still go out)."""
     context = template_context(config, incident, timeline)
     custom = config.incidents.update_template
+    failure = None
     if custom:
         try:
-            return render(custom, context, builtin=False)
-        except ValueError as exc:  # an update must still go out: fall back to the bundled template
-            log.warning("incidents.update_template failed (%s); using the default template", exc)
-    return render("status_update.md.j2", context)
+            return render(custom, context, builtin=False), None
+        except ValueError as exc:
+            failure = str(exc).removeprefix("template failed: ")
+            log.warning("incidents.update_template failed (%s); using the default template", failure)
+    return render("status_update.md.j2", context), failure
+
+
+def status_text(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:
+    """The status update message, from `incidents.update_template` or the bundled template."""
+    return render_status(config, incident, timeline)[0]
+
+
+async def claim_template_notice(session: AsyncSession, *, clock: Clock, incident: Incident, failure: str) -> bool:
+    """True the first time the team's template failed for this incident (on the locked incident): the
+    incident channel is told once, not on every update."""
+    if await last_event(session, incident_id=incident.id, kinds=(TEMPLATE_FAILED,)) is not None:
+        return False
+    await add_event(session, clock=clock, incident_id=incident.id, actor="opsbot", kind=TEMPLATE_FAILED,
+                    text=f"incidents.update_template failed ({failure[:300]}); the bundled template was used")
+    return True
 
 
 def postmortem(config: Config, incident: Incident, timeline: list[IncidentEvent]) -> str:

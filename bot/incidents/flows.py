@@ -98,7 +98,8 @@ class SetUp:
 
 @dataclass(frozen=True)
 class Change:
-    """A one-line change to tell the incident's channel: `kind` is acknowledged, severity or commander."""
+    """A one-line change to tell the incident's channel: `kind` is acknowledged, severity, commander or template
+    (the team's update_template failed: `before` says why)."""
 
     kind: str
     actor: str
@@ -294,6 +295,8 @@ async def _set_up(s: Services, notifier: IncidentNotifier, incident: Incident, *
                  notifier.set_topic(incident)]
     jobs.append(_page_declared(s, notifier, incident))  # levels due at once, and `inform:`
     unsaved, (summary_error, summary_unsaved), *_ = await asyncio.gather(saved, summary, *jobs)
+    if s.config.incidents.update_template and not resume:  # the first status message, from the team's template
+        await post_status(s, notifier, incident, [])
     await notifier.declared(incident, SetUp(announcement_error=posted.error, summary_error=summary_error,
                                             unsaved=unsaved or summary_unsaved))
     # The announcement's buttons work as soon as it is posted: a change committed meanwhile edited the
@@ -399,6 +402,24 @@ async def _post_summary(s: Services, notifier: IncidentNotifier, incident: Incid
 
 
 # -- changes ----------------------------------------------------------------------------------------
+async def post_status(s: Services, notifier: IncidentNotifier, incident: Incident,
+                      timeline: list[IncidentEvent]) -> None:
+    """The templated status update; when the team's template fails the bundled one goes out, and the
+    incident's channel is told so the first time (claimed on the incident: once, whoever posts)."""
+    text, failure = incidents.render_status(s.config, incident, timeline)
+    await notifier.status_update(incident, text)
+    if failure is None:
+        return
+    try:
+        _, _, first = await incidents.apply(s.db, incident_id=incident.id, mutate=lambda session, row: (
+            incidents.claim_template_notice(session, clock=s.clock, incident=row, failure=failure)))
+    except Exception as exc:  # the update went out; the notice waits for the next one
+        log.warning("the template notice of %s is not recorded: %s", incident.ref, type(exc).__name__)
+        return
+    if first:
+        await notifier.changed(incident, Change("template", "opsbot", failure))
+
+
 async def change(s: Services, *, actor: str, action: str, incident_id: int,
                  mutate: Mutation) -> tuple[Incident, list[IncidentEvent], Any]:
     """Check `action` is allowed for `actor` in the incident's environment, then apply `mutate` (in turn with
@@ -441,7 +462,7 @@ async def update(s: Services, notifier: IncidentNotifier, *, incident_id: int, a
     if posted is None:
         log.info("update %s of %s already posted", request, incident.ref)
         return
-    await asyncio.gather(notifier.status_update(incident, incidents.status_text(s.config, incident, timeline)),
+    await asyncio.gather(post_status(s, notifier, incident, timeline),
                          refresh(s, notifier, incident, timeline))
 
 
@@ -500,7 +521,7 @@ async def resolve(s: Services, notifier: IncidentNotifier, *, incident_id: int, 
                                              mutate=mutate)
     else:
         incident, timeline, _ = await incidents.apply(s.db, incident_id=incident_id, mutate=mutate)
-    await asyncio.gather(notifier.status_update(incident, incidents.status_text(s.config, incident, timeline)),
+    await asyncio.gather(post_status(s, notifier, incident, timeline),
                          refresh(s, notifier, incident, timeline),
                          notifier.resolved(incident, incidents.postmortem(s.config, incident, timeline)),
                          _propagate(s, incident, "resolve", actor, source))

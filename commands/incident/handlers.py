@@ -87,7 +87,8 @@ async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Resp
     requester = {"user": user, "channel": channel, "response_url": command.get("response_url")}
     once = request_key(command)
     if cmd.verb == "open":
-        declaration = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user, commander_id=user)
+        declaration = Declaration(title=cmd.text, severity=cmd.severity or "", reporter_id=user,
+                                  **{"commander_id": user, **cmd.fields})  # key=value pairs (parse.FIELD_KEYS)
         await ack_deferred(ack, deps, "incident.declare", answer=ephemeral(
             f"Declaring a {cmd.severity} incident: {cmd.text}…"), once=once, **requester,
             declaration=dataclasses.asdict(declaration), dedup_key=_key("trigger", command.get("trigger_id")))

@@ -51,7 +51,7 @@ async def read(deps: Deps, *, user: str, channel: str | None, response_url: str 
     """list, show, timeline, postmortem: answered to the requester only."""
     if verb == "list":
         rows = await flows.open_incidents(deps.db, config=deps.config)
-        text, blocks = render.incident_list(rows, now=deps.clock())
+        text, blocks = render.incident_list(rows, now=deps.clock(), severities=deps.config.severities)
     else:
         found = await flows.locate(deps.db, ref=ref, channel_id=channel)
         incident, events = await flows.read(deps.db, incident_id=found.id)

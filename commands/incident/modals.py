@@ -18,8 +18,8 @@ TITLE_MAX = 200
 
 
 def severity_options(config: Config) -> list[dict[str, Any]]:
-    return [bk.option(s.name, s.name, " · ".join(p for p in (s.description, f"respond {incidents.describe_response(s)}")
-                                                  if p))
+    return [bk.option(s.shown, s.name, " · ".join(
+        p for p in (s.description, f"respond {incidents.describe_response(s)}") if p))
             for s in config.severities]
 
 

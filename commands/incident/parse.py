@@ -4,8 +4,9 @@ UnknownSeverity, which lists the valid names."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bot.actions import services as known_services
 from bot.config import Config
 from bot.errors import InvalidInput, NotFound
 from bot.incidents import STATUSES, parse_status
@@ -29,6 +30,16 @@ class Command:
     status: str | None = None
     text: str = ""
     user: str | None = None
+    # `open`'s key=value pairs, by Declaration field (service, environment, impact, eta, description, commander_id).
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# `/incident open P1 Checkout down service=checkout impact="EU card payments fail" eta=30m`: what each key sets.
+FIELD_KEYS = {"service": "service", "environment": "environment", "env": "environment", "impact": "impact",
+              "eta": "eta", "description": "description", "desc": "description", "commander": "commander_id"}
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)=")
+# Opening quote → the quotes that close it: Slack (and phones) turn "…" into “…” and '…' into ‘…’.
+_QUOTES = {'"': '"”“', "“": '”"“', "”": '”"', "„": '“”"', "'": "'’‘", "‘": "’'‘", "’": "’'"}
 
 
 def safe_text(text: str | None, *, raw: bool) -> str:
@@ -67,6 +78,82 @@ def _is_severity(config: Config, word: str) -> bool:
     return True
 
 
+def split_fields(text: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Words and `key=value` pairs, in order: a value may be quoted ("…", '…', “…”, ‘…’), and a quote closes
+    only before a space or the end, so `impact='EU can’t pay'` keeps its apostrophe. Pure; InvalidInput for
+    an unclosed quote."""
+    words: list[str] = []
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        key = _KEY.match(text, i)
+        if key is None:
+            end = i
+            while end < n and not text[end].isspace():
+                end += 1
+            words.append(text[i:end])
+            i = end
+            continue
+        start = key.end()
+        closing = _QUOTES.get(text[start]) if start < n else None
+        if closing is None:
+            end = start
+            while end < n and not text[end].isspace():
+                end += 1
+            pairs.append((key.group(1), text[start:end]))
+            i = end
+            continue
+        end = start + 1
+        while end < n and not (text[end] in closing and (end + 1 == n or text[end + 1].isspace())):
+            end += 1
+        if end >= n:
+            raise InvalidInput(f"The value of `{key.group(1)}=` has no closing quote: "
+                               f"write e.g. `{key.group(1)}=\"EU card payments fail\"`.")
+        pairs.append((key.group(1), text[start + 1:end]))
+        i = end + 1
+    return words, pairs
+
+
+def _choose(kind: str, value: str, valid: list[str]) -> str:
+    """`value` as the config spells it, when the config names any; NotFound lists them."""
+    if not valid:
+        return value
+    for name in valid:
+        if name.lower() == value.lower():
+            return name
+    raise NotFound(kind, value, valid)
+
+
+def declaration_fields(pairs: list[tuple[str, str]], config: Config) -> dict[str, str]:
+    """The Declaration fields `key=value` pairs set; an unknown key, environment or service lists the valid ones."""
+    found: dict[str, str] = {}
+    for key, raw in pairs:
+        name = FIELD_KEYS.get(key.lower())
+        if name is None:
+            raise InvalidInput(f"Unknown field `{key}=`. Valid fields: "
+                               + ", ".join(f"`{k}=`" for k in dict.fromkeys(FIELD_KEYS)
+                                           if k not in ("env", "desc")) + ".")
+        value = " ".join(raw.split())
+        if not value:
+            raise InvalidInput(f"`{key}=` needs a value, e.g. `{key}=\"…\"`.")
+        if name == "commander_id":
+            user = parse_user(value)
+            if user is None:
+                raise InvalidInput(f"`{key}=` takes a mention, e.g. `commander=@jane`.")
+            value = user
+        elif name == "environment":
+            value = _choose("environment", value, list(config.environments))
+        elif name == "service":
+            value = _choose("service", value, known_services(config))
+        else:
+            value = safe_text(value, raw=False)
+        found[name] = value
+    return found
+
+
 def parse(text: str | None, config: Config) -> Command:
     """Raises InvalidInput (with usage) or UnknownSeverity; never touches the network or the database."""
     words = (text or "").split()
@@ -84,8 +171,11 @@ def parse(text: str | None, config: Config) -> Command:
         if not rest:
             return Command("modal")
         severity = config.severity(rest[0]).name  # raises UnknownSeverity listing the valid ones
-        title = safe_text(" ".join(rest[1:]), raw=False)
-        return Command("open", severity=severity, text=title) if title else Command("modal", severity=severity)
+        title_words, pairs = split_fields(" ".join(rest[1:]))  # spacing inside a quoted value is normalized anyway
+        title = safe_text(" ".join(title_words), raw=False)
+        fields = declaration_fields(pairs, config)
+        return (Command("open", severity=severity, text=title, fields=fields) if title
+                else Command("modal", severity=severity))
     ref, rest = _ref_and_rest(rest)
     if verb == "update":
         status = parse_status(rest[0]) if rest else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +25,15 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%H:%M UTC") if at else "—"
 
 
-def title_line(incident: Incident) -> str:
-    """mrkdwn (Slack-escaped); headers are plain_text, which shows entities as typed: unescape for those."""
-    return f"{incident.ref} · {incident.severity} · {incident.title}"
+def title_line(incident: Incident, severity: Severity | None = None) -> str:
+    """mrkdwn (Slack-escaped); headers are plain_text, which shows entities as typed: unescape for those.
+    With its `severity` the level shows its label: `INC-1 · P1 (Critical) · Checkout down`."""
+    return f"{incident.ref} · {shown(incident, severity)} · {incident.title}"
+
+
+def shown(incident: Incident, severity: Severity | None) -> str:
+    """The incident's severity with its label (`P1 (Critical)`) when the config still knows it."""
+    return severity.shown if severity is not None and severity.name == incident.severity else incident.severity
 
 
 def channel_field(incident: Incident, pending_name: str | None = None) -> str:
@@ -38,8 +45,8 @@ def channel_field(incident: Incident, pending_name: str | None = None) -> str:
 
 
 def facts(incident: Incident, severity: Severity | None, *, pending_channel: str | None = None) -> list[str]:
-    level = f"*Severity*\n{incident.severity}" + (f" — {severity.description}" if severity and severity.description
-                                                   else "")
+    level = f"*Severity*\n{shown(incident, severity)}" + (
+        f" — {severity.description}" if severity and severity.description else "")
     status = f"*Status*\n{STATUS_EMOJI.get(incident.status, '')} {incident.status.capitalize()}"
     if incident.acknowledged_at:
         acked = f"*Acknowledged*\n<@{incident.acknowledged_by}> at {_when(incident.acknowledged_at)}"
@@ -83,8 +90,8 @@ def _footer(incident: Incident, now: datetime, last_update: str | None) -> Block
 def announcement(incident: Incident, severity: Severity | None, *, now: datetime, last_update: str | None = None,
                  pending_channel: str | None = None) -> tuple[str, Blocks]:
     """The message in the incidents channel; edited in place on every change."""
-    text = f"🚨 {title_line(incident)}"
-    blocks = [bk.header(f"🚨 {unescape(title_line(incident))}"),
+    text = f"🚨 {title_line(incident, severity)}"
+    blocks = [bk.header(f"🚨 {unescape(title_line(incident, severity))}"),
               bk.fields_section(facts(incident, severity, pending_channel=pending_channel)),
               *_footer(incident, now, last_update), *buttons(incident)]
     return text, blocks
@@ -93,8 +100,9 @@ def announcement(incident: Incident, severity: Severity | None, *, now: datetime
 def summary(incident: Incident, severity: Severity | None, *, now: datetime,
             last_update: str | None = None) -> tuple[str, Blocks]:
     """The pinned summary in the incident channel: the announcement plus the description and source."""
-    text = f"📌 {title_line(incident)}"
-    blocks = [bk.header(f"📌 {unescape(title_line(incident))}"), bk.fields_section(facts(incident, severity))]
+    text = f"📌 {title_line(incident, severity)}"
+    blocks = [bk.header(f"📌 {unescape(title_line(incident, severity))}"),
+              bk.fields_section(facts(incident, severity))]
     if incident.description:
         blocks.append(bk.section(f"*Description*\n{bk.cut(incident.description, 2800)}"))
     if incident.source_link:
@@ -140,6 +148,9 @@ def change_line(incident: Incident, change: Change) -> str:
     """The note a change leaves in the incident's channel."""
     if change.kind == "acknowledged":
         return f"✋ {_who(change.actor)} acknowledged {incident.ref}."
+    if change.kind == "template":  # flows.post_status: the team's update_template failed (told once)
+        return (f":warning: `incidents.update_template` failed ({bk.cut(change.before or '', 500)}), so this "
+                f"update of {incident.ref} used opsbot's bundled template. Fix it and run `opsbot config check`.")
     if change.kind == "severity":
         return f"🔺 <@{change.actor}> changed the severity of {incident.ref}: {change.before} → {incident.severity}."
     return (f"🧑‍✈️ <@{incident.commander_id}> is now the incident commander of {incident.ref} "
@@ -214,16 +225,17 @@ def reminder(incident: Incident, *, quiet_for: str, owner: str | None = None) ->
             f"Post one with `/incident update [status] <text>` or the *Post update* button.")
 
 
-def incident_list(rows: list[Incident], *, now: datetime) -> tuple[str, Blocks]:
+def incident_list(rows: list[Incident], *, now: datetime, severities: Sequence[Severity] = ()) -> tuple[str, Blocks]:
     if not rows:
         return "No open incidents.", [bk.section("✅ No open incidents.")]
     blocks: Blocks = [bk.header(f"Open incidents ({len(rows)})")]
+    levels = {s.name: s for s in severities}
     for incident in rows:
         where = f"<#{incident.channel_id}>" if incident.channel_id else "no channel"
         last = (f"last update {age(incident.last_update_at, now)} ago" if incident.last_update_at
                 else "no update yet")
         blocks.append(bk.section(
-            f"*{incident.ref}* · *{incident.severity}* · {bk.cut(incident.title, 200)}\n"
+            f"*{incident.ref}* · *{shown(incident, levels.get(incident.severity))}* · {bk.cut(incident.title, 200)}\n"
             f"{STATUS_EMOJI.get(incident.status, '')} {incident.status.capitalize()} · open for "
             f"{age(incident.created_at, now)} · {last} · commander <@{incident.commander_id}> · {where}"))
     return f"{len(rows)} open incident(s)", bk.fit(blocks)
@@ -244,7 +256,9 @@ def timeline(incident: Incident, events: list[IncidentEvent]) -> tuple[str, Bloc
 
 
 HELP = [
-    ("/incident open <SEV> <title>", "Declare an incident now, e.g. `/incident open P1 Checkout is down`"),
+    ("/incident open <SEV> <title> [key=value…]", "Declare an incident now, e.g. `/incident open P1 Checkout is "
+     "down service=checkout impact=\"EU card payments fail\" eta=30m` (keys: service, environment, impact, eta, "
+     "description, commander=@user)"),
     ("/incident", "Declare with a form (severity, service, impact, commander…)"),
     ("/incident update [status] <text>", "Post a status update (in the incident channel, or `update INC-42 …`)"),
     ("/incident ack", "Acknowledge the incident"),
@@ -260,7 +274,7 @@ HELP = [
 
 def help_blocks(severities: list[Severity]) -> Blocks:
     lines = "\n".join(f"`{usage}` — {text}" for usage, text in HELP)
-    levels = "\n".join(f"*{s.name}* — {s.description or 'no description'} (respond {describe_response(s)})"
+    levels = "\n".join(f"*{s.shown}* — {s.description or 'no description'} (respond {describe_response(s)})"
                        for s in severities)
     return [bk.header("Incident commands"), bk.section(lines), bk.section(f"*Severities*\n{levels}"),
             bk.context("Statuses: investigating → identified → mitigating → monitoring → resolved")]
