@@ -136,3 +136,13 @@ async def test_stats_refuses_a_bad_period_in_the_ack(bot: BotHarness) -> None:
     response = await bot.command("/incident", "stats 2026-02-01..2026-01-01", channel="ops")
     assert "ends before it starts" in response.text
     assert not [m for m, _ in bot.slack.calls if m.startswith("files.")]
+
+
+async def test_the_postmortem_states_time_to_acknowledge_and_to_resolve(bot: BotHarness, clock: FakeClock) -> None:
+    number = await _incident(bot, clock, severity="P2", service="api", tta=7, ttr=95)
+    async with bot.deps.db.session() as session:
+        incident = await incidents.get(session, incident_id=number)
+        timeline = await incidents.events(session, incident_id=number)
+        text = incidents.postmortem(bot.deps.config, incident, timeline)
+    assert "**Time to acknowledge:** 7m" in text
+    assert "**Time to resolve:** 1h 35m" in text
