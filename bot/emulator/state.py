@@ -21,7 +21,7 @@ TEAM = "T0EMULATOR"
 # What the emulated bot token was granted: manifest.yml's bot scopes (tests narrow it to see what is missing).
 SCOPES = ("commands", "chat:write", "chat:write.public", "channels:manage", "channels:read", "channels:history",
           "groups:read", "groups:history", "groups:write", "pins:write", "users:read", "users:read.email",
-          "usergroups:read", "usergroups:write")
+          "usergroups:read", "usergroups:write", "files:write", "reactions:read")
 ADMIN_USER = "U0ADMIN01"  # who created the workspace's own channels (not the bot)
 
 
