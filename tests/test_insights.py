@@ -146,3 +146,13 @@ async def test_the_postmortem_states_time_to_acknowledge_and_to_resolve(bot: Bot
         text = incidents.postmortem(bot.deps.config, incident, timeline)
     assert "**Time to acknowledge:** 7m" in text
     assert "**Time to resolve:** 1h 35m" in text
+
+
+async def test_stats_in_a_channel_opsbot_is_not_in_joins_it_then_shares(bot: BotHarness) -> None:
+    channel = bot.slack.add_channel("leads")
+    channel.members.discard("U0BOT0001")
+    await bot.command("/incident", "stats 90d", channel="leads")
+    (shared,) = [m for m in bot.messages("leads") if m.files]
+    assert "0 incident(s)" in shared.text and "No incidents were declared" in shared.text
+    assert "conversations.join" in [m for m, _ in bot.slack.calls]
+    assert _png_size(next(iter(bot.slack.files.values()))["content"]) == (chart.WIDTH_PX, chart.HEIGHT_PX)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from slack_sdk.errors import SlackApiError
+
 from bot import insights
 from bot.deps import Deps
-from bot.errors import DependencyDown
+from bot.errors import DependencyDown, InvalidInput
 from bot.insights import chart
 from bot.jobs import job
 from commands.insights import STATS_JOB, render
@@ -22,9 +24,27 @@ async def upload_png(deps: Deps, *, channel: str, content: bytes, title: str, co
     response = await deps.http.post(upload_url, content=content, headers={"Content-Type": "image/png"})
     if response.status_code != 200:
         raise DependencyDown(f"Slack did not take the chart's upload (HTTP {response.status_code}).")
+    try:
+        await _complete(deps, file_id=file_id, channel=channel, title=title, comment=comment)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "not_in_channel":
+            raise
+        await _join(deps, channel)  # a public channel opsbot is not in yet: join, then share
+        await _complete(deps, file_id=file_id, channel=channel, title=title, comment=comment)
+    return file_id
+
+
+async def _complete(deps: Deps, *, file_id: str, channel: str, title: str, comment: str) -> None:
     await deps.slack.files_completeUploadExternal(files=[{"id": file_id, "title": title}], channel_id=channel,
                                                   initial_comment=comment)
-    return file_id
+
+
+async def _join(deps: Deps, channel: str) -> None:
+    try:
+        await deps.slack.conversations_join(channel=channel)
+    except SlackApiError as exc:
+        raise InvalidInput("opsbot is not in this channel: invite it (`/invite @opsbot`) and run "
+                           "`/incident stats` again.") from exc
 
 
 @job(STATS_JOB, retries=1)
