@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bot.clock import FakeClock
 from bot.emulator.harness import BotHarness
 from bot.emulator.state import _texts
-from bot.models import AlertState, BuiltinFlag, Incident, Rollback
+from bot.models import AlertState, BuiltinFlag, Incident, IncidentRole, Rollback
 
 
 async def _seed(bot: BotHarness, clock: FakeClock) -> int:
@@ -119,3 +119,15 @@ async def test_messages_tab_and_unknown_users_publish_nothing(bot: BotHarness) -
     await _open_home(bot, "U0NOBODY1")  # Slack refuses it (invalid user): the refresh goes on for the others
     await bot.run_job("home.refresh")
     assert bot.slack.publish_log == []
+
+
+async def test_home_names_your_roles_in_each_incident(bot: BotHarness, clock: FakeClock) -> None:
+    await bot.command("/incident", "open P2 Search is slow", user="U0ALICE01")
+    async with bot.deps.db.session() as session:
+        incident = (await session.scalars(select(Incident))).one()
+        session.add(IncidentRole(incident_id=incident.id, role="scribe", user_id="U0BOB0001",
+                                 assigned_by="U0ALICE01", assigned_at=clock()))
+    await _open_home(bot, "U0BOB0001")
+    await _open_home(bot, "U0CAROL01")
+    assert "*you: scribe*" in "\n".join(_texts(_published(bot, "U0BOB0001")[-1]["blocks"]))
+    assert "*you:" not in "\n".join(_texts(_published(bot, "U0CAROL01")[-1]["blocks"]))
