@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from bot.emulator.harness import BotHarness
 from bot.models import Incident, IncidentEvent
+from commands.incident.parse import parse, split_fields
 from tests.conftest import load_test_config
 
 SEVERITIES = [
@@ -147,3 +148,19 @@ async def test_a_failing_template_uses_the_bundled_one_and_says_so_once(make_bot
     assert "incident.servce is not defined" in notices[0] and "bundled template" in notices[0]
     assert not any("incidents.update_template" in m.text for m in bot.messages("#incidents"))
     assert (await kinds(bot, incident)).count("template_failed") == 1
+
+
+def test_quoted_values_keep_apostrophes_and_smart_quotes() -> None:
+    config = fidelity_config()
+    command = parse("open P1 EU pay impact=‘EU can’t pay’ eta='in 30 min' description=“isolation ‘not’ verified”",
+                    config)
+    assert command.text == "EU pay"
+    assert command.fields == {"impact": "EU can’t pay", "eta": "in 30 min", "description": "isolation ‘not’ verified"}
+    assert split_fields('x key="two  words" y') == (["x", "y"], [("key", "two  words")])
+
+
+async def test_fields_without_a_title_are_refused_not_dropped(make_bot: Any) -> None:
+    bot = await make_bot(config=fidelity_config())
+    answer = (await bot.command("/incident", "open P1 service=checkout")).json()["text"]
+    assert "Give the incident a title" in answer and "service=checkout" in answer
+    assert bot.slack.view_log == []

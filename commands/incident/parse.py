@@ -174,6 +174,9 @@ def parse(text: str | None, config: Config) -> Command:
         title_words, pairs = split_fields(" ".join(rest[1:]))  # spacing inside a quoted value is normalized anyway
         title = safe_text(" ".join(title_words), raw=False)
         fields = declaration_fields(pairs, config)
+        if fields and not title:  # the modal has no place for them all: say what is missing instead of dropping them
+            raise InvalidInput(f"Give the incident a title before or after the fields, e.g. `/incident open "
+                               f"{severity} Checkout down {' '.join(f'{k}={v}' for k, v in pairs)}`.")
         return (Command("open", severity=severity, text=title, fields=fields) if title
                 else Command("modal", severity=severity))
     ref, rest = _ref_and_rest(rest)
