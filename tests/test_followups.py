@@ -216,3 +216,26 @@ async def test_postmortem_button_adds_a_followup(bot: BotHarness) -> None:
     [row] = await rows(bot)
     assert (row.text, row.owner_id, row.incident_id) == ("Load-test checkout", BOB, incident.id)
     assert row.due is not None and row.due.date() == date(2026, 1, 21)
+
+
+async def test_an_unowned_overdue_followup_reminds_the_scribe(bot: BotHarness, clock: FakeClock) -> None:
+    incident = await declare(bot)
+    channel = incident.channel_id or ""
+    await bot.command("/incident", "role scribe <@U0CAROL01>", channel=channel)
+    await bot.command("/incident", "followup Fix dashboards due 2026-01-05", channel=channel)
+    clock.advance(days=1)
+    await bot.run_job("followups.remind")
+    [dm] = [m.text for m in bot.messages("U0CAROL01") if "was due" in m.text]
+    assert dm.startswith("⏰ An unowned follow-up #1 of INC-1 was due 2026-01-05")
+
+
+async def test_postmortem_command_lists_followups_with_links(make_bot: Any,
+                                                             github: tuple[GitHubIssues, str]) -> None:
+    _fake, url = github
+    bot = await make_bot(config=github_config(url))
+    incident = await declare(bot)
+    channel = incident.channel_id or ""
+    await bot.command("/incident", f"followup Add a retry budget <@{BOB}>", channel=channel)
+    await bot.command("/incident", "postmortem", channel=channel)
+    text = " ".join(bot.ephemeral_texts())
+    assert "## Follow-ups" in text and "<https://github.com/acme/ops/issues/1|1>" in text

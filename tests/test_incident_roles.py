@@ -83,3 +83,40 @@ async def test_roles_modal_from_the_postmortem(bot: BotHarness) -> None:
     await bot.submit(view, {field: {field: {"type": "users_select", "selected_user": BOB}}})
     roles = [t for k, t in await timeline(bot, incident) if k == "role"]
     assert roles[-1] == f"<@{BOB}> is now communications"
+
+
+async def test_roles_picked_in_the_declare_modal_are_given(bot: BotHarness) -> None:
+    from tests.test_incidents_declare import modal_values
+
+    await bot.command("/incident", "open")
+    view = bot.last_view()
+    ids = [b.get("block_id") for b in view["blocks"]]
+    assert role_field("communications") in ids and role_field("scribe") in ids
+    values = modal_values("Payments failing", "P2")
+    values[role_field("communications")] = {role_field("communications"): {"type": "users_select",
+                                                                           "selected_user": BOB}}
+    await bot.submit(view, values)
+    incident = await declare_done(bot)
+    roles = [t for k, t in await timeline(bot, incident) if k == "role"]
+    assert roles == [f"<@{BOB}> is now communications"]
+    assert BOB in bot.slack.channels[incident.channel_id or ""].members
+
+
+async def declare_done(bot: BotHarness) -> Incident:
+    async with bot.deps.db.session() as session:
+        return (await session.scalars(select(Incident).order_by(Incident.id.desc()))).first()  # type: ignore[return-value]
+
+
+async def test_summary_shows_roles_and_a_roles_button(bot: BotHarness) -> None:
+    incident = await declare(bot)
+    channel = incident.channel_id or ""
+    await bot.command("/incident", f"role scribe <@{CAROL}>", channel=channel)
+    incident = await declare_done(bot)
+    summary = next(m for m in bot.messages(channel) if m.ts == incident.summary_ts)
+    assert f"*Scribe*: <@{CAROL}>" in summary.all_text() and "*Communications*: _unassigned_" in summary.all_text()
+    buttons = [e["action_id"] for b in summary.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert Action.PICK_ROLES in buttons
+    await bot.click(Action.PICK_ROLES, incident.ref, message=summary)
+    view = bot.last_view()
+    initial = {b["block_id"]: b["element"].get("initial_user") for b in view["blocks"] if b["type"] == "input"}
+    assert initial[role_field("scribe")] == CAROL and initial[role_field("commander")] == "U0ALICE01"

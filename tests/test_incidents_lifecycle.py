@@ -252,7 +252,7 @@ def test_shell_shows_the_incident_flow(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OPSBOT_CONFIG")}
     script = ("/incident open P1 Checkout down\n/incident list\n:channel inc-1-checkout-down\n"
               "/incident update identified Bad deploy of api\n/incident resolve Rolled back api\n"
-              "/incident\nLogin slow\n3\nauth\n\n\n\n\n")
+              "/incident\nLogin slow\n3\nauth\n\n\n\n\n\n\n")  # the last two: communications, scribe
     result = subprocess.run([sys.executable, "-m", "bot", "shell", "--database", f"sqlite:///{tmp_path / 's.db'}"],
                             input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr

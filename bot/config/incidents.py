@@ -56,7 +56,8 @@ def default_roles() -> list[Role]:
     return [Role(name="commander", description="Leads the response and makes the calls"),
             Role(name="communications", description="Posts status updates for stakeholders",
                  reminders=["status_update"]),
-            Role(name="scribe", description="Keeps the timeline and drafts the postmortem")]
+            Role(name="scribe", description="Keeps the timeline and drafts the postmortem",
+                 reminders=["followups"])]
 
 
 class GitHubTracker(Model):

@@ -90,9 +90,8 @@ async def filed_and_open(session: AsyncSession) -> list[FollowUp]:
 
 
 async def overdue(session: AsyncSession, *, now: datetime) -> list[FollowUp]:
-    """Open, owned, past due, and not reminded in the last week."""
-    query = select(FollowUp).where(FollowUp.status == "open", FollowUp.owner_id.is_not(None),
-                                   FollowUp.due.is_not(None), FollowUp.due <= now,
+    """Open, past due, and not reminded in the last week."""
+    query = select(FollowUp).where(FollowUp.status == "open", FollowUp.due.is_not(None), FollowUp.due <= now,
                                    or_(FollowUp.last_reminded_at.is_(None),
                                        FollowUp.last_reminded_at <= now - REMIND_EVERY))
     return list(await session.scalars(query.order_by(FollowUp.id)))

@@ -5,6 +5,7 @@ tracker poll and weekly overdue reminders (commands/followups/jobs.py)."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import date, timedelta
 from functools import partial
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck
 
 from bot import metrics
+from bot.config import Config
 from bot.deps import Deps
-from bot.errors import OpsbotError
+from bot.errors import DependencyDown, OpsbotError
 from bot.incidents import flows, roles
 from bot.models import Incident
 from commands.common import (
@@ -32,6 +34,7 @@ from commands.followups.ids import Action, Callback, Field, role_field
 from commands.followups.parse import is_lifecycle_verb, parse
 from commands.router import Router
 
+log = logging.getLogger(__name__)
 __all__ = ["HELP", "is_lifecycle_verb", "lifecycle_command", "register", "schedule"]
 HELP = render.HELP
 REMIND_EVERY_RUN = 3600  # seconds between overdue checks (each follow-up is reminded at most once a week)
@@ -149,3 +152,33 @@ async def postmortem_extra(deps: Deps, incident_id: int) -> tuple[str, list[dict
         rows = await followups.of_incident(session, incident_id=incident_id)
     return (render.postmortem_section(deps.config, held, rows, now=deps.clock()),
             render.postmortem_buttons(incident))
+
+
+async def summary_roles(deps: Deps, incident: Incident, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary's blocks with the incident's roles; unchanged when they cannot be read (the summary goes on)."""
+    try:
+        async with deps.db.session() as session:
+            held = await roles.holders(session, incident=incident)
+    except Exception as exc:
+        log.warning("reading the roles of %s failed: %s", incident.ref, type(exc).__name__)
+        return blocks
+    return render.with_roles(deps.config, held, incident, blocks)
+
+
+def chosen_roles(config: Config, view: dict[str, Any]) -> dict[str, str]:
+    """role → user picked in a submitted modal (the declare modal's optional role pickers)."""
+    picked = {r.name: _value(view, role_field(r.name)) for r in config.incidents.roles if r.name != roles.COMMANDER}
+    return {name: user for name, user in picked.items() if isinstance(user, str) and user}
+
+
+async def defer_declared_roles(deps: Deps, view: dict[str, Any], *, user: str, dedup_key: str | None,
+                               once: str | None) -> None:
+    """The declare modal's role picks, given by a job once the incident is set up (its dedup key finds it)."""
+    chosen = chosen_roles(deps.config, view)
+    if not (chosen and dedup_key):
+        return
+    try:
+        await defer(deps, jobs.DECLARED_ROLES, once=once, user=user, channel=None, response_url=None,
+                    dedup_key=dedup_key, chosen=chosen)
+    except DependencyDown:  # the declaration's own enqueue fails the same way and says so in the modal
+        log.warning("the declare modal's roles could not be queued")

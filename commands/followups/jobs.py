@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from datetime import date
 from functools import partial
 from typing import Any
 
-from bot import followups
+from bot import followups, incidents
 from bot.deps import Deps
+from bot.errors import DependencyDown
 from bot.followups.dates import due_day, end_of
 from bot.followups.trackers import IssueTracker, tracker_for
 from bot.incidents import AlreadyDone, flows, roles
@@ -17,11 +20,13 @@ from bot.jobs import REGISTRY, job, will_retry
 from bot.models import FollowUp, Incident
 from commands.common import defer, responder, tell
 from commands.followups import render
-from commands.incident.notify import quietly
+from commands.incident.notify import SlackIncidents, quietly
 
 log = logging.getLogger(__name__)
 COMMAND, FILE, POLL, REMIND, ROLES_SAVED = ("followups.command", "followups.file", "followups.poll",
                                             "followups.remind", "followups.roles")
+DECLARED_ROLES = "followups.declared_roles"
+SET_UP_WAIT = 5.0  # seconds a declared_roles run waits for its incident's channel before it is retried
 FILE_RETRIES = 3
 
 
@@ -55,6 +60,8 @@ async def set_role(deps: Deps, incident: Incident, *, role: str, holder: str, ac
         await quietly("role.invite", deps.slack.conversations_invite(channel=incident.channel_id, users=holder))
     handed = f" (handed over by <@{before}>)" if before else ""
     await _post(deps, incident, f"🎭 <@{holder}> is now *{role}* of {incident.ref}{handed}, set by <@{actor}>.")
+    fresh, events = await flows.read(deps.db, incident_id=incident.id)
+    await SlackIncidents(deps).show_summary(fresh, last_update=flows.last_update(events))
     return True
 
 
@@ -178,12 +185,16 @@ async def remind(deps: Deps) -> None:
         async with deps.db.session() as session:
             claimed = await followups.claim_reminder(session, followup_id=row.id, now=now, seen=row.last_reminded_at)
             incident = await session.get(Incident, row.incident_id)
-        if not claimed or incident is None or not row.owner_id or not row.due:
+        if not claimed or incident is None or not row.due:
             continue
+        # Without an owner: the holder of the role owning follow-up reminders (scribe), else the commander.
+        to = row.owner_id or await roles.remind_whom(deps.db, config=deps.config, incident=incident,
+                                                     reminder="followups")
         issue = f" ({render.link(row)})" if row.tracker_url else ""
-        text = (f"⏰ Your follow-up #{row.id} of {incident.ref} was due {due_day(row.due).isoformat()}: "
-                f"{row.text}{issue}. Mark it done with `/incident followup {incident.ref} done {row.id}`.")
-        if await quietly("followups.remind", deps.slack.chat_postMessage(channel=row.owner_id, text=text)) is None:
+        whose = "Your follow-up" if row.owner_id else "An unowned follow-up"
+        text = (f"⏰ {whose} #{row.id} of {incident.ref} was due {due_day(row.due).isoformat()}: {row.text}{issue}. "
+                f"Mark it done with `/incident followup {incident.ref} done {row.id}` (or assign it).")
+        if await quietly("followups.remind", deps.slack.chat_postMessage(channel=to, text=text)) is None:
             async with deps.db.session() as session:
                 await followups.release_reminder(session, followup_id=row.id, seen=row.last_reminded_at)
 
@@ -197,4 +208,24 @@ async def roles_saved(deps: Deps, *, user: str, channel: str | None, response_ur
         held = await roles.holders(session, incident=incident)
     for role, holder in chosen.items():
         if holder and held.get(role) != holder:
+            await set_role(deps, incident, role=role, holder=holder, actor=user)
+
+
+@job(DECLARED_ROLES, retries=4)
+async def declared_roles(deps: Deps, *, user: str, channel: str | None, response_url: str | None, dedup_key: str,
+                         chosen: dict[str, str]) -> None:
+    """The roles picked in the declare modal, given once the incident it declared has its channel."""
+    deadline = time.monotonic() + SET_UP_WAIT
+    while True:
+        async with deps.db.session() as session:
+            incident = await incidents.by_dedup_key(session, dedup_key=dedup_key)
+        if incident is not None and incident.channel_id:
+            break
+        if time.monotonic() > deadline:
+            raise DependencyDown("the incident is not set up yet")
+        await asyncio.sleep(0.05)
+    async with deps.db.session() as session:
+        held = await roles.holders(session, incident=incident)
+    for role, holder in chosen.items():
+        if holder and held.get(role) != holder and deps.config.incidents.role(role) is not None:
             await set_role(deps, incident, role=role, holder=holder, actor=user)

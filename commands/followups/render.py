@@ -99,3 +99,23 @@ def escape(text: str) -> str:
     from commands.incident.parse import safe_text
 
     return safe_text(text, raw=True)
+
+
+def with_roles(config: Config, held: dict[str, str], incident: Incident, blocks: Blocks) -> Blocks:
+    """The incident summary with its roles (a context line) and a *Roles* button beside its actions."""
+    from commands.incident.ids import ACTIONS_BLOCK
+
+    line = bk.context("🎭 " + " · ".join(roles.lines(config, held)))
+    out = list(blocks)
+    index = next((i for i, b in enumerate(out) if b.get("block_id") == ACTIONS_BLOCK), None)
+    if index is None:
+        return [*out, line]
+    row = dict(out[index])
+    row["elements"] = [*row.get("elements", []), bk.button("Roles", Action.PICK_ROLES, incident.ref)]
+    return [*out[:index], line, row, *out[index + 1:]]
+
+
+def role_inputs(config: Config) -> Blocks:
+    """Optional user pickers for the roles besides the commander (the declare modal)."""
+    return [bk.user_input(role_field(r.name), role_field(r.name), r.name.capitalize(), optional=True)
+            for r in config.incidents.roles if r.name != roles.COMMANDER]

@@ -28,7 +28,7 @@ from commands.common import (
     right_after_ack,
     user_of,
 )
-from commands.followups import is_lifecycle_verb, lifecycle_command
+from commands.followups import defer_declared_roles, is_lifecycle_verb, lifecycle_command
 from commands.incident import modals, open_declare_modal, render
 from commands.incident.ids import Action, Callback, Field
 from commands.incident.jobs import MUTATING
@@ -149,6 +149,7 @@ async def declare_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str,
         await ack(response_action="errors", errors=submitted.errors)
         return
     # The view id is the same for a double submit: the second one finds the first incident.
+    await defer_declared_roles(deps, view, user=user, dedup_key=_key("view", view.get("id")), once=request_key(body))
     await _defer_submission(ack, deps, Field.TITLE, "incident.declare", once=request_key(body), user=user,
                             channel=None, response_url=None, declaration=dataclasses.asdict(submitted.request),
                             dedup_key=_key("view", view.get("id")))

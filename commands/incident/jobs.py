@@ -61,7 +61,10 @@ async def read(deps: Deps, *, user: str, channel: str | None, response_url: str 
         elif verb == "timeline":
             text, blocks = render.timeline(incident, events)
         else:
-            text, blocks = render.postmortem(incidents.postmortem(deps.config, incident, events))
+            from commands.followups import postmortem_extra  # roles and follow-ups (commands/followups)
+
+            extra, _buttons = await postmortem_extra(deps, incident.id)
+            text, blocks = render.postmortem(incidents.postmortem(deps.config, incident, events) + extra)
     await _answer(deps, user=user, channel=channel, response_url=response_url, text=text, blocks=blocks)
 
 

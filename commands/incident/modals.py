@@ -46,6 +46,7 @@ def declare_modal(config: Config, *, user_id: str, title: str | None = None, des
         bk.text_input(Field.DESCRIPTION, Field.DESCRIPTION, "Description", multiline=True, optional=True,
                       initial=description),
         bk.user_input(Field.COMMANDER, Field.COMMANDER, "Incident commander", initial=user_id),
+        *_role_inputs(config),
     ]
     if source_link:
         blocks.append(bk.context(f"Declared from <{source_link}|this message>."))
@@ -64,6 +65,12 @@ def _typed(values: dict[str, Any], field: Field) -> str | None:
     """A modal input as mrkdwn-safe text (modal values arrive unescaped)."""
     value = bk.state_value(values, field, field)
     return safe_text(value, raw=True) if value else None
+
+
+def _role_inputs(config: Config) -> list[dict[str, Any]]:
+    from commands.followups.render import role_inputs  # optional pickers for the other roles
+
+    return role_inputs(config)
 
 
 def parse_declare(config: Config, view: dict[str, Any], *, user_id: str) -> Submitted:

@@ -106,6 +106,7 @@ class SlackIncidents:
 
     async def post_summary(self, incident: Incident, channel: str, look_first: bool = False) -> Posted:
         text, blocks = render.summary(incident, self._severity(incident), now=self.deps.clock())
+        blocks = await self._with_roles(incident, blocks)
         return await self._post_once(incident, SUMMARY, channel=channel, look_first=look_first, text=text,
                                      blocks=blocks)
 
@@ -133,11 +134,17 @@ class SlackIncidents:
         await quietly("announce.update", self.deps.slack.chat_update(
             channel=incident.announcement_channel, ts=incident.announcement_ts, text=text, blocks=blocks))
 
+    async def _with_roles(self, incident: Incident, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from commands.followups import summary_roles  # the roles line and the *Roles* button (commands/followups)
+
+        return await summary_roles(self.deps, incident, blocks)
+
     async def show_summary(self, incident: Incident, *, last_update: str | None) -> None:
         if not (incident.channel_id and incident.summary_ts):
             return
         text, blocks = render.summary(incident, self._severity(incident), now=self.deps.clock(),
                                       last_update=last_update)
+        blocks = await self._with_roles(incident, blocks)
         await quietly("summary.update", self.deps.slack.chat_update(
             channel=incident.channel_id, ts=incident.summary_ts, text=text, blocks=blocks))
 
