@@ -127,16 +127,24 @@ async def followup_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str
     incident_id, channel = _metadata(view)
     cmd = {"verb": "followup", "ref": f"INC-{incident_id}", "text": render.escape(text), "user": _value(view,
            Field.OWNER), "due": due}
-    await defer(deps, jobs.COMMAND, once=request_key(body), user=user_of(body), channel=channel, response_url=None,
-                cmd=cmd)
+    try:
+        await defer(deps, jobs.COMMAND, once=request_key(body), user=user_of(body), channel=channel,
+                    response_url=None, cmd=cmd)
+    except DependencyDown as exc:  # nothing stored: the modal stays open and says why
+        await ack(response_action="errors", errors={Field.TEXT: str(exc)[:150]})
+        return
     await ack()
 
 
 async def roles_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], deps: Deps) -> None:
     incident_id, channel = _metadata(view)
     chosen = {r.name: _value(view, role_field(r.name)) for r in deps.config.incidents.roles}
-    await defer(deps, jobs.ROLES_SAVED, once=request_key(body), user=user_of(body), channel=channel,
-                response_url=None, incident_id=incident_id, chosen={k: v for k, v in chosen.items() if v})
+    try:
+        await defer(deps, jobs.ROLES_SAVED, once=request_key(body), user=user_of(body), channel=channel,
+                    response_url=None, incident_id=incident_id, chosen={k: v for k, v in chosen.items() if v})
+    except DependencyDown as exc:
+        await ack(response_action="errors", errors={role_field(roles.COMMANDER): str(exc)[:150]})
+        return
     await ack()
 
 
