@@ -20,6 +20,7 @@ from bot.db import Database, migration_heads
 from bot.doctor import Finding, Mark
 from bot.emulator.harness import BOT_TOKEN, SIGNING_SECRET, BotHarness, bot_settings
 from bot.emulator.localserver import LocalServer
+from bot.emulator.state import SCOPES
 from bot.emulator.server import EmulatorServer
 from tests.conftest import load_test_config
 
@@ -71,7 +72,9 @@ async def test_all_good_is_all_green_and_exits_0(bot: BotHarness, target: LocalS
     text_ = doctor.render(findings)
     assert _lines(findings, Mark.FAIL) == [], text_
     assert doctor.exit_code(findings) == 0
-    assert "✅ auth.test: bot opsbot" in text_ and "✅ token scopes: all 14 of manifest.yml granted" in text_
+    granted = len(doctor.manifest_scopes())
+    assert set(SCOPES) == set(doctor.manifest_scopes())  # the emulated token has what the manifest asks for
+    assert "✅ auth.test: bot opsbot" in text_ and f"✅ token scopes: all {granted} of manifest.yml granted" in text_
     assert "✅ channel #alerts (channels.alerts): exists, the bot is a member" in text_
     assert "✅ @handles resolve: 3 of 3" in text_  # @vp-eng, @eng-leads (twice) and @oncall
     assert "reachable, at the migration head" in text_
