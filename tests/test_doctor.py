@@ -20,8 +20,8 @@ from bot.db import Database, migration_heads
 from bot.doctor import Finding, Mark
 from bot.emulator.harness import BOT_TOKEN, SIGNING_SECRET, BotHarness, bot_settings
 from bot.emulator.localserver import LocalServer
-from bot.emulator.state import SCOPES
 from bot.emulator.server import EmulatorServer
+from bot.emulator.state import SCOPES
 from tests.conftest import load_test_config
 
 SEEN: list[str] = []
