@@ -136,6 +136,7 @@ GRAMMAR: dict[str, Grammar] = {
     "/deploys": lambda v, w: [v.services, v.environments][len(w)] if len(w) < 2 else [],
     "/alerts": lambda v, w: [],
     "/silence": lambda v, w: [v.rules, [*DURATIONS, "0"]][len(w)] if len(w) < 2 else [],
+    "/oncall": _oncall,
     "/page": lambda v, w: [*v.page_targets, *v.mentions] if not w else [],
     ":user": lambda v, w: v.users if not w else [],
     ":channel": lambda v, w: v.channels if not w else [],

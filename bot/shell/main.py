@@ -18,14 +18,14 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.shell.complete import ShellCompleter
 from bot.shell.lineinput import LineReader, reader_for
-from bot.shell.session import BOT_TOKEN, SECRET, Shell
+from bot.shell.session import BOT_TOKEN, SECRET, Shell, ShellExtension
 from bot.shell.standins import StandIns
 from bot.shell.store import Place, state_dir
 
 
 async def open_shell(*, config_file: Path, database_url: str, user: str, out: TextIO | None = None,
                      slack: SlackState | None = None, place: Place | None = None,
-                     reader: LineReader | None = None) -> Shell:
+                     reader: LineReader | None = None, extension: ShellExtension | None = None) -> Shell:
     """Start the Slack emulator (on `slack`, else an empty workspace), the paging stand-ins and opsbot;
     `await shell.close()` stops them all. Raises ConfigError for a config that does not load."""
     stand_ins = await StandIns().start()
@@ -52,10 +52,11 @@ async def open_shell(*, config_file: Path, database_url: str, user: str, out: Te
         await stand_ins.stop()
         raise
     return Shell(app, emulator, user=_user_id(emulator.state, user), out=out, stand_ins=stand_ins, place=place,
-                 reader=reader)
+                 reader=reader, extension=extension)
 
 
-async def run_shell(*, config_path: Path | None, database_url: str | None, user: str, keep: bool = False) -> int:
+async def run_shell(*, config_path: Path | None, database_url: str | None, user: str, keep: bool = False,
+                    extension: ShellExtension | None = None) -> int:
     """`opsbot shell`: a fresh database and workspace each run unless `keep`; `:reset` starts over."""
     env_settings = Settings()
     config_file = Path(config_path or env_settings.opsbot_config or EXAMPLE_CONFIG)
@@ -70,7 +71,8 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
         while True:
             try:
                 shell = await open_shell(config_file=config_file, database_url=place.database_url, user=user,
-                                         slack=place.load(), place=place if place.kept else None, reader=reader)
+                                         slack=place.load(), place=place if place.kept else None, reader=reader,
+                                         extension=extension)
             except ConfigError as exc:
                 print(f"{exc.source}: cannot start the shell:", file=sys.stderr)
                 for problem in exc.problems:
@@ -78,6 +80,8 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
                 return 1
             current.append(shell)
             _greet(shell, config_file, place)
+            if extension is not None:
+                await extension.started(shell)
             await _loop(shell, interactive)
             if not shell.reset_requested:
                 return 0

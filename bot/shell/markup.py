@@ -28,6 +28,7 @@ EMOJI = {
     "unlock": "🔓", "link": "🔗", "clock1": "🕐", "stopwatch": "⏱️", "chart_with_upwards_trend": "📈",
     "chart_with_downwards_trend": "📉", "thumbsup": "👍", "+1": "👍", "thumbsdown": "👎", "-1": "👎",
     "heart": "❤️", "question": "❓", "exclamation": "❗", "sos": "🆘", "robot_face": "🤖", "gear": "⚙️",
+    "satellite_antenna": "📡", "satellite": "🛰️", "scroll": "📜", "clipboard": "📋", "traffic_light": "🚥",
 }
 
 

@@ -3,7 +3,8 @@ is printed as a person would read it."""
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TextIO
 
 import httpx
 
@@ -34,11 +35,23 @@ SHELL_HELP = """Type a slash command (e.g. /opsbot help, /incident open P1 Check
 Values = dict[str, dict[str, Any]]
 
 
+class ShellExtension(Protocol):
+    """More shell commands (e.g. the demo's :break/:fix/:tick): `commands` maps ":word" to a coroutine taking the
+    shell and the rest of the line; `help` is added to :help; `started` runs once the shell is up (again after
+    :reset)."""
+
+    help: str
+    commands: dict[str, Callable[[Shell, str], Awaitable[None]]]
+
+    async def started(self, shell: Shell) -> None: ...
+
+
 class Shell:
     def __init__(self, app: OpsbotApp, emulator: EmulatorServer, *, user: str, out: TextIO | None = None,
                  stand_ins: StandIns | None = None, reader: LineReader | None = None,
-                 place: Place | None = None) -> None:
+                 place: Place | None = None, extension: ShellExtension | None = None) -> None:
         self.app = app
+        self.extension = extension
         self.emulator = emulator
         self.stand_ins = stand_ins
         self.place = place
@@ -199,8 +212,10 @@ class Shell:
                     answer = default
             if answer is None:
                 return None
-            answers[block_id] = answer.strip()
-            values[block_id] = {element["action_id"]: self._element_state(element, answer.strip())}
+            state = self._element_state(element, answer.strip())
+            chosen = state.get("selected_option")
+            answers[block_id] = chosen["text"]["text"] if isinstance(chosen, dict) else answer.strip()
+            values[block_id] = {element["action_id"]: state}
         return values, answers
 
     def _element_state(self, element: dict[str, Any], answer: str) -> dict[str, Any]:
@@ -251,7 +266,7 @@ class Shell:
         if word in (":quit", ":exit", ":q"):
             return False
         if word == ":help":
-            self.say(SHELL_HELP)
+            self.say(SHELL_HELP + (f"\n{self.extension.help}" if self.extension is not None else ""))
         elif word == ":reset":
             self.reset_requested = True
             return False
@@ -271,6 +286,8 @@ class Shell:
                 self.say(text)
         elif word == ":pagerduty":
             await self.pagerduty_webhook(rest.split())
+        elif self.extension is not None and word in self.extension.commands:
+            await self.extension.commands[word](self, rest)
         elif line.isdigit():
             await self.press(int(line))
         elif line.startswith("/"):
@@ -332,4 +349,4 @@ class Shell:
             await self.stand_ins.stop()
 
 
-__all__ = ["BOT_TOKEN", "CANCELLED", "SECRET", "SHELL_HELP", "Shell"]
+__all__ = ["BOT_TOKEN", "CANCELLED", "SECRET", "SHELL_HELP", "Shell", "ShellExtension"]
