@@ -19,11 +19,13 @@ class ConfigError(OpsbotError):
 class NotFound(OpsbotError):
     """An unknown name: the message lists the valid ones."""
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, label: str | None = None,
+                 none: str = "(none configured)") -> None:
+        """`label` names the list (default "Valid <kinds>"); `none` is said when it is empty."""
         self.kind, self.name, self.valid = kind, name, list(valid)
-        choices = ", ".join(f"`{v}`" for v in self.valid) or "(none configured)"
+        choices = ", ".join(f"`{v}`" for v in self.valid) or none
         plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
-        super().__init__(f"Unknown {kind} `{name}`. Valid {plural}: {choices}.")
+        super().__init__(f"Unknown {kind} `{name}`. {label or 'Valid ' + plural}: {choices}.")
 
 
 class UnknownSeverity(NotFound):

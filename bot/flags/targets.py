@@ -158,8 +158,8 @@ async def read_all(deps: Deps, *, environment: str | None = None) -> list[Row]:
     async def one(target: Target) -> Row:
         try:
             return Row(target, state=await read(deps, target))
-        except OpsbotError as exc:
-            return Row(target, error=str(exc))
+        except OpsbotError as exc:  # a read: the change path's "nothing was changed" would mislead here
+            return Row(target, error=str(exc).replace("; nothing was changed.", "."))
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
 

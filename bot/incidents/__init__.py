@@ -174,8 +174,15 @@ def _clean(value: str | None, limit: int | None = None) -> str | None:
 async def get(session: AsyncSession, *, incident_id: int) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None:
-        raise NotFound("incident", f"INC-{incident_id}", [])
+        raise await unknown(session, incident_id)
     return incident
+
+
+async def unknown(session: AsyncSession, incident_id: int) -> NotFound:
+    """No incident has this number: the error names the open ones (a resolved one is still found by its id)."""
+    query = select(Incident.id).where(Incident.status.in_(OPEN)).order_by(Incident.id).limit(20)
+    refs = [f"INC-{number}" for number in (await session.scalars(query)).all()]
+    return NotFound("incident", f"INC-{incident_id}", refs, label="Open incidents", none="none")
 
 
 async def find(session: AsyncSession, *, ref: str | None, channel_id: str | None) -> Incident:
@@ -235,7 +242,7 @@ async def lock(session: AsyncSession, *, incident_id: int) -> Incident:
                                    .values(version=Incident.version + 1)
                                    .execution_options(synchronize_session=False))
     if bumped.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFound("incident", f"INC-{incident_id}", [])
+        raise await unknown(session, incident_id)
     incident = await session.get(Incident, incident_id, populate_existing=True)
     assert incident is not None
     return incident

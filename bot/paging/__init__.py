@@ -117,6 +117,9 @@ async def expand(texts: Iterable[str], *, config: Config, people: People, oncall
                 how.append(f"<@{user}> ({target})")
             continue
         markup = await people.mention(target.name)
+        if not markup.startswith("<"):  # no such user or group in Slack (or Slack did not say): not posted as text
+            notes.append(f"{target.name}: not found in Slack (no user or user group with that handle)")
+            continue
         mentions.append(markup)
         try:
             members = await people.members(target.name)

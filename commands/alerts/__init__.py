@@ -68,8 +68,8 @@ def parse_silence(text: str | None) -> tuple[str, timedelta]:
     name, raw = words[0], " ".join(words[1:])
     try:
         duration = parse_duration(raw)
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
+    except ValueError:  # parse_duration's own hint offers 'immediate', which is no silence
+        raise InvalidInput(f"`{raw[:40]}` is not a duration: use e.g. 30m, 2h or 1d (`0` ends a silence).") from None
     except OverflowError:  # beyond timedelta's range: certainly longer than the longest silence
         duration = timedelta.max
     if duration > MAX_SILENCE:
