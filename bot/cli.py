@@ -218,6 +218,16 @@ def cmd_shell(args: argparse.Namespace) -> int:
                                  user=args.user))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo.main import run_demo
+
+    try:
+        return asyncio.run(run_demo(config_path=_config_path(args.config), database_url=args.database,
+                                    user=args.user, keep=args.keep))
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from bot.emulator.server import EmulatorServer
 
@@ -277,6 +287,14 @@ def parser() -> argparse.ArgumentParser:
     shell.add_argument("--database", help="database URL (default: DATABASE_URL or sqlite:///opsbot-shell.db)")
     shell.add_argument("--user", default="alice", help="who you are in the emulated workspace")
     shell.set_defaults(func=cmd_shell)
+
+    demo = sub.add_parser("demo", help="the shell against local demo targets (an app, a flag store, a metric): "
+                          "every example succeeds; :break/:fix show failures and alerts")
+    demo.add_argument("--config", help="opsbot.yml (default: the demo config, bot/demo/opsbot.demo.yml)")
+    demo.add_argument("--database", help="database URL (default: a new temporary SQLite database)")
+    demo.add_argument("--keep", action="store_true", help="continue the last kept database and emulated Slack")
+    demo.add_argument("--user", default="alice", help="who you are in the emulated workspace")
+    demo.set_defaults(func=cmd_demo)
 
     emulator = sub.add_parser("emulator", help="run the local Slack Web API emulator on its own")
     emulator.add_argument("--port", type=int, default=8089)
