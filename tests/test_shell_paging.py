@@ -26,8 +26,8 @@ def paging_config(tmp_path: Path, paging: dict[str, Any], inform: list[str] | No
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
     data["paging"] = paging
     data.pop("escalation_policies", None)  # only what `inform` pages, whatever the example's policies say
-    for severity in data["severities"]:
-        severity.pop("escalation_policy", None)
+    for item in [*data["severities"], *data.get("alerts", {}).get("rules", [])]:
+        item.pop("escalation_policy", None)
     if inform is not None:
         data["severities"][0]["inform"] = inform
     path = tmp_path / "opsbot.yml"
