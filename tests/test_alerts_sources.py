@@ -146,3 +146,15 @@ def test_example_opsbot_yml_still_validates() -> None:
     from bot.config import load_config
 
     assert load_config(EXAMPLES / "opsbot.yml").alerts.rules
+
+
+async def test_an_http_json_url_may_hold_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def pool(request: Request) -> Response:
+        return JSONResponse({"checked_out": 7 if request.query_params.get("key") == "k-77" else 0})
+
+    async with LocalServer(Starlette(routes=[Route("/pool", pool)])) as server, fetcher() as client:
+        monkeypatch.setenv("POOL_BASE_URL", server.url)
+        monkeypatch.setenv("POOL_KEY", "k-77")
+        rule = AlertRule.model_validate({"name": "r", "source": "http_json", "path": "checked_out",
+                                         "query": "${POOL_BASE_URL}/pool?key=${POOL_KEY}", "warning": "> 5"})
+        assert await HttpJsonSource(client).read(rule) == [Sample(7.0)]

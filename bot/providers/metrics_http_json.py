@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from bot.config.alerts import AlertRule
+from bot.config.secrets import EnvRef
 from bot.providers.metrics_base import Fetcher, MetricSourceError, Sample, as_number
 
 MAX_JSON = 256 * 1024
@@ -20,7 +21,10 @@ class HttpJsonSource:
         headers = {"Accept": "application/json"}
         headers.update({name: ref.reveal(where=f"alerts.{rule.name}.headers.{name}")
                         for name, ref in rule.headers.items()})
-        body = await self.fetcher.get(rule.query, headers=headers, timeout=self.timeout, limit=MAX_JSON)
+        url = rule.query
+        if "${" in url:  # the README's `${VAR}` in URLs: filled in when read, like every other URL
+            url = EnvRef(url).reveal(where=f"alerts.{rule.name}.query")
+        body = await self.fetcher.get(url, headers=headers, timeout=self.timeout, limit=MAX_JSON)
         try:
             document = json.loads(body)
         except ValueError:
