@@ -28,6 +28,7 @@ def test_commands_verbs_and_the_configs_names_complete() -> None:
     assert complete("/incident a", v) == ["ack", "assign"]
     assert complete("/incident open ", v) == v.severities == ["P1", "P2", "P3", "P4"]
     assert complete("/incident assign @b", v) == ["@bob"]
+    assert complete("/incident show ", v) == ["INC-1"]  # from the incident channels of the workspace
     assert complete("/incident update ", v)[:2] == ["investigating", "identified"]
     assert complete("/health ", v) == [*v.environments, "all", "smoke"]
     assert "prod" in v.environments and "staging" in v.environments

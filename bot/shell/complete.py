@@ -6,6 +6,7 @@ to prompt_toolkit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ class Vocabulary:
     users: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
+    incidents: list[str] = field(default_factory=list)  # INC-n, from the incident channels of the workspace
 
     @classmethod
     def of(cls, config: Config, *, users: Iterable[str] = (), groups: Iterable[str] = (),
@@ -60,7 +62,8 @@ class Vocabulary:
             services=list(config.rollbacks), flags=list(config.flags), rules=[r.name for r in config.alerts.rules],
             schedules=list(config.oncall),
             smoke=sorted({suite.name for env in config.environments.values() for suite in env.smoke}),
-            page_targets=targets, users=list(users), groups=list(groups), channels=list(channels))
+            page_targets=targets, users=list(users), groups=list(groups), channels=list(channels),
+            incidents=_incident_refs(channels))
 
     @property
     def mentions(self) -> list[str]:
@@ -71,10 +74,19 @@ class Vocabulary:
 Grammar = Callable[[Vocabulary, list[str]], list[str]]
 
 
+def _incident_refs(channels: Iterable[str]) -> list[str]:
+    numbers = {int(m.group(1)) for c in channels if (m := re.match(r"^inc-(\d+)-", c))}
+    return [f"INC-{n}" for n in sorted(numbers)]
+
+
 def _incident(v: Vocabulary, words: list[str]) -> list[str]:
     if not words:
         return list(INCIDENT_VERBS)
     verb, rest = words[0], words[1:]
+    if rest and re.fullmatch(r"INC-\d+", rest[0], re.IGNORECASE):  # `/incident show INC-3 …`
+        rest = rest[1:]
+    elif not rest and verb in ("show", "timeline", "postmortem", "ack", "resolve"):
+        return v.incidents
     if verb in ("open", "severity", "sev") and not rest:
         return v.severities
     if verb == "update" and not rest:
