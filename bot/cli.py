@@ -214,8 +214,11 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     from bot.shell import run_shell
 
-    return asyncio.run(run_shell(config_path=_config_path(args.config), database_url=args.database,
-                                 user=args.user))
+    try:
+        return asyncio.run(run_shell(config_path=_config_path(args.config), database_url=args.database,
+                                     user=args.user, keep=args.keep))
+    except KeyboardInterrupt:  # a second Ctrl-C while a command ran
+        return 130
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -284,7 +287,10 @@ def parser() -> argparse.ArgumentParser:
 
     shell = sub.add_parser("shell", help="try opsbot in a terminal against a local Slack emulator")
     shell.add_argument("--config", help="opsbot.yml (default: OPSBOT_CONFIG or the example config)")
-    shell.add_argument("--database", help="database URL (default: DATABASE_URL or sqlite:///opsbot-shell.db)")
+    shell.add_argument("--database", help="database URL (default: a new temporary SQLite database, or with "
+                       "--keep the one in the shell's state directory)")
+    shell.add_argument("--keep", action="store_true", help="continue the last kept database and emulated Slack "
+                       "(default: a fresh one each run)")
     shell.add_argument("--user", default="alice", help="who you are in the emulated workspace")
     shell.set_defaults(func=cmd_shell)
 

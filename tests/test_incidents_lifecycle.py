@@ -257,11 +257,11 @@ def test_shell_shows_the_incident_flow(tmp_path: Any) -> None:
                             input=script, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "[opsbot posted in #incidents]" in out and "== 🚨 INC-1 · P1 · Checkout down ==" in out
+    assert "[opsbot posted in #incidents]" in out and "== 🚨 INC-1 · P1 (Critical) · Checkout down ==" in out
     assert "[opsbot created #inc-1-checkout-down]" in out
     assert "== Open incidents (1) ==" in out
     assert "*Status:* Identified" in out and "# Postmortem draft: INC-1 — Checkout down" in out
-    assert "[modal: Declare incident]" in out and "== 🚨 INC-2 · P3 · Login slow ==" in out
+    assert "[modal: Declare incident]" in out and "== 🚨 INC-2 · P3 (Medium) · Login slow ==" in out
 
 
 async def test_retried_update_and_double_submitted_update_post_once(bot: BotHarness) -> None:
