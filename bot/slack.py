@@ -276,6 +276,7 @@ class Directory:
         self.client = client
         self.ttl = ttl
         self._handles: tuple[float, dict[str, str]] | None = None
+        self._people: tuple[float, dict[str, str]] | None = None
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
 
     async def group_id(self, handle: str, *, fresh: bool = False) -> str | None:
@@ -287,10 +288,35 @@ class Directory:
             self._handles = (now, {str(g.get("handle", "")).lower(): g["id"] for g in groups})
         return self._handles[1].get(handle)
 
+    async def user_id(self, handle: str) -> str | None:
+        """The user whose name or display name is `@handle` (users.list, cached like the group handles)."""
+        handle = handle.lstrip("@").lower()
+        now = time.monotonic()
+        if self._people is None or now - self._people[0] > self.ttl:
+            people: dict[str, str] = {}
+            cursor = ""
+            for _ in range(50):  # 50 pages of 200: a 10,000-person workspace
+                response = await self.client.users_list(limit=200, cursor=cursor or None)
+                for member in response.get("members") or []:
+                    if member.get("deleted") or member.get("is_bot"):
+                        continue
+                    profile = member.get("profile") or {}
+                    for name in (member.get("name"), profile.get("display_name")):
+                        if name:
+                            people.setdefault(str(name).lower(), str(member["id"]))
+                cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    break
+            self._people = (now, people)
+        return self._people[1].get(handle)
+
     async def members(self, principal: str, *, fresh: bool = False) -> frozenset[str]:
-        """Members of `@handle` or `S…`; a user id is its own single member."""
+        """Members of `@handle` or `S…`; a user id (or a person's @handle) is its own single member."""
         if principal.startswith(("U", "W")) and not principal.startswith("@"):
             return frozenset({principal})
+        if principal.startswith("@") and not fresh and await self._safe_group_id(principal) is None:
+            person = await self._safe_user_id(principal)
+            return frozenset({person}) if person else frozenset()
         if fresh:
             return await self._fresh_members(principal)
         group = await self._safe_group_id(principal) if principal.startswith("@") else principal
@@ -323,13 +349,22 @@ class Directory:
         return users
 
     async def mention(self, principal: str) -> str:
-        """Slack mention markup for a user id, group id or @handle."""
+        """Slack mention markup for a user id, group id or @handle (a user group's, else a person's); the
+        text unchanged when Slack knows neither."""
         if principal.startswith(("U", "W")):
             return f"<@{principal}>"
         group = principal if principal.startswith("S") else await self._safe_group_id(principal)
         if group:
             return f"<!subteam^{group}>"
-        return principal
+        person = await self._safe_user_id(principal) if principal.startswith("@") else None
+        return f"<@{person}>" if person else principal
+
+    async def _safe_user_id(self, handle: str) -> str | None:
+        try:
+            return await self.user_id(handle)
+        except Exception as exc:
+            log.warning("users.list failed: %s", type(exc).__name__)
+            return None
 
     async def _safe_group_id(self, handle: str) -> str | None:
         try:

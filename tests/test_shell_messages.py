@@ -49,6 +49,18 @@ async def test_silence_does_not_offer_immediate(bot: BotHarness) -> None:
     assert "`soonish` is not a duration" in text and "`0` ends a silence" in text and "immediate" not in text
 
 
+async def test_an_escalation_to_a_persons_handle_mentions_and_invites_them(make_bot: Any) -> None:
+    """`@bob` names a person (users.list), not only a user group: mentioned, invited, not "not reached"."""
+    config = load_test_config()
+    severities = [s.model_copy(update={"escalate_to": ["@bob"]}) if s.name == "P1" else s for s in config.severities]
+    bot = await make_bot(config=config.model_copy(update={"severities": severities}))
+    await bot.command("/incident", "open P1 Checkout down", user=ALICE)
+    posts = "\n".join(m.text for c in bot.slack.channels.values() for m in c.messages if "📣" in m.text)
+    assert "<@U0BOB0001>" in posts and "Not reached" not in posts
+    channel = bot.slack.find_channel("inc-1-checkout-down")
+    assert channel is not None and "U0BOB0001" in channel.members
+
+
 async def test_an_escalation_handle_slack_does_not_know_is_reported_not_posted(make_bot: Any) -> None:
     config = load_test_config()
     severities = [s.model_copy(update={"escalate_to": ["@no-such-team", "@vp-eng"]}) if s.name == "P1" else s
