@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from bot.app import OpsbotApp
 from bot.config import EXAMPLE_CONFIG, load_config
+from bot.emulator.localserver import LocalServer
 from bot.emulator.server import EmulatorServer
 from bot.emulator.state import SlackState
 from bot.errors import ConfigError
@@ -67,6 +68,7 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
     reader = reader_for(interactive, history_file=home / "history",
                         completer=ShellCompleter(lambda: current[-1].vocabulary()))
     shell: Shell | None = None
+    status: LocalServer | None = None
     try:
         while True:
             try:
@@ -81,10 +83,15 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
             current.append(shell)
             _greet(shell, config_file, place)
             if extension is not None:
-                await extension.started(shell)
+                await extension.started(shell)  # the demo serves opsbot's pages itself
+            else:
+                status = await _serve_status_page(shell)
             await _loop(shell, interactive)
             if not shell.reset_requested:
                 return 0
+            if status is not None:
+                await status.stop()
+                status = None
             await shell.close()
             shell = None
             if not place.wipe():
@@ -92,10 +99,24 @@ async def run_shell(*, config_path: Path | None, database_url: str | None, user:
                 return 0
             print("  Starting over: an empty database and emulated Slack.\n", flush=True)
     finally:
+        if status is not None:
+            await status.stop()
         if shell is not None:
             shell.say("")
             await shell.close()
         place.close()
+
+
+async def _serve_status_page(shell: Shell) -> LocalServer | None:
+    """With a `status_page:` in the config, opsbot's HTTP routes on a loopback port, so the page can be opened
+    while the shell runs."""
+    page = shell.app.deps.config.status_page
+    if page is None or not page.enabled:
+        return None
+    server = await LocalServer(shell.app.asgi).start()
+    shell.say(f"Status page: {server.url}/status (also /status.json and /status/feed.atom)"
+              + (f"; in production {page.url.rstrip('/')}/status" if page.url else ""))
+    return server
 
 
 async def _loop(shell: Shell, interactive: bool) -> None:

@@ -94,11 +94,11 @@ class StandIns:
         paging = config.paging
         update: dict[str, Any] = {}
         if paging.pagerduty is not None:
-            services = {name: service if not service.routing_key.missing(environ)
+            services = {name: service if not _unset(service.routing_key, environ)
                         else service.model_copy(update={"routing_key": EnvRef(SHELL_ROUTING_KEY)})
                         for name, service in paging.pagerduty.services.items()}
             secret = paging.pagerduty.webhook_secret
-            if secret is None or secret.missing(environ):
+            if secret is None or _unset(secret, environ):
                 secret = EnvRef(SHELL_WEBHOOK_SECRET)
             update["pagerduty"] = paging.pagerduty.model_copy(update={
                 "events_url": EnvUrl(self.pagerduty.url), "services": services, "webhook_secret": secret})
@@ -112,7 +112,7 @@ class StandIns:
         if paging.webhooks:
             hooks = {}
             for name, hook in paging.webhooks.items():
-                secret = hook.secret if not hook.secret.missing(environ) else EnvRef(SHELL_WEBHOOK_SECRET)
+                secret = hook.secret if not _unset(hook.secret, environ) else EnvRef(SHELL_WEBHOOK_SECRET)
                 self.webhooks.secrets[name] = secret.reveal(environ)
                 hooks[name] = hook.model_copy(update={"url": EnvUrl(f"{self.webhooks.server.url}/hooks/{name}"),
                                                       "secret": secret})
@@ -158,3 +158,8 @@ def mail_report(stand_ins: StandIns | None, preview: int = 4) -> list[str]:
         lines.append(f"  {i}. To: {mail.to} · Subject: {mail.subject}")
         lines += [f"       {text}" for text in [t for t in mail.text.splitlines() if t.strip()][:preview]]
     return lines
+
+
+def _unset(ref: EnvRef, environ: MutableMapping[str, str]) -> bool:
+    """Unset, or set to nothing (`${KEY:-}` in the example config): the shell puts its own stand-in value in."""
+    return bool(ref.missing(environ)) or not ref.reveal(environ).strip()
