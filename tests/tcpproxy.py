@@ -12,6 +12,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._cuts = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -21,10 +22,19 @@ class TcpProxy:
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None:  # accepted in the same loop turn as a cut, handled after it: refused too
+            writer.transport.abort()
+            return
+        self._writers.add(writer)  # a cut while the upstream connection is being opened must reach this one too
+        cuts = self._cuts
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.close()
+            return
+        if cuts != self._cuts:  # cut meanwhile: this connection must not outlive it
+            up_writer.transport.abort()
+            writer.transport.abort()
             return
         self._writers.update({writer, up_writer})
 
@@ -42,6 +52,7 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Refuse new connections and reset the open ones."""
+        self._cuts += 1
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
