@@ -78,7 +78,7 @@ def test_example_config_environments_are_valid() -> None:
     prod = config.environments["prod"]
     assert config.default_environment == "prod"
     assert prod.monitor is not None and prod.smoke
-    assert {c.type for c in prod.checks} == {"http", "postgres", "tcp"}
+    assert {c.type for c in prod.checks} == {"http", "postgres", "tcp", "rate_limit"}
 
 
 def test_smoke_warnings_name_a_missing_cwd_or_program(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ async def test_health_smoke_unknown_suite_lists_the_valid_ones(make_bot: Any, tm
     assert "Unknown smoke suite `nope`" in body["text"] and "`e2e`, `nightly`" in body["text"]
     assert "`e2e`, `nightly`" in (await bot.command("/health", "smoke")).json()["text"]
     assert "Unknown environment `qa`" in (await bot.command("/health", "smoke e2e qa")).json()["text"]
-    assert bot.slack.responses == [] and len(bot.slack.calls) == calls
+    later = [method for method, _ in bot.slack.calls[calls:] if method != "auth.test"]  # start-up's, whenever
+    assert bot.slack.responses == [] and later == []
 
 
 def test_command_strings_are_split_without_a_shell() -> None:

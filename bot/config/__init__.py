@@ -206,8 +206,10 @@ def parse_config(data: Any, *, source: str = "opsbot.yml", env: Mapping[str, str
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(["(top level): expected a mapping of sections"], source)
+    # `x-…` keys hold YAML anchors; opsbot never reads them (also when the YAML was parsed by the caller).
+    sections = {key: value for key, value in data.items() if not (isinstance(key, str) and key.startswith("x-"))}
     try:
-        return Config.model_validate(dict(data), context={"env": env})
+        return Config.model_validate(sections, context={"env": env})
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, origin), source) from None
 
