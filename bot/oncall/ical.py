@@ -13,12 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import icalendar
-import recurring_ical_events
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +27,9 @@ from bot.db import Database
 from bot.errors import ConfigError
 from bot.models import OncallFeed
 from bot.oncall.rotation import Shift
+
+if TYPE_CHECKING:
+    import icalendar
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 5 * 1024 * 1024
@@ -43,6 +44,8 @@ class FeedError(Exception):
 # -- parsing (pure) -------------------------------------------------------------------------------
 
 def parse_calendar(body: str) -> icalendar.Calendar:
+    import icalendar  # here, not at import: only replicas that read a feed pay for it (80 modules)
+
     try:
         calendar = icalendar.Calendar.from_ical(body)
     except ValueError as exc:
@@ -91,6 +94,8 @@ def person(event: Any, people: Mapping[str, str]) -> str | None:
 def parse_shifts(body: str, *, start: datetime, end: datetime, zone: ZoneInfo,
                  people: Mapping[str, str]) -> list[Shift]:
     """The feed's shifts overlapping [start, end), unclipped; events naming nobody are skipped."""
+    import recurring_ical_events
+
     calendar = parse_calendar(body)
     try:
         occurrences = recurring_ical_events.of(calendar).between(start, end)
