@@ -203,7 +203,7 @@ def extract(ctx: Context) -> tuple[list[tuple[str, Map, bool, str]], list[str], 
         entry.add("name", name)
         if guess is None:
             entry.add("source", "prometheus", "the runbook does not say where this number comes from")
-            entry.add("query", f"TODO: PromQL for {rule.metric}")
+            entry.add("query", f"<write the PromQL for {rule.metric}>")  # the rule is written commented out
         else:
             _topic, _words, source, query, unit = guess
             if kind == "latency":
