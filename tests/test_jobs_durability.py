@@ -240,7 +240,14 @@ async def test_a_whole_replica_killed_with_jobs_queued_runs_them_all_after_resta
                      timeout=RECOVERY)
     check_effects(emulator, tokens, started)
     await eventually(lambda: all(declared(emulator, t) for t in titles), "every declaration", timeout=RECOVERY)
-    announced = [m.text for m in emulator.state.messages("#incidents")]
+
+    def announcements() -> list[str]:
+        return [m.text for m in emulator.state.messages("#incidents")]
+
+    # A declaration resumed after the kill makes its channel and its announcement side by side: wait for both.
+    await eventually(lambda: all(any(t in text for text in announcements()) for t in titles),
+                     "every announcement", timeout=RECOVERY)
+    announced = announcements()
     for title in titles:  # declarations are idempotent: exactly once, even when one was mid-way at the kill
         assert declared(emulator, title) == 1, title
         assert sum(title in text for text in announced) == 1, (title, announced)
