@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ONCE = "_once"  # reserved argument: the Slack request's redelivery key (commands.common.request_key)
+POOL_STOP_TIMEOUT = 5.0  # seconds a failed pool's workers get to stop (a connection attempt's connect_timeout)
 STATS_TTL = 2.0  # seconds /metrics and /health reuse one reading of the queue's depth
 DEFER_TIMEOUT = 2.0  # seconds an enqueue may take before the request is refused (the ack is due in 3 s)
 
@@ -69,6 +70,11 @@ class QueueTimeout(DependencyDown):
     def __init__(self) -> None:
         super().__init__("opsbot could not queue this: its database did not answer in time, so it was most "
                          "likely not done; if it was a change, check before trying again.")
+
+
+async def _stop_pool(pool: Any) -> None:
+    with contextlib.suppress(Exception):
+        await pool.close(timeout=POOL_STOP_TIMEOUT)
 
 
 def _forget(task: asyncio.Task[None]) -> None:
@@ -326,8 +332,13 @@ class PostgresQueue(JobQueue):
             pool = getattr(connector, "_async_pool", None)
             connector._async_pool = None  # type: ignore[attr-defined]
             if pool is not None:
-                with contextlib.suppress(Exception):
-                    await pool.close(timeout=0)
+                # Stopped, not left running: psycopg_pool's scheduler task swallows a CancelledError that
+                # arrives during one of its actions, so an abandoned pool's tasks kept an event loop from
+                # ever closing (a shutdown, a test's teardown). They are asked to stop and given time to, in
+                # the background (whoever asked for the pool gets its answer now); `close` waits for them.
+                closing = asyncio.create_task(_stop_pool(pool), name="queue.pool-stop")
+                self._inserts.add(closing)
+                closing.add_done_callback(self._inserts.discard)
             raise
         self._opened = True
 
@@ -336,6 +347,8 @@ class PostgresQueue(JobQueue):
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
+        if self._inserts:  # abandoned inserts and failed pools being stopped
+            await asyncio.wait(set(self._inserts), timeout=POOL_STOP_TIMEOUT + 1)
         if self._opened:
             await self.app.close_async()
             self._opened = False
