@@ -272,7 +272,9 @@ class WorkerTuning:
     fetchers: int = 4  # procrastinate workers in the process: each fetches one job per round trip
     polling_interval: float = 0.5  # seconds; also how soon a retry or the next job on a lock starts
     heartbeat_interval: float = 1.0
-    stalled_after: float = 5.0  # seconds without a heartbeat before a worker's jobs are taken back
+    # Seconds without a heartbeat before a worker's jobs are taken back. A busy worker's event loop can miss a
+    # few 1 s heartbeats while it is alive (5 s was seen to double-run a declaration on a loaded machine).
+    stalled_after: float = 10.0
 
 
 class PostgresQueue(JobQueue):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not BACKEND_URL.startswith("postgres"),
                                 reason="durability needs PostgreSQL (TEST_DATABASE_URL)")
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-RECOVERY = 15.0  # seconds from a kill to the last acked job's effect (stalled after 5 s, swept every 2 s)
+RECOVERY = 25.0  # seconds from a kill to the last acked job's effect (stalled after 10 s, swept every 2 s)
 
 
 class Replica:
