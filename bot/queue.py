@@ -509,8 +509,11 @@ class PostgresQueue(JobQueue):
                                                    include_failed=True)
 
     async def _read_stats(self) -> QueueStats:
-        await self.open()
-        row = await asyncio.wait_for(self.app.connector.execute_query_one_async(query=_STATS_SQL), DEFER_TIMEOUT)
+        # Bounded as a whole: while the database is away the fetchers try to open the pool one after another,
+        # and waiting behind them took /health 10 s.
+        async with asyncio.timeout(DEFER_TIMEOUT):
+            await self.open()
+            row = await self.app.connector.execute_query_one_async(query=_STATS_SQL)
         return QueueStats(waiting=int(row["waiting"]), running=int(row["running"]), failed=int(row["failed"]),
                           oldest_seconds=float(row["oldest"] or 0.0))
 
