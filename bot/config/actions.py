@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from bot.config.base import Model, Name
 from bot.config.rollbacks import _escaped_refs as escaped_refs  # `${VAR}` are not placeholders
+from bot.config.rollbacks import fixed_program
 from bot.config.secrets import CommandEnv, EnvRef, EnvUrl
 from bot.durations import Duration
 
@@ -156,9 +157,7 @@ class CommandAction(_ActionRunner):
     @field_validator("argv")
     @classmethod
     def _program(cls, value: list[str]) -> list[str]:
-        if "{" in value[0]:
-            raise ValueError("the program (argv[0]) cannot be a placeholder")
-        return value
+        return fixed_program(value)
 
     def templates(self) -> list[str]:
         return list(self.argv)

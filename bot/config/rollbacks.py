@@ -154,14 +154,20 @@ class CommandRunner(_Runner):
     @field_validator("argv")
     @classmethod
     def _argv(cls, value: list[str]) -> list[str]:
-        if "{" in value[0]:
-            raise ValueError("the program (argv[0]) cannot be a placeholder")
+        fixed_program(value)
         for arg in value:
             template_fields(arg)
             # Free text at the start of an argument could begin with "-" and become an option.
             if _reason_leads(arg):
                 raise ValueError("pass the reason after fixed text in its argument, e.g. --reason={reason}")
         return value
+
+
+def fixed_program(argv: list[str]) -> list[str]:
+    """The program a command runs is written in the config, never filled in (rollbacks and actions)."""
+    if "{" in argv[0]:
+        raise ValueError("the program (argv[0]) cannot be a placeholder")
+    return argv
 
 
 # Placeholders that are never empty and never start with "-" (config names, validated versions, ids).
