@@ -260,3 +260,14 @@ def test_renamed_keys_are_accepted_with_a_deprecation_warning(
 def test_a_url_repr_shows_no_path_query_or_credentials() -> None:
     assert repr(EnvUrl("https://user:pw@hooks.example/T0/B0/s3cret?token=t")) == "EnvUrl(https://hooks.example/…)"
     assert repr(EnvUrl("${SECRET_HOOK}")) == "EnvUrl(***)"
+
+
+def test_a_commands_program_is_never_a_placeholder() -> None:
+    """Rollbacks and actions alike: what runs is written in the config, only its arguments are filled in."""
+    rollback = {"rollbacks": {"api": {"environments": {"prod": {"provider": "command", "argv": ["{version}"]}}}}}
+    action = {"actions": {"restart": {"environments": {"prod": {"type": "command", "argv": ["{container}", "x"]}}}}}
+    for section in (rollback, action):
+        data = {**yaml.safe_load((TESTS / "opsbot.test.yml").read_text()), **section}
+        with pytest.raises(ConfigError) as info:
+            parse_config(data)
+        assert any("the program (argv[0]) cannot be a placeholder" in p for p in info.value.problems), section
