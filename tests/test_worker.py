@@ -48,7 +48,7 @@ class Served:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                env=self.env, cwd=str(self.log.parent), stdout=log, stderr=log)
+                env=self.env, cwd=str(self.log.parent), stdout=log, stderr=log, start_new_session=True)
         await eventually(self._worker_ready, "opsbot serve and its worker to start")
 
     @property
@@ -93,10 +93,13 @@ class Served:
         return float(found[0]) if found else 0.0
 
     async def stop(self) -> None:
+        """Kill the web process and its worker at once: a worker left to notice its parent's death finishes
+        its shutdown in its own time, taking the next test's jobs from the same database meanwhile (a
+        declaration then ran in a process talking to a stopped emulator)."""
         await self.http.aclose()
-        if self.proc is not None and self.proc.returncode is None:
+        if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
             await self.proc.wait()
 
 
