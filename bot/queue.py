@@ -452,6 +452,12 @@ class PostgresQueue(JobQueue):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Stopping: procrastinate's shutdown (unregistering the worker) failed on a database that
+                    # is away. Started again, the worker would take jobs after its process was told to stop
+                    # (an orphaned worker did, for ever).
+                    raise asyncio.CancelledError from exc
                 log.error("job worker %d stopped (%s); starting it again in %.1fs", index, type(exc).__name__,
                           backoff)
             backoff = 0.5 if time.monotonic() - started > 60 else min(backoff * 2, 15)

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -126,7 +127,23 @@ async def _serve(app: object) -> None:
     await stop.wait()
     if watchdog is not None:
         watchdog.cancel()
+    deadline = threading.Timer(EXIT_DEADLINE, _exit_now)
+    deadline.daemon = True
+    deadline.start()
     await app.stop()
+
+
+def _exit_now() -> None:
+    """A stop that has not finished in EXIT_DEADLINE: a database that stopped answering can hold a query (and
+    psycopg's cancelling of it) for ever. Whatever runs goes back to the queue once its heartbeat is stale."""
+    log.error("the worker did not stop within %.0fs; exiting now (unfinished jobs run again elsewhere)",
+              EXIT_DEADLINE)
+    logging.shutdown()
+    os._exit(1)
+
+
+EXIT_DEADLINE = 30.0  # seconds a stopping worker gets (platforms send SIGKILL 30 s after SIGTERM, too)
+ORPHAN_POLL = 0.25  # seconds between looks at the parent: an orphan takes jobs until it notices
 
 
 async def _orphaned(parent: int, stop: asyncio.Event) -> None:
@@ -134,6 +151,6 @@ async def _orphaned(parent: int, stop: asyncio.Event) -> None:
     stops (its running jobs finish or go back to the queue), so a restarted `opsbot serve` does not end
     up with two."""
     while os.getppid() == parent:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(ORPHAN_POLL)
     log.warning("the web process (pid %d) is gone; this worker stops", parent)
     stop.set()
