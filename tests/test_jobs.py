@@ -301,22 +301,35 @@ async def test_a_request_queued_behind_a_stuck_insert_is_still_answered_in_time(
         proxy.resume()
 
 
-def test_a_group_commit_bundles_the_jobs_that_need_no_lock_nor_key() -> None:
-    from procrastinate import jobs as pjobs
+def test_a_group_commit_bundles_the_jobs_that_need_no_lock() -> None:
+    from datetime import UTC, datetime
 
-    from bot.queue import BUNDLE, BUNDLE_MAX, bundled
+    from bot.queue import BUNDLE, BUNDLE_MAX, Row, bundled
 
-    def row(name: str, lock: str | None = None, **args: Any) -> pjobs.Job:
-        return pjobs.Job(id=None, queue="default", lock=lock, queueing_lock=None, task_name=name, task_kwargs=args)
-
-    loose = [row("test_jobs.record", key="k", value=i) for i in range(BUNDLE_MAX + 3)]
-    keep = [row("test_jobs.locked", lock="thing:a", thing="a", number=1), row("test_jobs.record", **{ONCE: "t:1"})]
-    out = bundled([keep[0], *loose, keep[1]])
-    assert out[:2] == keep  # a lock or a redelivery key: a row of its own
+    loose = [Row("test_jobs.record", {"key": "k", "value": i}) for i in range(BUNDLE_MAX + 2)]
+    keyed = Row("test_jobs.record", {"key": "k", "value": "keyed", ONCE: "t:1"})  # a redelivery key travels along
+    keep = [Row("test_jobs.locked", {"thing": "a", "number": 1}, lock="thing:a"),
+            Row("test_jobs.record", {"key": "k", "value": 0}, scheduled_at=datetime.now(UTC))]
+    out = bundled([keep[0], *loose, keyed, keep[1]])
+    assert out[:2] == keep  # a lock (one at a time per object) or a time of its own: a row of its own
     assert [r.task_name for r in out[2:]] == [BUNDLE, BUNDLE]
-    assert [len(r.task_kwargs["jobs"]) for r in out[2:]] == [BUNDLE_MAX, 3]
-    assert out[2].task_kwargs["jobs"][0] == {"name": "test_jobs.record", "args": {"key": "k", "value": 0}}
+    assert [len(r.args["jobs"]) for r in out[2:]] == [BUNDLE_MAX, 3]
+    assert out[2].args["jobs"][0] == {"name": "test_jobs.record", "args": {"key": "k", "value": 0}}
+    assert out[3].args["jobs"][-1] == {"name": "test_jobs.record", "args": keyed.args}
     assert bundled(loose[:1]) == loose[:1]  # a lone job is not wrapped
+
+
+async def test_bundled_jobs_with_redelivery_keys_run_once_and_a_failed_one_is_retried_as_itself(
+        bot: BotHarness) -> None:
+    """Deferred together, jobs with a redelivery key share a bundle; a redelivery in the same group is dropped,
+    and one that fails is retried on its own and still runs (its key is its own, written by its first run)."""
+    await asyncio.gather(*(bot.deps.queue.defer("test_jobs.record", {"key": "keyed", "value": i}, once=f"req:{i}")
+                           for i in range(10)),
+                         bot.deps.queue.defer("test_jobs.record", {"key": "keyed", "value": 3}, once="req:3"),
+                         bot.deps.queue.defer("test_jobs.flaky", {"key": "flaky", "failures": 1}, once="req:f"))
+    await bot.settle(timeout=20)
+    assert sorted(SEEN["keyed"]) == list(range(10))  # req:3 twice: its effect once
+    assert len(SEEN["flaky"]) == 2  # failed once, retried as the key's owner, succeeded
 
 
 async def test_jobs_deferred_together_all_run_once_and_a_bundled_failure_is_retried_on_its_own(
