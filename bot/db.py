@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bot.errors import DependencyDown
 
@@ -77,6 +77,20 @@ class Database:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
+        except (OSError, ConnectionError) as exc:
+            raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise DependencyDown("opsbot's database is unreachable; try again in a moment.") from exc
+            raise
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction, for one-statement work that needs no ORM unit of work (a job's
+        redelivery key): committed on success, rolled back on error, failures mapped as `session`'s are."""
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
         except (OSError, ConnectionError) as exc:
             raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
         except Exception as exc:

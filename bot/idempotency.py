@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.clock import Clock
 from bot.db import Database
@@ -12,15 +13,18 @@ from bot.models import ProcessedRequest
 
 async def first_time(db: Database, key: str, *, clock: Clock, owner: str | None = None) -> bool:
     """True exactly once per key, across replicas (a primary key decides) — and again for the same `owner`:
-    a job run a second time because its worker died after writing the key must still do its work."""
+    a job run a second time because its worker died after writing the key must still do its work.
+
+    One statement on a Core connection (INSERT … ON CONFLICT DO NOTHING RETURNING), not an ORM session: every
+    job with a redelivery key starts with this, so its cost is paid once per request in a burst."""
     key = key[:255]
-    try:
-        async with db.session() as session:
-            session.add(ProcessedRequest(key=key, at=clock(), owner=owner))
-    except IntegrityError:
+    insert = sqlite_insert if db.is_sqlite else pg_insert
+    statement = (insert(ProcessedRequest).values(key=key, at=clock(), owner=owner)
+                 .on_conflict_do_nothing(index_elements=[ProcessedRequest.key]).returning(ProcessedRequest.key))
+    async with db.connection() as connection:
+        if (await connection.execute(statement)).first() is not None:
+            return True
         if owner is None:
             return False
-        async with db.session() as session:
-            found = await session.scalar(select(ProcessedRequest.owner).where(ProcessedRequest.key == key))
-        return found == owner
-    return True
+        found = await connection.scalar(select(ProcessedRequest.owner).where(ProcessedRequest.key == key))
+    return found == owner
