@@ -9,7 +9,7 @@ change to the ack path can be judged in a minute. opsbot runs as its web process
 CPU PostgreSQL spends is not counted: only this process's).
 
     .venv/bin/python bench/ack_cost.py [--requests 2000] [--repeats 15] [--profile opsbot|baseline]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--concurrency 50]
 """
 
 from __future__ import annotations
@@ -120,16 +120,16 @@ async def baseline_app(_tmp: Path) -> tuple[Asgi, Callable[[], Awaitable[None]]]
     return _baseline_app.asgi, nothing
 
 
-async def timed(app: Asgi, pool: list[tuple[bytes, list[tuple[bytes, bytes]]]], n: int) -> float:
-    """CPU µs per request over n requests."""
+async def timed(app: Asgi, pool: list[tuple[bytes, list[tuple[bytes, bytes]]]], n: int, concurrency: int = 1) -> float:
+    """CPU µs per request over n requests, `concurrency` of them in flight at a time."""
     began = time.process_time()
-    for i in range(n):
-        body, headers = pool[i % len(pool)]
-        await call(app, body, headers)
+    for start in range(0, n, concurrency):
+        batch = [pool[i % len(pool)] for i in range(start, min(n, start + concurrency))]
+        await asyncio.gather(*(call(app, body, headers) for body, headers in batch))
     return (time.process_time() - began) / n * 1e6
 
 
-async def measure(n: int, repeats: int, profile: str | None, pg: str) -> dict[str, list[float]]:
+async def measure(n: int, repeats: int, profile: str | None, pg: str, concurrency: int = 1) -> dict[str, list[float]]:
     """Both apps in one process, taking turns repeat after repeat: the machine's drift costs both alike."""
     with tempfile.TemporaryDirectory() as tmp:
         apps = {"baseline": await baseline_app(Path(tmp)), "opsbot": await opsbot_app(Path(tmp), pg)}
@@ -146,7 +146,7 @@ async def measure(n: int, repeats: int, profile: str | None, pg: str) -> dict[st
                 for name, (app, _stop) in apps.items():
                     if profiler:
                         profiler.enable()
-                    results[name].append(await timed(app, pool, n))
+                    results[name].append(await timed(app, pool, n, concurrency))
                     if profiler:
                         profiler.disable()
             if profiler:
@@ -165,8 +165,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--profile", choices=["opsbot", "baseline"])
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="requests in flight at once (50: acks share group commits, as under load)")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.requests, args.repeats, args.profile, args.pg))
+    results = asyncio.run(measure(args.requests, args.repeats, args.profile, args.pg, args.concurrency))
     for name, values in results.items():
         print(f"{name:9} CPU µs per ack: best {min(values):6.1f}, median {statistics.median(values):6.1f}")
     if len(results) == 2:
