@@ -281,7 +281,8 @@ class InProcessQueue(JobQueue):
 
 @dataclass(frozen=True)
 class WorkerTuning:
-    concurrency: int = 20  # jobs one worker process runs at once
+    concurrency: int = 20  # queue rows (a job, or a bundle of jobs) one worker process takes at once
+    jobs_at_once: int = 100  # jobs one worker process runs at once, bundled ones included
     fetchers: int = 4  # procrastinate workers in the process: each fetches one job per round trip
     polling_interval: float = 0.5  # seconds; also how soon a retry or the next job on a lock starts
     heartbeat_interval: float = 1.0
@@ -311,6 +312,9 @@ class PostgresQueue(JobQueue):
         self._inserts: set[asyncio.Task[None]] = set()
         self._flushers: set[asyncio.Task[None]] = set()
         self._workers: list[asyncio.Task[None]] = []
+        # Jobs running at once in this process, bundled ones included: a bundle's jobs run side by side, and 20
+        # bundles of 50 at once had a thousand jobs waiting for 30 database connections (some timed out).
+        self._slots = asyncio.Semaphore(self.tuning.jobs_at_once)
 
     def _register(self, job: Job) -> None:
         from procrastinate import BaseRetryStrategy, RetryDecision
@@ -327,7 +331,8 @@ class PostgresQueue(JobQueue):
 
         async def run(context: Any, **kwargs: Any) -> None:
             attempt = context.job.attempts + int(kwargs.get(DONE, 0))
-            await queue.attempt(job, kwargs, attempt=attempt, owner=f"job:{context.job.id}")
+            async with queue._slots:
+                await queue.attempt(job, kwargs, attempt=attempt, owner=f"job:{context.job.id}")
 
         self.app.task(name=job.name, pass_context=True, retry=Retry())(run)
 
@@ -502,7 +507,8 @@ class PostgresQueue(JobQueue):
                 return
             owner = f"job:{context.job.id}:{index}"
             try:
-                await self.attempt(job, item["args"], attempt=0, owner=owner)
+                async with self._slots:
+                    await self.attempt(job, item["args"], attempt=0, owner=owner)
             except Exception as exc:
                 if will_retry(job, exc, 0):
                     # Its retry is its own row, and still this run's: a redelivery key this run wrote is its own.

@@ -22,6 +22,7 @@ from bot.queue import ONCE
 from commands.common import GENERIC_FAILURE
 from tests.conftest import load_test_config
 from tests.tcpproxy import TcpProxy
+from tests.test_alerts_replicas import eventually
 
 SEEN: defaultdict[str, list[Any]] = defaultdict(list)  # what each test job did, by a key of the test's choosing
 GATES: dict[str, asyncio.Event] = {}
@@ -68,6 +69,19 @@ async def refused(deps: Deps, *, user: str, channel: str | None, response_url: s
 async def gated(deps: Deps, *, gate: str) -> None:
     SEEN["gated"].append(gate)
     await GATES[gate].wait()
+
+
+RUNNING: list[int] = [0, 0]  # jobs of test_jobs.crowded running now, the most at once
+
+
+@job("test_jobs.crowded")
+async def crowded(deps: Deps, *, n: int) -> None:
+    RUNNING[0] += 1
+    RUNNING[1] = max(RUNNING)
+    try:
+        await GATES["crowd"].wait()
+    finally:
+        RUNNING[0] -= 1
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -317,6 +331,24 @@ def test_a_group_commit_bundles_the_jobs_that_need_no_lock() -> None:
     assert out[2].args["jobs"][0] == {"name": "test_jobs.record", "args": {"key": "k", "value": 0}}
     assert out[3].args["jobs"][-1] == {"name": "test_jobs.record", "args": keyed.args}
     assert bundled(loose[:1]) == loose[:1]  # a lone job is not wrapped
+
+
+async def test_a_worker_runs_at_most_jobs_at_once_jobs_also_from_bundles(bot: BotHarness) -> None:
+    """Twenty bundles of 50 at once were a thousand jobs waiting for 30 database connections, and some gave
+    up (failed for good) after the pool's 10 s timeout."""
+    from bot.queue import WorkerTuning
+
+    limit = WorkerTuning().jobs_at_once
+    GATES["crowd"] = asyncio.Event()
+    RUNNING[:] = [0, 0]
+    await asyncio.gather(*(bot.deps.queue.defer("test_jobs.crowded", {"n": i}) for i in range(limit + 60)))
+    await eventually(lambda: RUNNING[0] >= min(limit, 50), "the bundles to start")
+    await asyncio.sleep(0.5)  # every bundle the fetchers took has started all it may
+    if bot.deps.queue.durable:
+        assert RUNNING[1] == limit
+    GATES["crowd"].set()
+    await bot.settle(timeout=20)
+    assert RUNNING[0] == 0
 
 
 async def test_bundled_jobs_with_redelivery_keys_run_once_and_a_failed_one_is_retried_as_itself(
