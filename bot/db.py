@@ -81,7 +81,7 @@ class Database:
             raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
         except Exception as exc:
             if _is_connection_error(exc):
-                raise DependencyDown("opsbot's database is unreachable; try again in a moment.") from exc
+                raise DependencyDown(_down_message(exc)) from exc
             raise
 
     @asynccontextmanager
@@ -95,7 +95,7 @@ class Database:
             raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
         except Exception as exc:
             if _is_connection_error(exc):
-                raise DependencyDown("opsbot's database is unreachable; try again in a moment.") from exc
+                raise DependencyDown(_down_message(exc)) from exc
             raise
 
     async def ping(self, timeout: float = 2.0) -> str | None:
@@ -172,9 +172,20 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def _down_message(exc: BaseException) -> str:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return "opsbot's database connections are all busy; try again in a moment."
+    return "opsbot's database is unreachable; try again in a moment."
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+    if isinstance(exc, PoolTimeout):  # every pooled connection busy for pool_timeout: worth another attempt
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, OperationalError | InterfaceError) and not _is_lock_error(exc)

@@ -190,3 +190,26 @@ async def test_database_cut_while_declaring_records_what_slack_made_once_it_is_b
     assert len(bot.messages("incidents")) == 1
     assert [c.name for c in bot.slack.channels.values() if c.name.startswith("inc-")] == ["inc-1-checkout-is-slow"]
     assert len(bot.ephemeral_texts()) == 1
+
+
+async def test_a_session_that_waits_too_long_for_a_pooled_connection_is_a_retryable_dependency_error(
+        database_url: str) -> None:
+    """Every pooled connection busy for the pool's timeout: the job is retried (DependencyDown), not failed for
+    good as an unexpected error (a burst of bundled jobs hit this)."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    db = Database(database_url)
+    await db.engine.dispose()
+    db.engine = create_async_engine(db.url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    db.sessions = async_sessionmaker(db.engine, expire_on_commit=False)
+    try:
+        async with db.session() as holding:
+            await holding.execute(select(1))
+            with pytest.raises(DependencyDown, match="connections are all busy"):
+                async with db.session() as waiting:
+                    await waiting.execute(select(1))
+            with pytest.raises(DependencyDown, match="connections are all busy"):
+                async with db.connection() as waiting_too:
+                    await waiting_too.execute(select(1))
+    finally:
+        await db.dispose()
