@@ -55,7 +55,9 @@ def closed_port() -> int:
 
 def environments(url: str) -> dict[str, Any]:
     return {
-        "prod": {"default": True, "timeout": "300ms", "checks": [
+        # The hanging check waits this long; the others must answer within it on a loaded machine (300 ms
+        # was seen to time the `api` check out during the full suite).
+        "prod": {"default": True, "timeout": "1s", "checks": [
             {"name": "api", "url": f"{url}/ok", "expect_json": {"status": ["healthy", "ok"]}},
             {"name": "payments", "url": f"{url}/sick", "expect_json": {"checks.database": "ok"}},
             {"name": "auth-guard", "url": f"{url}/admin", "expect_status": 401},
@@ -83,7 +85,7 @@ async def test_health_acks_at_once_then_replaces_with_the_result(bot: Any) -> No
     assert "❌ *prod* is unhealthy · 4 of 6 checks failing" in text
     assert "`checks.database` was `down`" in text
     assert "expected 401 got 200" in text
-    assert "timeout after 0.3 s" in text
+    assert "timeout after 1 s" in text
     assert "❌ *redis*" in text and "connection refused" in text
     assert "✅ *api*" in text and "✅ *web*" in text
     # Failures are listed before the checks that pass.
