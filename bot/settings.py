@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     worker_process: bool = True
     # CPU priority of that worker below the acking process (0 = the same; 19 = the lowest: it yields to acks).
     worker_nice: int = Field(default=19, ge=0, le=19)
+    # Seconds a stopping worker gets before it exits anyway (set it below the platform's SIGKILL grace period).
+    worker_stop_timeout: float = Field(default=30.0, gt=0)
     # Seconds between probes of opsbot's own database for the opsbot_database_up gauge (GET /metrics).
     db_probe_interval: float = Field(default=15.0, gt=0)
 

@@ -109,11 +109,11 @@ def main() -> int:
     if settings.worker_nice:
         os.nice(settings.worker_nice)
     app = build(settings, role=Role.WORKER, migrate=False, freeze_gc=True)
-    asyncio.run(_serve(app))
+    asyncio.run(_serve(app, settings.worker_stop_timeout))
     return 0
 
 
-async def _serve(app: object) -> None:
+async def _serve(app: object, stop_timeout: float) -> None:
     from bot.app import OpsbotApp
 
     assert isinstance(app, OpsbotApp)
@@ -127,22 +127,20 @@ async def _serve(app: object) -> None:
     await stop.wait()
     if watchdog is not None:
         watchdog.cancel()
-    deadline = threading.Timer(EXIT_DEADLINE, _exit_now)
+    deadline = threading.Timer(stop_timeout, _exit_now, args=(stop_timeout,))
     deadline.daemon = True
     deadline.start()
     await app.stop()
 
 
-def _exit_now() -> None:
-    """A stop that has not finished in EXIT_DEADLINE: a database that stopped answering can hold a query (and
-    psycopg's cancelling of it) for ever. Whatever runs goes back to the queue once its heartbeat is stale."""
-    log.error("the worker did not stop within %.0fs; exiting now (unfinished jobs run again elsewhere)",
-              EXIT_DEADLINE)
+def _exit_now(timeout: float) -> None:
+    """A stop that has not finished in WORKER_STOP_TIMEOUT: a database that stopped answering can hold a query
+    (and psycopg's cancelling of it) for ever. Whatever runs goes back to the queue once its heartbeat is stale."""
+    log.error("the worker did not stop within %gs; exiting now (unfinished jobs run again elsewhere)", timeout)
     logging.shutdown()
     os._exit(1)
 
 
-EXIT_DEADLINE = 30.0  # seconds a stopping worker gets (platforms send SIGKILL 30 s after SIGTERM, too)
 ORPHAN_POLL = 0.25  # seconds between looks at the parent: an orphan takes jobs until it notices
 
 

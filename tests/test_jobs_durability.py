@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not BACKEND_URL.startswith("postgres"),
                                 reason="durability needs PostgreSQL (TEST_DATABASE_URL)")
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-ORPHAN_EXIT = 45.0  # seconds for a worker to stop after its web process died (bot/worker.py EXIT_DEADLINE: 30 s)
+ORPHAN_EXIT = 30.0  # seconds for an orphaned worker to stop (it finishes its running jobs: up to 10 s)
 RECOVERY = 25.0  # seconds from a kill to the last acked job's effect (stalled after 10 s, swept every 2 s)
 
 
@@ -220,23 +220,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-async def test_an_orphaned_worker_exits_while_its_database_is_away(
-        emulator: EmulatorServer, pg_via_proxy: tuple[str, Any], tmp_path: Path) -> None:
-    """Its web process killed, the worker stops, also when its database does not answer: it used to start its
-    job fetchers again and stay, taking jobs, for ever (a restarted replica then had two workers, one of them
-    orphaned), or to wait for ever on a query."""
-    url, proxy = pg_via_proxy
-    replica = await Replica(emulator, url, tmp_path).start()
-    try:
-        orphan = await replica.worker_pid()
-        assert replica.proc is not None
-        os.kill(replica.proc.pid, signal.SIGKILL)
-        proxy.stall()  # before the worker notices: it stops while its database does not answer
-        await eventually(lambda: not alive(orphan), "the orphaned worker to exit", timeout=ORPHAN_EXIT)
-    finally:
-        await replica.stop()
 
 
 def declared(emulator: EmulatorServer, title: str) -> int:
