@@ -127,6 +127,10 @@ class Browser:
         from selenium.webdriver.common.by import By
 
         self.driver.get(url)
+        # Two animation frames: the page is laid out and painted before its rects and pixels are read (on a
+        # loaded machine a screenshot once showed the API badge's red where the Checkout badge's rect was).
+        self.driver.execute_async_script(
+            "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done()));")
         badges = {e.find_element(By.XPATH, "ancestor::section").get_attribute("data-component"): e.rect
                   for e in self.driver.find_elements(By.CSS_SELECTOR, ".component .badge")}
         banner = self.driver.find_element(By.ID, "overall")
