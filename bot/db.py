@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -74,29 +74,17 @@ class Database:
         """A session in a transaction: committed on success, rolled back on error.
 
         Connection failures surface as DependencyDown with a message safe to show users."""
-        try:
+        with _unreachable_as_dependency_down():
             async with self.sessions() as session, session.begin():
                 yield session
-        except (OSError, ConnectionError) as exc:
-            raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise DependencyDown(_down_message(exc)) from exc
-            raise
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction, for one-statement work that needs no ORM unit of work (a job's
         redelivery key): committed on success, rolled back on error, failures mapped as `session`'s are."""
-        try:
+        with _unreachable_as_dependency_down():
             async with self.engine.begin() as connection:
                 yield connection
-        except (OSError, ConnectionError) as exc:
-            raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise DependencyDown(_down_message(exc)) from exc
-            raise
 
     async def ping(self, timeout: float = 2.0) -> str | None:
         """None when healthy, else a short reason (never the URL or password)."""
@@ -170,6 +158,18 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+@contextmanager
+def _unreachable_as_dependency_down() -> Iterator[None]:
+    try:
+        yield
+    except (OSError, ConnectionError) as exc:
+        raise DependencyDown(f"opsbot's database is unreachable ({type(exc).__name__}).") from exc
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise DependencyDown(_down_message(exc)) from exc
+        raise
 
 
 def _down_message(exc: BaseException) -> str:
