@@ -47,9 +47,6 @@ RESERVED = (ONCE, OWNER, DONE)
 POOL_STOP_TIMEOUT = 5.0  # seconds a failed pool's workers get to stop (a connection attempt's connect_timeout)
 STATS_TTL = 2.0  # seconds /metrics and /health reuse one reading of the queue's depth
 DEFER_TIMEOUT = 2.0  # seconds an enqueue may take before the request is refused (the ack is due in 3 s)
-# Inserts in flight at once: while one waits for its commit, the defers that arrived meanwhile go in the next,
-# so a web process under load does not sit idle waiting for a round trip (c=50: it was idle 14 % of the time).
-FLUSHERS = 2
 
 
 @dataclass  # not frozen: bot.metrics.set_queue's Protocol reads plain attributes
@@ -310,7 +307,7 @@ class PostgresQueue(JobQueue):
         # had to wait behind a batch in flight.
         self._pending: list[tuple[Row, asyncio.Future[None], float]] = []
         self._inserts: set[asyncio.Task[None]] = set()
-        self._flushers: set[asyncio.Task[None]] = set()
+        self._flusher: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         # Jobs running at once in this process, bundled ones included: a bundle's jobs run side by side, and 20
         # bundles of 50 at once had a thousand jobs waiting for 30 database connections (some timed out).
@@ -366,8 +363,9 @@ class PostgresQueue(JobQueue):
 
     async def close(self) -> None:
         await self.stop_worker()
-        if self._flushers:
-            await asyncio.wait(set(self._flushers))
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
         if self._inserts:  # abandoned inserts and failed pools being stopped
             await asyncio.wait(set(self._inserts), timeout=POOL_STOP_TIMEOUT + 1)
         if self._opened:
@@ -381,51 +379,51 @@ class PostgresQueue(JobQueue):
         row = Row(task_name=job.name, args=args, lock=job.lock_for(args))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((row, done, time.monotonic() + DEFER_TIMEOUT))
-        # (a flusher that has just returned is done at once, but leaves the set only in a later loop turn)
-        if sum(not flusher.done() for flusher in self._flushers) < FLUSHERS:
-            flusher = asyncio.create_task(self._flush(), name="queue.flush")
-            self._flushers.add(flusher)
-            flusher.add_done_callback(self._flushers.discard)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="queue.flush")
         await done
 
     async def _flush(self) -> None:
-        while self._pending:
-            now = time.monotonic()
-            expired = [done for _, done, deadline in self._pending if deadline <= now]
-            self._pending = [entry for entry in self._pending if entry[2] > now]
-            for done in expired:  # waited its whole time behind a batch that did not get through
-                if not done.done():
-                    done.set_exception(QueueUnavailable())
-            if not self._pending:
-                break
-            batch, self._pending = self._pending[:500], self._pending[500:]
-            # Slack gives up on an ack after 3 s: a database that does not answer by the batch's earliest
-            # deadline gets its requests refused, and the cancelled insert leaves no job.
-            timeout = min(deadline for _, _, deadline in batch) - now
-            rows = bundled([row for row, _, _ in batch])
-            insert = asyncio.create_task(self._insert(rows), name="queue.insert")
-            self._inserts.add(insert)
-            insert.add_done_callback(self._inserts.discard)
-            await asyncio.wait({insert}, timeout=timeout)
-            failure: DependencyDown | None = None
-            if not insert.done():
-                # Not waited for: psycopg cancels a statement by asking the server over a new connection,
-                # which hangs as long as the database does; the requests are answered now.
-                insert.cancel()
-                insert.add_done_callback(_forget)  # kept in self._inserts until it ends
-                log.error("enqueueing %d job(s): no answer within %.1fs", len(batch), timeout)
-                failure = QueueTimeout()
-            elif insert.cancelled() or insert.exception() is not None:
-                log.error("enqueueing %d job(s) failed: %s", len(batch),
-                          "cancelled" if insert.cancelled() else type(insert.exception()).__name__)
-                failure = QueueUnavailable()
-            for _, done, _ in batch:
-                if done.done():
-                    continue
-                if failure is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(failure)
+        try:
+            while self._pending:
+                now = time.monotonic()
+                expired = [done for _, done, deadline in self._pending if deadline <= now]
+                self._pending = [entry for entry in self._pending if entry[2] > now]
+                for done in expired:  # waited its whole time behind a batch that did not get through
+                    if not done.done():
+                        done.set_exception(QueueUnavailable())
+                if not self._pending:
+                    break
+                batch, self._pending = self._pending[:500], self._pending[500:]
+                # Slack gives up on an ack after 3 s: a database that does not answer by the batch's earliest
+                # deadline gets its requests refused, and the cancelled insert leaves no job.
+                timeout = min(deadline for _, _, deadline in batch) - now
+                rows = bundled([row for row, _, _ in batch])
+                insert = asyncio.create_task(self._insert(rows), name="queue.insert")
+                self._inserts.add(insert)
+                insert.add_done_callback(self._inserts.discard)
+                await asyncio.wait({insert}, timeout=timeout)
+                failure: DependencyDown | None = None
+                if not insert.done():
+                    # Not waited for: psycopg cancels a statement by asking the server over a new connection,
+                    # which hangs as long as the database does; the requests are answered now.
+                    insert.cancel()
+                    insert.add_done_callback(_forget)  # kept in self._inserts until it ends
+                    log.error("enqueueing %d job(s): no answer within %.1fs", len(batch), timeout)
+                    failure = QueueTimeout()
+                elif insert.cancelled() or insert.exception() is not None:
+                    log.error("enqueueing %d job(s) failed: %s", len(batch),
+                              "cancelled" if insert.cancelled() else type(insert.exception()).__name__)
+                    failure = QueueUnavailable()
+                for _, done, _ in batch:
+                    if done.done():
+                        continue
+                    if failure is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(failure)
+        finally:
+            self._flusher = None
 
     async def _insert(self, rows: list[Row]) -> None:
         """One statement for `rows`; once more when the connection died under it (the database restarted)."""
@@ -549,7 +547,7 @@ class PostgresQueue(JobQueue):
         """No job waiting or running (tests; scheduled retries included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._pending and not self._flushers:
+            if not self._pending and self._flusher is None:
                 try:
                     await self.open()
                     row = await asyncio.wait_for(self.app.connector.execute_query_one_async(query=_BUSY_SQL),
