@@ -86,6 +86,11 @@ async def _autocommit(connection: Any) -> None:
     await connection.set_autocommit(True)
 
 
+def _attempts_made(attempts: int, kwargs: Mapping[str, Any]) -> int:
+    """procrastinate's count for this row, plus the attempts made before it (a bundled job's retry)."""
+    return attempts + int(kwargs.get(DONE, 0))
+
+
 def _forget(task: asyncio.Task[None]) -> None:
     """An abandoned insert's outcome, read so that asyncio does not report it as never retrieved."""
     if not task.cancelled():
@@ -321,13 +326,13 @@ class PostgresQueue(JobQueue):
         class Retry(BaseRetryStrategy):
             def get_retry_decision(self, *, exception: BaseException, job: Any) -> RetryDecision | None:
                 spec = queue.registry.get(job.task_name)
-                attempts = job.attempts + int(job.task_kwargs.get(DONE, 0))
+                attempts = _attempts_made(job.attempts, job.task_kwargs)
                 if not will_retry(spec, exception, attempts):
                     return None
                 return RetryDecision(retry_in={"seconds": int(max(1, spec.backoff(attempts)))})
 
         async def run(context: Any, **kwargs: Any) -> None:
-            attempt = context.job.attempts + int(kwargs.get(DONE, 0))
+            attempt = _attempts_made(context.job.attempts, kwargs)
             async with queue._slots:
                 await queue.attempt(job, kwargs, attempt=attempt, owner=f"job:{context.job.id}")
 
