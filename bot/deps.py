@@ -19,6 +19,7 @@ from bot.ratelimit import RateLimiter
 from bot.scheduler import Scheduler
 from bot.secrets import Scrubber
 from bot.settings import Settings
+from bot.shared_reads import SharedReads
 from bot.slack import Directory
 from bot.tasks import BackgroundTasks
 
@@ -46,6 +47,8 @@ class Deps:
     scrubber: Scrubber = field(init=False)
     # Named jobs (bot/jobs.py) wait here: procrastinate on PostgreSQL, this process on SQLite.
     queue: JobQueue = field(init=False)
+    # Identical reads (an environment's checks, a flag's state, the open incidents) asked for together.
+    reads: SharedReads = field(default_factory=SharedReads)
 
     def __post_init__(self) -> None:
         self.queue = make_queue(self.settings.database_url.get_secret_value(), jobs.REGISTRY, self.tasks)

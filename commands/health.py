@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -221,7 +222,8 @@ async def health_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> 
         return
     await ack_deferred(ack, deps, "health.check", answer=ephemeral(checking_text(targets)),
                        user=command["user_id"], channel=command.get("channel_id"),
-                       response_url=command.get("response_url"), environments=[name for name, _ in targets])
+                       response_url=command.get("response_url"), environments=[name for name, _ in targets],
+                       requested_at=time.time())
 
 
 async def smoke_command(ack: AsyncAck, command: dict[str, Any], deps: Deps, words: list[str]) -> None:
@@ -255,11 +257,16 @@ def schedule(deps: Deps) -> None:
 
 @job("health.check", retries=1)
 async def check(deps: Deps, *, user: str, channel: str | None, response_url: str | None,
-                environments: list[str]) -> None:
-    """`/health`: every check of the environments at once; the answer replaces the "Checking…" ack."""
-    reports = list(await asyncio.gather(*(check_environment(name, _environment(deps, name), http=deps.http,
-                                                            scrub=deps.scrubber)
-                                          for name in environments)))
+                environments: list[str], requested_at: float | None = None) -> None:
+    """`/health`: every check of the environments at once; the answer replaces the "Checking…" ack. Requests
+    for the same environment share a round of checks that started after they were made (bot/shared_reads.py):
+    a crowd asking during an outage sends the targets one round, not one each."""
+    async def checks(name: str) -> HealthReport:
+        return await deps.reads.read(("health", name), lambda: check_environment(name, _environment(deps, name),
+                                                                           http=deps.http, scrub=deps.scrubber),
+                               asked_at=requested_at)
+
+    reports = list(await asyncio.gather(*(checks(name) for name in environments)))
     text, blocks = reports_text(reports), render_reports(reports)
     respond = responder(deps, response_url)
     if respond is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -182,3 +183,25 @@ async def test_read_back_failure_after_the_change_is_not_reported_as_unchanged(
     assert entry.outcome == "failed"
     assert "accepted the change but reading it back failed" in (entry.detail or "")
     assert entry.after["requested"] == {"kill_switch": True}
+
+
+async def test_queued_proposals_share_a_read_that_started_after_they_were_asked(
+        make_bot: Any, monkeypatch: pytest.MonkeyPatch, api: tuple[AdminApi, str]) -> None:
+    """Five `/killswitch checkout on` asked a minute ago and still queued read the flag once; each gets its
+    own confirmation. After a confirmed change, a new request reads again and shows the new state."""
+    admin, url = api
+    bot = await start(make_bot, monkeypatch, http_store(url))
+    asked = time.time() - 60
+    for _ in range(5):
+        await bot.deps.queue.defer("flags.propose", {
+            "user": ALICE, "channel": None, "response_url": bot.requests.response_url(), "action": "killswitch",
+            "flag": "checkout", "environment": "staging", "change": {"kill_switch": True},
+            "requested_at": asked})
+    await bot.settle()
+    reads = [r for r in admin.requests if r["method"] == "GET"]
+    assert len(reads) == 1 and len(bot.slack.responses) == 5
+    assert all("kill switch: off → *ON*" in text for text in bot.ephemeral_texts())
+    await press(bot, Action.CONFIRM)
+    assert admin.flags["checkout"]["kill_switch"] is True
+    await bot.command("/killswitch", "checkout off", user=ALICE)
+    assert "kill switch: ON → *off*" in last_text(bot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,17 +32,23 @@ async def _hang(request: Request) -> Response:
     return PlainTextResponse("late")
 
 
+async def _counted(request: Request) -> Response:
+    request.app.state.hits += 1
+    return JSONResponse({"status": "healthy" if request.app.state.healthy else "unhealthy"})
+
+
 async def _open(_request: Request) -> Response:
     return PlainTextResponse("<b>admin</b>")
 
 
 TARGET = Starlette(routes=[Route("/ok", _ok), Route("/sick", _sick), Route("/hang", _hang),
-                           Route("/admin", _open)])
+                           Route("/admin", _open), Route("/counted", _counted)])
 
 
 @pytest.fixture
 async def target() -> AsyncIterator[str]:
     TARGET.state.release = asyncio.Event()
+    TARGET.state.hits, TARGET.state.healthy = 0, True
     async with LocalServer(TARGET) as server:
         yield server.url
         TARGET.state.release.set()
@@ -137,3 +144,39 @@ async def test_no_environments_configured(make_bot: Any) -> None:
     other = await make_bot(config=load_test_config({"environments": {}}))
     response = await other.command("/health", "")
     assert "No environments are configured" in response.json()["text"]
+
+
+def _counted_env(url: str) -> Any:
+    return load_test_config({"environments": {"shop": {"checks": [
+        {"name": "api", "url": f"{url}/counted", "expect_json": {"status": "healthy"}}]}}})
+
+
+async def test_queued_requests_share_one_round_of_checks_and_a_later_request_sees_the_change(
+        make_bot: Any, target: str) -> None:
+    """Twelve `/health shop` jobs asked a minute ago (a queue drained after a burst or a restart) are answered
+    by one round of checks, which started after every one of them was asked; a request made after the
+    target changed gets a round of its own and sees the change."""
+    bot = await make_bot(config=_counted_env(target))
+    asked = time.time() - 60
+    urls = [bot.requests.response_url() for _ in range(12)]
+    for url in urls:
+        await bot.deps.queue.defer("health.check", {"user": "U0ALICE01", "channel": None, "response_url": url,
+                                                    "environments": ["shop"], "requested_at": asked})
+    await bot.settle()
+    assert TARGET.state.hits == 1
+    assert len(bot.slack.responses) == 12
+    assert all("*shop* is healthy" in text for text in bot.ephemeral_texts())
+    TARGET.state.healthy = False
+    await bot.command("/health", "shop")
+    assert TARGET.state.hits == 2 and "*shop* is unhealthy" in bot.ephemeral_texts()[-1]
+    await bot.command("/health", "shop")  # and the next one reads again: a finished round is not a cache
+    assert TARGET.state.hits == 3
+
+
+async def test_requests_arriving_together_are_each_answered_and_share_what_they_can(
+        make_bot: Any, target: str) -> None:
+    bot = await make_bot(config=_counted_env(target))
+    await asyncio.gather(*(bot.command("/health", "shop", user=f"U0USER{n:04d}", settle=False) for n in range(8)))
+    await bot.settle()
+    assert len(bot.slack.responses) == 8 and 1 <= TARGET.state.hits <= 8
+    assert all("*shop* is healthy" in text for text in bot.ephemeral_texts())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from sqlalchemy import select
 
@@ -99,3 +100,18 @@ async def test_a_declaration_whose_run_stopped_before_recording_its_set_up_resum
     channels = [c for c in bot.slack.channels.values() if c.name.startswith("inc-")]
     assert len(channels) == 1 and stored.channel_id == channels[0].id  # the channel adopted
     assert stored.summary_ts is not None and len(bot.messages(channels[0].name)) >= 1
+
+
+async def test_queued_lists_share_a_read_but_a_list_asked_after_a_declaration_shows_it(bot: BotHarness) -> None:
+    await declare(bot, "open P2 Checkout errors")
+    asked, started = time.time() - 60, bot.deps.reads.started
+    for _ in range(4):  # asked a minute ago, still queued: one read that started after them answers all four
+        await bot.deps.queue.defer("incident.read", {"user": "U0ALICE01", "channel": None,
+                                                     "response_url": bot.requests.response_url(), "verb": "list",
+                                                     "ref": None, "requested_at": asked})
+    await bot.settle()
+    assert bot.deps.reads.started == started + 1 and len(bot.slack.responses) == 4
+    assert all("Checkout errors" in text for text in bot.ephemeral_texts())
+    await declare(bot, "open P3 Search slow")
+    await bot.command("/incident", "list")
+    assert "Search slow" in bot.ephemeral_texts()[-1] and "Checkout errors" in bot.ephemeral_texts()[-1]

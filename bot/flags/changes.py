@@ -90,13 +90,14 @@ async def _audit_failure(deps: Deps, *, actor: str, action: str, target: Target,
 
 
 async def request_change(deps: Deps, *, actor: str, action: str, target: Target, change: FlagChange,
-                         channel: str | None) -> Proposal:
-    """Check permission and rate, read the current state live, and store a single-use confirmation."""
+                         channel: str | None, asked_at: float | None = None) -> Proposal:
+    """Check permission and rate, read the current state live (a read that started after `asked_at`, when
+    given), and store a single-use confirmation."""
     check_change(target, change, action)
     await deps.require(user=actor, action=action, target=target.ref, environment=target.environment)
     await deps.ratelimit.check(actor, action)
     try:
-        before = await read(deps, target)
+        before = await read(deps, target, asked_at=asked_at)
     except OpsbotError as exc:  # the store (or its secret) failed: nothing was stored, nothing will change
         await _audit_failure(deps, actor=actor, action=action, target=target, change=change,
                              detail=f"could not read the current state: {exc}")

@@ -140,11 +140,13 @@ class Row:
     error: str | None = None
 
 
-async def read(deps: Deps, target: Target) -> FlagState:
-    return await provider_for(deps, target).read()
+async def read(deps: Deps, target: Target, *, asked_at: float | None = None) -> FlagState:
+    """The flag's state, read live: by a read of its own, or (with `asked_at`, a request's time) by one of the
+    same flag that started after the request was made (bot/shared_reads.py)."""
+    return await deps.reads.read(("flag", target.ref), provider_for(deps, target).read, asked_at=asked_at)
 
 
-async def read_all(deps: Deps, *, environment: str | None = None) -> list[Row]:
+async def read_all(deps: Deps, *, environment: str | None = None, asked_at: float | None = None) -> list[Row]:
     """Every configured flag (in one environment, or all), read live from the stores concurrently."""
     env_filter = None
     if environment:
@@ -157,7 +159,7 @@ async def read_all(deps: Deps, *, environment: str | None = None) -> list[Row]:
 
     async def one(target: Target) -> Row:
         try:
-            return Row(target, state=await read(deps, target))
+            return Row(target, state=await read(deps, target, asked_at=asked_at))
         except OpsbotError as exc:  # a read: the change path's "nothing was changed" would mislead here
             return Row(target, error=str(exc).replace("; nothing was changed.", "."))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck
@@ -86,7 +87,7 @@ async def _change_command(action: str, ack: AsyncAck, command: dict[str, Any], d
     await ack_deferred(ack, deps, "flags.propose", answer=reading,
                        once=request_key(command), user=command["user_id"], channel=command.get("channel_id"),
                        response_url=command.get("response_url"), action=action, flag=target.flag,
-                       environment=target.environment, change=change.as_dict())
+                       environment=target.environment, change=change.as_dict(), requested_at=time.time())
 
 
 async def killswitch_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> None:
@@ -109,7 +110,7 @@ async def flags_command(ack: AsyncAck, command: dict[str, Any], deps: Deps) -> N
         return
     await ack_deferred(ack, deps, "flags.list", answer=ephemeral("Reading flags…"), user=command["user_id"],
                        channel=command.get("channel_id"), response_url=command.get("response_url"),
-                       environment=environment)
+                       environment=environment, requested_at=time.time())
 
 
 async def _decision(name: str, ack: AsyncAck, body: dict[str, Any], deps: Deps) -> None:

@@ -57,11 +57,12 @@ async def _answer(deps: Deps, response_url: str | None, user: str, channel: str 
 
 @job("flags.propose", retries=2)
 async def propose(deps: Deps, *, user: str, channel: str | None, response_url: str | None, action: str, flag: str,
-                  environment: str, change: dict[str, Any]) -> None:
+                  environment: str, change: dict[str, Any], requested_at: float | None = None) -> None:
     """/killswitch and /flag after the ack: read the flag live, store the confirmation, show its buttons."""
     target = flags.resolve(deps.config, flag, environment)
     proposal = await flags.request_change(deps, actor=user, action=action, target=target,
-                                          change=FlagChange.from_dict(change), channel=channel)
+                                          change=FlagChange.from_dict(change), channel=channel,
+                                          asked_at=requested_at)
     await _answer(deps, response_url, user, channel,
                   text=f"{render.title(action, proposal.change)}? `{target.flag}` in {target.environment}",
                   blocks=render.confirmation(proposal, production=deps.config.is_production(target.environment)))
@@ -69,8 +70,8 @@ async def propose(deps: Deps, *, user: str, channel: str | None, response_url: s
 
 @job("flags.list", retries=2)
 async def list_flags(deps: Deps, *, user: str, channel: str | None, response_url: str | None,
-                     environment: str | None) -> None:
-    rows = await flags.read_all(deps, environment=environment)
+                     environment: str | None, requested_at: float | None = None) -> None:
+    rows = await flags.read_all(deps, environment=environment, asked_at=requested_at)
     await _answer(deps, response_url, user, channel, text=f"Feature flags ({len(rows)})",
                   blocks=render.states_table(rows, environment))
 

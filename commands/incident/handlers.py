@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,7 +94,8 @@ async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: Resp
             f"Declaring a {cmd.severity} incident: {cmd.text}…"), once=once, **requester,
             declaration=dataclasses.asdict(declaration), dedup_key=_key("trigger", command.get("trigger_id")))
     elif cmd.verb not in MUTATING:  # list, show, timeline, postmortem
-        await ack_deferred(ack, deps, "incident.read", **requester, verb=cmd.verb, ref=cmd.ref)
+        await ack_deferred(ack, deps, "incident.read", **requester, verb=cmd.verb, ref=cmd.ref,
+                           requested_at=time.time())
     else:  # a change runs once per request, under the incident's lock
         args = _change_args(cmd, request=once)
         number = incidents.parse_ref(cmd.ref) if cmd.ref else None

@@ -47,10 +47,12 @@ async def declare(deps: Deps, *, user: str, channel: str | None, response_url: s
 
 @job("incident.read", retries=2)
 async def read(deps: Deps, *, user: str, channel: str | None, response_url: str | None, verb: str,
-               ref: str | None) -> None:
-    """list, show, timeline, postmortem: answered to the requester only."""
+               ref: str | None, requested_at: float | None = None) -> None:
+    """list, show, timeline, postmortem: answered to the requester only. Lists asked for together share a
+    read that started after they were asked (bot/shared_reads.py)."""
     if verb == "list":
-        rows = await flows.open_incidents(deps.db, config=deps.config)
+        rows = await deps.reads.read(("incidents", "open"), lambda: flows.open_incidents(deps.db, config=deps.config),
+                                     asked_at=requested_at)
         text, blocks = render.incident_list(rows, now=deps.clock(), severities=deps.config.severities)
     else:
         found = await flows.locate(deps.db, ref=ref, channel_id=channel)

@@ -7,6 +7,7 @@ timeline with who and when, so the postmortem lists the steps taken."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck
@@ -114,7 +115,7 @@ async def run_pressed(ack: AsyncAck, body: dict[str, Any], respond: Any, deps: D
             return
         await ack_deferred(ack, deps, "flags.propose", once=request_key(body), user=user, channel=channel,
                            response_url=None, action="killswitch", flag=target.flag, environment=target.environment,
-                           change=change.as_dict())
+                           change=change.as_dict(), requested_at=time.time())
     else:
         await _open_rollback(ack, body, deps, service=str(step.rollback), environment=step.environment)
 
