@@ -171,6 +171,7 @@ class OpsbotApp:
         if self.worker is not None:
             await self.worker.stop()
         await deps.http.aclose()
+        await deps.probes.close()
         if deps.slack.session is not None:
             await deps.slack.session.close()
             deps.slack.session = None

@@ -14,6 +14,7 @@ from bot.config import Config
 from bot.db import Database
 from bot.errors import PermissionDenied
 from bot.permissions import Authorizer
+from bot.providers.probe_client import Probes
 from bot.queue import JobQueue, make_queue
 from bot.ratelimit import RateLimiter
 from bot.scheduler import Scheduler
@@ -49,6 +50,8 @@ class Deps:
     queue: JobQueue = field(init=False)
     # Identical reads (an environment's checks, a flag's state, the open incidents) asked for together.
     reads: SharedReads = field(default_factory=SharedReads)
+    # HTTP for health checks (aiohttp: a hundred checks at once cost a third of httpx's CPU).
+    probes: Probes = field(default_factory=Probes)
 
     def __post_init__(self) -> None:
         self.queue = make_queue(self.settings.database_url.get_secret_value(), jobs.REGISTRY, self.tasks)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +42,7 @@ from bot.providers.checks_http import probe_http
 from bot.providers.checks_postgres import probe_postgres
 from bot.providers.checks_rate_limit import probe_rate_limit
 from bot.providers.checks_tcp import probe_tcp
+from bot.providers.probe_client import Probes
 from bot.secrets import Scrubber
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def overall(results: list[CheckResult]) -> OverallStatus:
     return "healthy"
 
 
-async def check_environment(name: str, env: Environment, *, http: httpx.AsyncClient,
+async def check_environment(name: str, env: Environment, *, http: Probes,
                             only: list[str] | None = None, rate_limits: bool = True,
                             scrub: Callable[[str], str] | None = None) -> HealthReport:
     """Run the environment's checks concurrently (or the ones named in `only`); never raises for a check.
@@ -110,7 +110,7 @@ async def check_environment(name: str, env: Environment, *, http: httpx.AsyncCli
                         duration_ms=duration)
 
 
-async def run_check(check: Check, env: Environment, *, http: httpx.AsyncClient,
+async def run_check(check: Check, env: Environment, *, http: Probes,
                     scrub: Callable[[str], str] | None = None) -> CheckResult:
     """One check bounded by its timeout (the check's own, else the environment's)."""
     timeout = (check.timeout or env.timeout).total_seconds()
@@ -140,7 +140,7 @@ async def run_check(check: Check, env: Environment, *, http: httpx.AsyncClient,
                        retry_after=probe.retry_after)
 
 
-async def _probe(check: Check, *, http: httpx.AsyncClient, timeout: float) -> Probe:
+async def _probe(check: Check, *, http: Probes, timeout: float) -> Probe:
     if isinstance(check, HttpCheck):
         return await probe_http(check, http=http, timeout=timeout)
     if isinstance(check, PostgresCheck):
@@ -166,7 +166,7 @@ def verifiable(env: Environment) -> int:
     return sum(1 for check in env.checks if not isinstance(check, RateLimitCheck))
 
 
-async def check_patiently(name: str, env: Environment, *, http: httpx.AsyncClient, within: float,
+async def check_patiently(name: str, env: Environment, *, http: Probes, within: float,
                           only: list[str] | None = None, scrub: Callable[[str], str] | None = None,
                           waiting: Callable[[str], Awaitable[None]] | None = None,
                           sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> HealthReport:
@@ -290,7 +290,7 @@ class SmokeResult:
 
 
 async def run_smoke(environment: str, env: Environment, suite: SmokeSuite, *,
-                    http: httpx.AsyncClient, scrub: Callable[[str], str] | None = None) -> SmokeResult:
+                    http: Probes, scrub: Callable[[str], str] | None = None) -> SmokeResult:
     """A suite is its configured command (exit 0 and every `expect_output` line seen passes) or a set of the
     environment's checks (none fail).
 
@@ -427,7 +427,7 @@ class HealthNotifier(Protocol):
     async def smoke_finished(self, result: SmokeResult) -> None: ...
 
 
-async def monitor_once(db: Database, *, clock: Clock, http: httpx.AsyncClient, environment: str,
+async def monitor_once(db: Database, *, clock: Clock, http: Probes, environment: str,
                        env: Environment, notifier: HealthNotifier,
                        scrub: Callable[[str], str] | None = None) -> StateChange | None:
     """Check, record the state, and announce only a change of state; an announcement that fails is undone
@@ -446,7 +446,7 @@ async def monitor_once(db: Database, *, clock: Clock, http: httpx.AsyncClient, e
     return change
 
 
-async def smoke_once(environment: str, env: Environment, suite: SmokeSuite, *, http: httpx.AsyncClient,
+async def smoke_once(environment: str, env: Environment, suite: SmokeSuite, *, http: Probes,
                      scrub: Callable[[str], str], notifier: HealthNotifier) -> SmokeResult:
     """Run the suite; announce a failure (and a pass when the suite says `report_success`)."""
     result = await run_smoke(environment, env, suite, http=http, scrub=scrub)

@@ -263,7 +263,7 @@ async def check(deps: Deps, *, user: str, channel: str | None, response_url: str
     a crowd asking during an outage sends the targets one round, not one each."""
     async def checks(name: str) -> HealthReport:
         return await deps.reads.read(("health", name), lambda: check_environment(name, _environment(deps, name),
-                                                                           http=deps.http, scrub=deps.scrubber),
+                                                                           http=deps.probes, scrub=deps.scrubber),
                                asked_at=requested_at)
 
     reports = list(await asyncio.gather(*(checks(name) for name in environments)))
@@ -277,7 +277,7 @@ async def check(deps: Deps, *, user: str, channel: str | None, response_url: str
 
 @job("health.monitor")
 async def monitor(deps: Deps, *, environment: str) -> None:
-    await monitor_once(deps.db, clock=deps.clock, http=deps.http, environment=environment,
+    await monitor_once(deps.db, clock=deps.clock, http=deps.probes, environment=environment,
                        env=_environment(deps, environment), notifier=SlackHealth(deps), scrub=deps.scrubber)
 
 
@@ -287,7 +287,7 @@ async def smoke(deps: Deps, *, environment: str, suite: str) -> None:
     found = next((s for s in env.smoke if s.name == suite), None)
     if found is None:
         raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
-    await smoke_once(environment, env, found, http=deps.http, scrub=deps.scrubber, notifier=SlackHealth(deps))
+    await smoke_once(environment, env, found, http=deps.probes, scrub=deps.scrubber, notifier=SlackHealth(deps))
 
 
 @job("health.smoke_now", lock="smoke:{environment}:{suite}")
@@ -300,7 +300,7 @@ async def smoke_now(deps: Deps, *, user: str, channel: str | None, response_url:
     if found is None:
         raise NotFound("smoke suite", suite, [s.name for s in env.smoke])
     await deps.ratelimit.check(user, "health.smoke")
-    result = await run_smoke(environment, env, found, http=deps.http, scrub=deps.scrubber)
+    result = await run_smoke(environment, env, found, http=deps.probes, scrub=deps.scrubber)
     text, blocks = render_smoke(result)
     respond = responder(deps, response_url)
     if respond is None:

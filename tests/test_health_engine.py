@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from starlette.applications import Starlette
@@ -21,6 +20,7 @@ from bot.config.health import Environment
 from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.checks_http import MAX_BODY
+from bot.providers.probe_client import Probes
 
 
 async def _status(request: Request) -> Response:
@@ -78,8 +78,8 @@ async def target() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[Probes]:
+    async with Probes() as client:
         yield client
 
 
@@ -94,13 +94,13 @@ def env(*checks: dict[str, Any], **settings: Any) -> Environment:
     return Environment.model_validate({"checks": list(checks), **settings})
 
 
-async def one(environment: Environment, http: httpx.AsyncClient) -> Any:
+async def one(environment: Environment, http: Probes) -> Any:
     report = await check_environment("test", environment, http=http)
     assert len(report.results) == 1
     return report.results[0]
 
 
-async def test_fast_endpoint_is_healthy(target: str, http: httpx.AsyncClient) -> None:
+async def test_fast_endpoint_is_healthy(target: str, http: Probes) -> None:
     report = await check_environment("prod", env({"name": "api", "url": f"{target}/status/200"}), http=http)
     assert report.environment == "prod" and report.status == "healthy"
     (result,) = report.results
@@ -108,13 +108,13 @@ async def test_fast_endpoint_is_healthy(target: str, http: httpx.AsyncClient) ->
     assert result.latency_ms > 0
 
 
-async def test_non_2xx_fails_by_default(target: str, http: httpx.AsyncClient) -> None:
+async def test_non_2xx_fails_by_default(target: str, http: Probes) -> None:
     result = await one(env({"name": "api", "url": f"{target}/status/503"}), http)
     assert result.status == "fail" and result.status_code == 503
     assert result.detail == "expected 2xx got 503"
 
 
-async def test_expected_401_auth_guard(target: str, http: httpx.AsyncClient) -> None:
+async def test_expected_401_auth_guard(target: str, http: Probes) -> None:
     guard = await one(env({"name": "guard", "url": f"{target}/status/401", "expect_status": 401}), http)
     assert guard.status == "ok"
     open_door = await one(env({"name": "guard", "url": f"{target}/status/200", "expect_status": 401}), http)
@@ -124,7 +124,7 @@ async def test_expected_401_auth_guard(target: str, http: httpx.AsyncClient) -> 
 
 
 async def test_json_expectations_with_dotted_paths_and_accepted_values(target: str,
-                                                                       http: httpx.AsyncClient) -> None:
+                                                                       http: Probes) -> None:
     expect = {"status": ["healthy", "ok"], "database": "connected", "checks.database": "ok", "ok": True,
               "version": 42}
     good = await one(env({"name": "api", "url": f"{target}/json", "expect_json": expect}), http)
@@ -138,13 +138,13 @@ async def test_json_expectations_with_dotted_paths_and_accepted_values(target: s
     assert missing.status == "fail" and missing.detail == "`checks.cache` missing"
 
 
-async def test_bad_json_is_a_failure_with_a_reason(target: str, http: httpx.AsyncClient) -> None:
+async def test_bad_json_is_a_failure_with_a_reason(target: str, http: Probes) -> None:
     result = await one(env({"name": "api", "url": f"{target}/bad-json", "expect_json": {"status": "ok"}}), http)
     assert result.status == "fail" and result.detail == "response is not valid JSON"
     assert result.status_code == 200
 
 
-async def test_huge_body_is_capped_not_read_whole(target: str, http: httpx.AsyncClient) -> None:
+async def test_huge_body_is_capped_not_read_whole(target: str, http: Probes) -> None:
     result = await one(env({"name": "api", "url": f"{target}/huge", "expect_json": {"status": "ok"}}), http)
     assert result.status == "fail"
     assert f"larger than {MAX_BODY // 1024 // 1024} MiB" in result.detail
@@ -154,14 +154,14 @@ async def test_huge_body_is_capped_not_read_whole(target: str, http: httpx.Async
 
 
 async def test_hanging_endpoint_times_out_with_the_configured_timeout(target: str,
-                                                                      http: httpx.AsyncClient) -> None:
+                                                                      http: Probes) -> None:
     result = await one(env({"name": "api", "url": f"{target}/sleep/30", "timeout": "300ms"}), http)
     assert result.status == "fail" and result.detail == "timeout after 0.3 s"
     default = await one(env({"name": "api", "url": f"{target}/sleep/30"}, timeout="400ms"), http)
     assert default.detail == "timeout after 0.4 s"
 
 
-async def test_slow_endpoint_is_a_warning_and_degrades(target: str, http: httpx.AsyncClient) -> None:
+async def test_slow_endpoint_is_a_warning_and_degrades(target: str, http: Probes) -> None:
     report = await check_environment("prod", env({"name": "slow", "url": f"{target}/sleep/0.2",
                                                   "latency_warn": "50ms"},
                                                  {"name": "fast", "url": f"{target}/status/200"}), http=http)
@@ -170,13 +170,56 @@ async def test_slow_endpoint_is_a_warning_and_degrades(target: str, http: httpx.
     assert slow.status == "warn" and slow.status_code == 200 and "slow: over 0.05 s" in slow.detail
 
 
-async def test_connection_refused(http: httpx.AsyncClient) -> None:
+async def test_connection_refused(http: Probes) -> None:
     result = await one(env({"name": "api", "url": f"http://127.0.0.1:{closed_port()}/health"}), http)
     assert result.status == "fail" and result.detail == "connection refused"
 
 
+class ForwardProxy:
+    """An HTTP forward proxy as far as a check needs one: records each request line and its headers, answers
+    every request itself."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in head[1:] if ": " in line)
+        self.seen.append((head[0], headers))
+        body = b'{"status": "ok"}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+
+async def test_checks_go_through_the_environments_proxy_unless_no_proxy_names_the_host(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As httpx did (and curl does): HTTP_PROXY is used, NO_PROXY bypasses it; the proxy sees opsbot's agent."""
+    proxy = ForwardProxy()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    check = {"name": "api", "url": "http://status.internal.example/health", "expect_json": {"status": "ok"}}
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with Probes() as http:
+            result = await one(env(check), http)
+        assert result.status == "ok", result.detail
+        [(line, headers)] = proxy.seen
+        assert line == "GET http://status.internal.example/health HTTP/1.1" and headers["user-agent"] == "opsbot"
+        monkeypatch.setenv("NO_PROXY", "internal.example")
+        async with Probes() as http:
+            bypassed = await one(env(check), http)
+        assert bypassed.status == "fail" and bypassed.detail == "cannot resolve host" and len(proxy.seen) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_header_secrets_are_sent_and_a_missing_variable_fails_clearly(
-        target: str, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        target: str, http: Probes, monkeypatch: pytest.MonkeyPatch) -> None:
     check = {"name": "auth", "url": f"{target}/auth", "headers": {"Authorization": "Bearer ${HC_TOKEN}"}}
     monkeypatch.delenv("HC_TOKEN", raising=False)
     missing = await one(env(check), http)
@@ -189,7 +232,7 @@ async def test_header_secrets_are_sent_and_a_missing_variable_fails_clearly(
     assert refused.detail == "expected 2xx got 401" and "wrong" not in refused.detail
 
 
-async def test_one_failure_does_not_hide_the_others(target: str, http: httpx.AsyncClient) -> None:
+async def test_one_failure_does_not_hide_the_others(target: str, http: Probes) -> None:
     report = await check_environment("prod", env(
         {"name": "a", "url": f"{target}/status/200"},
         {"name": "b", "url": f"{target}/status/500"},
@@ -200,7 +243,7 @@ async def test_one_failure_does_not_hide_the_others(target: str, http: httpx.Asy
     assert [r.name for r in report.failing] == ["b", "c"]
 
 
-async def test_checks_run_concurrently(target: str, http: httpx.AsyncClient) -> None:
+async def test_checks_run_concurrently(target: str, http: Probes) -> None:
     checks = [{"name": f"slow-{i}", "url": f"{target}/sleep/0.5", "latency_warn": "5s"} for i in range(10)]
     started = time.monotonic()
     report = await check_environment("prod", env(*checks), http=http)
@@ -210,14 +253,14 @@ async def test_checks_run_concurrently(target: str, http: httpx.AsyncClient) -> 
     assert elapsed < 3.0
 
 
-async def test_only_runs_the_named_subset(target: str, http: httpx.AsyncClient) -> None:
+async def test_only_runs_the_named_subset(target: str, http: Probes) -> None:
     environment = env({"name": "a", "url": f"{target}/status/200"}, {"name": "b", "url": f"{target}/status/500"})
     report = await check_environment("prod", environment, http=http, only=["a"])
     assert [r.name for r in report.results] == ["a"] and report.status == "healthy"
 
 
 # -- tcp --------------------------------------------------------------------------------------
-async def test_tcp_open_and_closed_ports(target: str, http: httpx.AsyncClient) -> None:
+async def test_tcp_open_and_closed_ports(target: str, http: Probes) -> None:
     port = int(target.rsplit(":", 1)[1])
     report = await check_environment("prod", env(
         {"name": "open", "type": "tcp", "host": "127.0.0.1", "port": port},
@@ -229,7 +272,7 @@ async def test_tcp_open_and_closed_ports(target: str, http: httpx.AsyncClient) -
 
 
 # -- postgres ---------------------------------------------------------------------------------
-async def test_postgres_reports_connections_in_use(target_pg_url: str, http: httpx.AsyncClient,
+async def test_postgres_reports_connections_in_use(target_pg_url: str, http: Probes,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HC_PG_DSN", target_pg_url)
     result = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}"}), http)
@@ -240,7 +283,7 @@ async def test_postgres_reports_connections_in_use(target_pg_url: str, http: htt
     assert f"/{maximum} (" in result.detail
 
 
-async def test_postgres_warns_above_the_connection_threshold(target_pg_url: str, http: httpx.AsyncClient,
+async def test_postgres_warns_above_the_connection_threshold(target_pg_url: str, http: Probes,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HC_PG_DSN", target_pg_url)
     result = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}",
@@ -248,7 +291,7 @@ async def test_postgres_warns_above_the_connection_threshold(target_pg_url: str,
     assert result.status == "warn" and "above 0%" in result.detail
 
 
-async def test_postgres_unreachable_never_shows_the_password(http: httpx.AsyncClient,
+async def test_postgres_unreachable_never_shows_the_password(http: Probes,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HC_PG_DSN", f"postgresql://app:hunter2-pw@127.0.0.1:{closed_port()}/app")
     result = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}"}), http)
@@ -256,7 +299,7 @@ async def test_postgres_unreachable_never_shows_the_password(http: httpx.AsyncCl
     assert "hunter2" not in result.detail
 
 
-async def test_postgres_wrong_password_and_missing_dsn(target_pg_url: str, http: httpx.AsyncClient,
+async def test_postgres_wrong_password_and_missing_dsn(target_pg_url: str, http: Probes,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HC_PG_DSN", raising=False)
     missing = await one(env({"name": "db", "type": "postgres", "dsn": "${HC_PG_DSN}"}), http)
@@ -268,7 +311,7 @@ async def test_postgres_wrong_password_and_missing_dsn(target_pg_url: str, http:
     assert "XYZZY" not in result.detail
 
 
-async def test_postgres_that_never_answers_times_out(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_postgres_that_never_answers_times_out(http: Probes, monkeypatch: pytest.MonkeyPatch) -> None:
     """A port that accepts connections and then says nothing (a hung server or a black-holing proxy)."""
     release = asyncio.Event()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from bot.config.health import Environment
 from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.checks_body import BODY_LIMIT, explain
+from bot.providers.probe_client import Probes
 from tests.conftest import load_test_config
 
 API_KEY = "Zq8mW3xR7tK2pL9v"  # a header secret of one check, echoed back by another endpoint
@@ -59,19 +59,19 @@ async def target() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[Probes]:
+    async with Probes() as client:
         yield client
 
 
-async def result_of(http: httpx.AsyncClient, check: dict[str, Any]) -> Any:
+async def result_of(http: Probes, check: dict[str, Any]) -> Any:
     report = await check_environment("prod", Environment.model_validate({"checks": [check]}), http=http)
     (result,) = report.results
     return result
 
 
 # -- the engine -------------------------------------------------------------------------------
-async def test_unexpected_status_shows_what_the_body_says(target: str, http: httpx.AsyncClient) -> None:
+async def test_unexpected_status_shows_what_the_body_says(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "api", "url": f"{target}/unhealthy"})
     assert result.status == "fail" and result.detail == "expected 2xx got 503"
     assert result.body == "status=unhealthy · database=disconnected · error=Connection refused"
@@ -79,13 +79,13 @@ async def test_unexpected_status_shows_what_the_body_says(target: str, http: htt
                                   "error=Connection refused")
 
 
-async def test_nested_checks_that_are_not_ok_are_named(target: str, http: httpx.AsyncClient) -> None:
+async def test_nested_checks_that_are_not_ok_are_named(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "api", "url": f"{target}/nested"})
     assert result.body == "status=degraded · checks.db: down (timeout) · checks.queue: healthy=false (no consumers)"
     assert "cache" not in result.body
 
 
-async def test_an_unexpected_json_value_also_carries_the_body(target: str, http: httpx.AsyncClient) -> None:
+async def test_an_unexpected_json_value_also_carries_the_body(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "api", "url": f"{target}/value", "expect_json": {"status": "ok"}})
     assert result.status == "fail" and "`status` was `degraded`" in result.detail
     assert result.body == "status=degraded · components.search: failing (index stale)"
@@ -93,13 +93,13 @@ async def test_an_unexpected_json_value_also_carries_the_body(target: str, http:
     assert passing.status == "ok" and passing.body == ""
 
 
-async def test_a_body_that_is_not_json_gives_a_short_line(target: str, http: httpx.AsyncClient) -> None:
+async def test_a_body_that_is_not_json_gives_a_short_line(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "web", "url": f"{target}/html"})
     assert result.detail == "expected 2xx got 502"
     assert result.body == "502 Bad Gateway 502 Bad Gateway nginx/1.25.3"
 
 
-async def test_the_explanation_is_cut_to_fit(target: str, http: httpx.AsyncClient) -> None:
+async def test_the_explanation_is_cut_to_fit(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "api", "url": f"{target}/long"})
     assert result.body.startswith("error=stack stack") and result.body.endswith("…")
     assert len(result.body) <= BODY_LIMIT
@@ -116,7 +116,7 @@ def test_explain_of_other_shapes() -> None:
 
 
 # -- 429 -----------------------------------------------------------------------------------------
-async def test_429_is_rate_limited_a_warning_with_retry_after(target: str, http: httpx.AsyncClient) -> None:
+async def test_429_is_rate_limited_a_warning_with_retry_after(target: str, http: Probes) -> None:
     result = await result_of(http, {"name": "api", "url": f"{target}/limited"})
     assert (result.status, result.status_code, result.rate_limited) == ("warn", 429, True)
     assert result.detail == "rate limited (429), retry after 30 s" and result.retry_after == 30

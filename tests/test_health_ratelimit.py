@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from bot.config.health import Environment
 from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
+from bot.providers.probe_client import Probes
 from tests.conftest import load_test_config
 
 SEEN: dict[str, int] = {}
@@ -68,8 +68,8 @@ async def target() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[Probes]:
+    async with Probes() as client:
         yield client
 
 
@@ -78,13 +78,13 @@ def rate_check(url: str, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
-async def one(http: httpx.AsyncClient, check: dict[str, Any]) -> Any:
+async def one(http: Probes, check: dict[str, Any]) -> Any:
     report = await check_environment("prod", Environment.model_validate({"checks": [check]}), http=http)
     (result,) = report.results
     return result
 
 
-async def test_limit_enforced_at_60_passes(target: str, http: httpx.AsyncClient) -> None:
+async def test_limit_enforced_at_60_passes(target: str, http: Probes) -> None:
     result = await one(http, rate_check(f"{target}/limit/a/60"))
     assert result.status == "ok", result.detail
     assert result.kind == "rate_limit" and result.status_code == 429
@@ -92,32 +92,32 @@ async def test_limit_enforced_at_60_passes(target: str, http: httpx.AsyncClient)
     assert SEEN["a"] == 61  # stops at the first 429
 
 
-async def test_limit_reached_too_early_fails(target: str, http: httpx.AsyncClient) -> None:
+async def test_limit_reached_too_early_fails(target: str, http: Probes) -> None:
     result = await one(http, rate_check(f"{target}/limit/b/12"))
     assert result.status == "fail"
     assert result.detail == "429 after 12 requests, expected after 60 (Retry-After 60 s)"
     assert SEEN["b"] == 13
 
 
-async def test_no_limit_at_all_fails(target: str, http: httpx.AsyncClient) -> None:
+async def test_no_limit_at_all_fails(target: str, http: Probes) -> None:
     result = await one(http, rate_check(f"{target}/limit/c/1000"))
     assert result.status == "fail" and result.detail == "no 429 in 65 requests, expected one after 60"
     assert SEEN["c"] == 65
 
 
-async def test_a_later_limit_within_requests_passes(target: str, http: httpx.AsyncClient) -> None:
+async def test_a_later_limit_within_requests_passes(target: str, http: Probes) -> None:
     result = await one(http, rate_check(f"{target}/limit/d/63"))
     assert result.status == "ok" and result.detail.startswith("429 after 63 requests as expected")
 
 
-async def test_concurrency_is_bounded(target: str, http: httpx.AsyncClient) -> None:
+async def test_concurrency_is_bounded(target: str, http: Probes) -> None:
     result = await one(http, rate_check(f"{target}/limit/e/60", concurrency=4))
     assert result.status == "ok", result.detail
     assert 1 < IN_FLIGHT["most"] <= 4
     assert SEEN["e"] <= 64  # at most the requests already in flight after the first 429
 
 
-async def test_other_errors_fail_with_the_answer(target: str, http: httpx.AsyncClient,
+async def test_other_errors_fail_with_the_answer(target: str, http: Probes,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     broken = await one(http, rate_check(f"{target}/broken"))
     assert broken.status == "fail" and broken.status_code == 500
@@ -133,7 +133,7 @@ async def test_other_errors_fail_with_the_answer(target: str, http: httpx.AsyncC
     assert keyed.status == "ok", keyed.detail
 
 
-async def test_request_timeout_and_total_cap(target: str, http: httpx.AsyncClient) -> None:
+async def test_request_timeout_and_total_cap(target: str, http: Probes) -> None:
     per_request = await one(http, rate_check(f"{target}/slow", request_timeout="200ms"))
     assert per_request.status == "fail" and per_request.detail == "request 1 timed out after 0.2 s"
     total = await one(http, rate_check(f"{target}/slow", timeout="300ms"))

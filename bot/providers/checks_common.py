@@ -63,6 +63,10 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        wrapped = getattr(current, "os_error", None)  # aiohttp's connection errors carry the OSError here
+        if isinstance(wrapped, BaseException) and id(wrapped) not in seen:
+            seen.add(id(wrapped))
+            yield wrapped  # before its wrapper, which copies its errno but not its type (socket.gaierror)
         yield current
         current = current.__cause__ or current.__context__
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bot.config.health import HttpCheck
 from bot.errors import ConfigError
@@ -20,41 +20,46 @@ from bot.providers.checks_common import (
     seconds_text,
     target_url,
 )
+from bot.providers.probe_client import Probes
 
 MAX_BODY = 1024 * 1024  # bytes; a health endpoint answering more than this is itself a problem
 _MISSING = object()
 
 
-async def probe_http(check: HttpCheck, *, http: httpx.AsyncClient, timeout: float) -> Probe:
+async def probe_http(check: HttpCheck, *, http: Probes, timeout: float) -> Probe:
     try:
         url = target_url(check.url)
         headers = {key: ref.reveal(where=f"header {key}") for key, ref in check.headers.items()}
     except ConfigError as exc:
         return Probe("fail", exc.problems[0])
     secrets = list(headers.values())
-    # A fresh connection per check: the latency is what a new client sees, and httpcore's pool slows
-    # down badly when a hundred concurrent checks reuse kept-alive connections (see bench/README.md).
+    # A fresh connection per check: the latency is what a new client sees (connect included), and a check
+    # never rides on a connection a proxy or load balancer in between has kept to a backend already chosen.
     if not any(key.lower() == "connection" for key in headers):
         headers["Connection"] = "close"
     try:
-        async with http.stream(check.method, url, headers=headers,
-                               timeout=httpx.Timeout(timeout)) as response:
+        async with http.request(check.method, url, headers=headers, timeout=timeout) as response:
             body, complete = await read_capped(response)
-    except httpx.TimeoutException:
+    except TimeoutError:
         return Probe("fail", f"timeout after {seconds_text(timeout)}")
-    except httpx.TransportError as exc:
-        return Probe("fail", os_reason(exc) or scrub(f"{type(exc).__name__}: {exc}", secrets))
-    probe = judge(check, response.status_code, body, complete=complete,
+    except aiohttp.ClientError as exc:
+        return Probe("fail", failure_reason(exc, secrets))
+    probe = judge(check, response.status, body, complete=complete,
                   retry_after=retry_after(response.headers.get("retry-after")))
     # The target's own words may quote a header value back (an echoed token): scrub them like the rest.
     return replace(probe, body=scrub(probe.body, secrets)) if probe.body else probe
 
 
-async def read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+def failure_reason(exc: aiohttp.ClientError, secrets: list[str]) -> str:
+    """What a request that got no answer says: the network's reason, else the library's words, scrubbed."""
+    return os_reason(exc) or scrub(f"{type(exc).__name__}: {exc}", secrets)
+
+
+async def read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
     """The body, stopping after MAX_BODY bytes; (body, True) when it was read to the end."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_chunked(64 * 1024):
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY:

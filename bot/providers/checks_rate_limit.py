@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import aiohttp
 
 from bot.config.health import RateLimitCheck
 from bot.errors import ConfigError
 from bot.providers.checks_body import explain
-from bot.providers.checks_common import Probe, os_reason, retry_after, scrub, seconds_text, target_url
-from bot.providers.checks_http import read_capped
+from bot.providers.checks_common import Probe, retry_after, scrub, seconds_text, target_url
+from bot.providers.checks_http import failure_reason, read_capped
+from bot.providers.probe_client import Probes
 
 
 class _Stop(Exception):
@@ -28,7 +29,7 @@ def _requests(count: int) -> str:
     return f"{count} request{'' if count == 1 else 's'}"
 
 
-async def probe_rate_limit(check: RateLimitCheck, *, http: httpx.AsyncClient) -> Probe:
+async def probe_rate_limit(check: RateLimitCheck, *, http: Probes) -> Probe:
     try:
         url = target_url(check.url)
         headers = {key: ref.reveal(where=f"header {key}") for key, ref in check.headers.items()}
@@ -37,7 +38,7 @@ async def probe_rate_limit(check: RateLimitCheck, *, http: httpx.AsyncClient) ->
     secrets = list(headers.values())
     if not any(key.lower() == "connection" for key in headers):
         headers["Connection"] = "close"
-    timeout = httpx.Timeout(check.request_timeout.total_seconds())
+    timeout = check.request_timeout.total_seconds()
     issued = successes = 0
     first_429: int | None = None  # successes counted when the first 429 arrived
     wait: float | None = None
@@ -46,24 +47,24 @@ async def probe_rate_limit(check: RateLimitCheck, *, http: httpx.AsyncClient) ->
     async def one(number: int) -> None:
         nonlocal successes, first_429, wait
         try:
-            async with http.stream(check.method, url, headers=headers, timeout=timeout) as response:
+            async with http.request(check.method, url, headers=headers, timeout=timeout) as response:
                 body, _complete = await read_capped(response)
-        except httpx.TimeoutException:
-            raise _Stop(f"request {number} timed out after {seconds_text(timeout.read or 0)}") from None
-        except httpx.TransportError as exc:
-            reason = os_reason(exc) or scrub(f"{type(exc).__name__}: {exc}", secrets)
-            raise _Stop(f"request {number}: {reason}") from None
-        if response.status_code == 429:
+        except TimeoutError:
+            raise _Stop(f"request {number} timed out after {seconds_text(timeout)}") from None
+        except aiohttp.ClientError as exc:
+            raise _Stop(f"request {number}: {failure_reason(exc, secrets)}") from None
+        status = response.status
+        if status == 429:
             if first_429 is None:
                 first_429 = successes
                 wait = retry_after(response.headers.get("retry-after"))
             stop.set()
-        elif 200 <= response.status_code < 300:
+        elif 200 <= status < 300:
             if not stop.is_set():
                 successes += 1
         else:
-            raise _Stop(f"request {number} got {response.status_code} (expected 2xx, or 429 when limited)",
-                        response.status_code, scrub(explain(body), secrets))
+            raise _Stop(f"request {number} got {status} (expected 2xx, or 429 when limited)",
+                        status, scrub(explain(body), secrets))
 
     failure: _Stop | None = None
 

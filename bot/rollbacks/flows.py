@@ -288,7 +288,7 @@ async def verify(deps: Deps, environment: str, runner: Any, progress: Progress,
     await progress(f"Verifying: running {verifiable(env)} health check(s) for *{environment}*…")
     try:
         # A 429 is the target refusing to answer, not a verdict: wait (Retry-After) and ask again.
-        report = await check_patiently(environment, env, http=deps.http, scrub=deps.scrubber, waiting=progress,
+        report = await check_patiently(environment, env, http=deps.probes, scrub=deps.scrubber, waiting=progress,
                                        within=env.verify_timeout.total_seconds())
     except Exception as exc:  # the engine should not raise; a bug there must not hide the rollback's result
         log.exception("health verification failed")

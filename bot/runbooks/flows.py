@@ -119,7 +119,7 @@ async def run_check(deps: Deps, notifier: RunbookNotifier, *, runbook_run_id: in
     else:
         raise NotFound("health check", found.check, [c.label() for e in deps.config.environments.values()
                                                      for c in e.checks])
-    report = await check_environment(name, env, http=deps.http, only=[found.check], scrub=deps.scrubber)
+    report = await check_environment(name, env, http=deps.probes, only=[found.check], scrub=deps.scrubber)
     [result] = report.results
     line = f"{result.status.upper()} {result.name} ({name}, {result.latency_ms:.0f} ms)" + (
         f": {result.explanation}" if result.explanation else "")
