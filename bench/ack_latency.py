@@ -99,6 +99,32 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def replica_kib(root: int) -> dict[str, int]:
+    """RSS summed over `root` and its descendants (shared pages counted once per process), and their PSS (each
+    shared page split between the processes that map it: what the replica is charged, as its cgroup is)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    family, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    totals = {"rss": 0, "pss": 0}
+    for pid in family:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key = line.split(":")[0].lower()
+                if key in totals:
+                    totals[key] += int(line.split()[1])
+        except OSError:
+            continue
+    return totals
+
+
 def signed_commands(n: int, response_base: str) -> list[tuple[bytes, dict[str, str]]]:
     """n signed slash commands (body, headers), cycling through COMMANDS."""
     signer = SlackRequests(SECRET, response_base=response_base)
@@ -284,6 +310,7 @@ def main() -> None:
             memory["idle_rss_kib"] = rss_kib(procs["opsbot"].pid)
             worker_pid = wait_drained(ports["opsbot"]).get("pid")
             memory["worker_idle_rss_kib"] = rss_kib(worker_pid) if worker_pid else 0
+            memory["replica_idle_pss_kib"] = replica_kib(procs["opsbot"].pid)["pss"]
         else:
             worker_pid = None
         for name in procs:
@@ -330,6 +357,8 @@ def main() -> None:
             memory["after_load_rss_kib"] = max(memory.get("after_load_rss_kib", 0), rss_kib(procs["opsbot"].pid))
             if status.get("pid"):
                 memory["worker_rss_kib"] = max(memory.get("worker_rss_kib", 0), rss_kib(status["pid"]))
+        if "opsbot" in procs:
+            memory["replica_pss_kib"] = replica_kib(procs["opsbot"].pid)["pss"]
     finally:
         for proc in procs.values():
             stop(proc)
@@ -376,7 +405,9 @@ def main() -> None:
         print(f"opsbot worker process RSS: idle {mib.get('worker_idle_rss_kib', '-')}, "
               f"at most {mib.get('worker_rss_kib', '-')}")
         replica = (memory.get("after_load_rss_kib", 0) + memory.get("worker_rss_kib", 0)) / 1024
-        print(f"replica (web + worker) RSS after load: {replica:.0f} MiB (target < 200)")
+        print(f"replica (web + worker) RSS summed after load: {replica:.0f} MiB (pages the two share counted twice)")
+        print(f"replica PSS: idle {mib.get('replica_idle_pss_kib', '-')}, after load {mib.get('replica_pss_kib', '-')} "
+              f"(target < 200 MiB)")
         print(f"the queue was empty at most {memory['drain_seconds']} s after a round's end")
         if "burst_drain_seconds" in memory:
             print(f"a {args.burst_seconds:g} s burst at c={levels[-1]} ({memory['burst_requests']} requests): all its "

@@ -53,7 +53,7 @@ class BotIdentity:
 class OpsbotApp:
     def __init__(self, settings: Settings, config: Config, *, clock: Clock = utcnow,
                  migrate: bool = True, scheduler_lock_interval: float = 5.0, freeze_gc: bool = False,
-                 role: worker.Role = worker.Role.INLINE) -> None:
+                 role: worker.Role = worker.Role.INLINE, forked_worker: int | None = None) -> None:
         self.settings = settings
         self.role = role
         self.migrate = migrate
@@ -86,7 +86,7 @@ class OpsbotApp:
         commands.register_all(self.bolt)
         self.inbound = inbound.Inbound(self.bolt, settings.signing_secret,
                                        clock=self.deps.clock)
-        self.worker = (worker.WorkerProcess(settings, on_exit=metrics.process_exited)
+        self.worker = (worker.WorkerProcess(settings, on_exit=metrics.process_exited, forked=forked_worker)
                        if role is worker.Role.WEB else None)
         self.asgi = Starlette(routes=self._routes(), lifespan=self._lifespan)
         self._started = False

@@ -148,12 +148,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         logs.configure(settings, config)
         _log_start(settings, source, jobs="a worker process" if separate_worker else "this process")
-        app = build(settings, config, freeze_gc=True, role=Role.WEB if separate_worker else Role.INLINE)
+        forked = _fork_worker(settings, config) if separate_worker else None
+        app = build(settings, config, freeze_gc=True, role=Role.WEB if separate_worker else Role.INLINE,
+                    forked_worker=forked)
         # log_config=None: uvicorn installs no handlers or formatters of its own; its records reach the
         # root handler, whose formatter scrubs secrets from messages and tracebacks alike.
         uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
                     log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=15)
     return 0
+
+
+def _fork_worker(settings: Settings, config: Config) -> int | None:
+    """Everything both processes run imported, then the first worker forked (bot/worker.py `fork_worker`)."""
+    import procrastinate.worker  # noqa: F401 - what the worker imports when it starts, imported once here
+
+    import commands
+    from bot import worker
+
+    commands.load_jobs()
+    return worker.fork_worker(settings, config)
 
 
 def _log_start(settings: Settings, source: str, *, jobs: str = "this process") -> None:

@@ -7,6 +7,12 @@ passes between the two processes: jobs go through PostgreSQL, so any replica's w
 worker that dies loses nothing (its running jobs are taken back after its heartbeat stops, its waiting
 jobs never left the database). The web process restarts a worker that exits, with backoff.
 
+`opsbot serve` forks its first worker once everything is imported and before the web process has an event
+loop, a thread or a connection (`fork_worker`): the modules' memory that neither process writes to again
+stays shared, so the replica is charged for it once (its cgroup's memory, the processes' PSS) instead of
+twice. A worker started later (after one exited) is a new `python -m bot worker`, since forking a process
+that runs an event loop and threads would copy their state.
+
 On SQLite there is no worker process: one instance runs everything in one process (bot/queue.py's
 InProcessQueue)."""
 
@@ -22,8 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 log = logging.getLogger(__name__)
 PARENT_ENV = "OPSBOT_WORKER_PARENT"  # set by `opsbot serve`: the worker stops when that process is gone
@@ -50,18 +60,26 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """Starts the worker process, restarts it when it exits, stops it with the web process."""
 
-    def __init__(self, settings: Settings, *, on_exit: Callable[[int], None] | None = None) -> None:
+    def __init__(self, settings: Settings, *, on_exit: Callable[[int], None] | None = None,
+                 forked: int | None = None) -> None:
         self.settings = settings
         self.on_exit = on_exit
+        self.forked = forked  # the pid of a worker already forked by `fork_worker`, run first
         self.pid: int | None = None
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
+        self._exited = True
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self.pid is not None and not self._exited
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.pid is not None and not self._exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
 
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="worker.supervise")
@@ -69,28 +87,22 @@ class WorkerProcess:
     async def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM: the worker finishes its running jobs (what it cannot finish goes back to the queue)."""
         self._stopping = True
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.terminate()
+        self._signal(signal.SIGTERM)
         if self._supervisor is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._supervisor), timeout)
             except TimeoutError:
                 log.warning("worker did not stop within %.0fs; killing it", timeout)
-                if self._proc is not None and self._proc.returncode is None:
-                    self._proc.kill()
+                self._signal(signal.SIGKILL)
                 await self._supervisor
 
     async def _supervise(self) -> None:
         backoff = 0.5
         while not self._stopping:
             started = time.monotonic()
-            env = {**os.environ, **settings_env(self.settings), PARENT_ENV: str(os.getpid())}
-            self._proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", env=env)
-            self.pid = self._proc.pid
-            code = await self._proc.wait()
+            pid, code = await self._run_one()
             if self.on_exit is not None:
-                self.on_exit(self._proc.pid)
+                self.on_exit(pid)
             if self._stopping:
                 return
             log.error("worker process exited (code %s); restarting it (its jobs wait in the queue)", code)
@@ -98,17 +110,87 @@ class WorkerProcess:
             backoff = 0.5 if time.monotonic() - started > 60 else min(backoff * 2, 30)
             await asyncio.sleep(backoff)
 
+    async def _run_one(self) -> tuple[int, int]:
+        """Start a worker (or take the one forked at start) and wait for it to exit: (its pid, exit code)."""
+        if self.forked is not None:
+            self.pid, self._exited, self.forked = self.forked, False, None
+            try:
+                return self.pid, await _wait_forked(self.pid)
+            finally:
+                self._exited = True
+        env = {**os.environ, **settings_env(self.settings), PARENT_ENV: str(os.getpid())}
+        self._proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", env=env)
+        self.pid, self._exited = self._proc.pid, False
+        try:
+            return self._proc.pid, await self._proc.wait()
+        finally:
+            self._exited = True
+
+
+async def _wait_forked(pid: int) -> int:
+    """The exit code of our child `pid`, awaited on a pidfd (asyncio's child watcher knows only the processes
+    it started itself)."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(pid)
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def fork_worker(settings: Settings, config: Config) -> int | None:
+    """Fork the first worker now, from this fully imported process (see the module's docstring); its pid, or
+    None (the worker starts as a new process instead) when this process already runs another thread, whose
+    locks a fork would copy held."""
+    import gc
+
+    if threading.active_count() > 1 or not hasattr(os, "pidfd_open"):
+        return None
+    gc.collect()
+    gc.freeze()  # the collector never touches (and so never copies) what the two processes share
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1  # pragma: no cover - the forked worker (the tests drive it through `opsbot serve`)
+    try:
+        os.environ[PARENT_ENV] = str(parent)
+        code = run(settings, config)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        log.exception("the worker process failed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
 
 def main() -> int:
-    """`opsbot worker`: started by `opsbot serve`; also runnable alone (a worker-only replica)."""
+    """`opsbot worker`: started by `opsbot serve` when it has no zygote; also runnable alone (a worker-only
+    replica)."""
     from bot import logs
-    from bot.app import build
 
     settings = Settings()
     logs.configure(settings)
+    return run(settings)
+
+
+def run(settings: Settings, config: Config | None = None) -> int:
+    from bot.app import build
+
     if settings.worker_nice:
         os.nice(settings.worker_nice)
-    app = build(settings, role=Role.WORKER, migrate=False, freeze_gc=True)
+    app = build(settings, config, role=Role.WORKER, migrate=False, freeze_gc=True)
     asyncio.run(_serve(app, settings.worker_stop_timeout))
     return 0
 

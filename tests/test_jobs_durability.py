@@ -171,6 +171,7 @@ async def test_a_worker_killed_mid_burst_loses_nothing(replicas: Any, emulator: 
     tokens = await burst(replica, 40)
     await eventually(lambda: emulator.state.held, "a job to be waiting on Slack")
     old = await replica.worker_pid()
+    assert cmdline(old) == cmdline(replica.proc.pid), "the first worker is forked from the web process"
     os.kill(old, signal.SIGKILL)  # …when its worker dies
     killed = time.monotonic()
     await asyncio.sleep(0.2)  # its rows stay as they were at the kill until the sweep puts them back (5 s)
@@ -181,11 +182,17 @@ async def test_a_worker_killed_mid_burst_loses_nothing(replicas: Any, emulator: 
                      timeout=RECOVERY)
     recovered_in = time.monotonic() - killed
     check_effects(emulator, tokens, started)
-    assert (await replica.worker_pid()) != old
+    new = await replica.worker_pid()
+    assert new != old and cmdline(new)[-2:] == ["bot", "worker"]  # a restart is a new process (not a fork)
     health = await replica.health()
     assert health is not None and health["worker"]["restarts"] == 1
     assert recovered_in < RECOVERY
     await eventually(lambda: _idle(database_url), "the queue to drain")
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as file:
+        return [part.decode() for part in file.read().split(b"\0") if part]
 
 
 async def _idle(database_url: str) -> bool:
