@@ -5,7 +5,9 @@ production that is already struggling, and a queue drained after a burst would r
 every job in it. A read answers a request when it *started after the request was made*: its result then
 tells the requester nothing older than a read of their own would have, at the moment they asked. So a job
 joins a read of the same key that is under way, or takes the last finished one, only if that read started
-after its `asked_at`; otherwise it starts a read of its own (which later requests may join).
+after its `asked_at`; otherwise it starts a read of its own (which later requests may join). A finished
+read is taken only while it is fresh (`keep`, 5 s after it finished): an answer taken from the queue long
+after it was asked still shows what is true about now, not a read that happened to start after the request.
 
 - Times are wall-clock seconds (`time.time()`): the web process stamps `asked_at` when it enqueues, the
   worker compares. Replicas' clocks agree to well under the time a read takes (NTP); the comparison is
@@ -29,15 +31,20 @@ T = TypeVar("T")
 Now = Callable[[], float]
 
 
+KEEP = 5.0  # seconds a finished read answers later requests (made before it started)
+
+
 @dataclass
 class _Read:
     started: float
     future: asyncio.Future[Any]
+    finished: float = 0.0
 
 
 class SharedReads:
-    def __init__(self, now: Now = time.time) -> None:
+    def __init__(self, now: Now = time.time, *, keep: float = KEEP) -> None:
         self._now = now
+        self.keep = keep
         self._running: dict[Hashable, _Read] = {}
         self._finished: dict[Hashable, _Read] = {}
         self.started = 0  # reads actually made (for tests and /metrics-style curiosity)
@@ -46,7 +53,10 @@ class SharedReads:
     async def read(self, key: Hashable, read: Callable[[], Awaitable[T]], *, asked_at: float | None) -> T:
         """The result of `read()`, or of a read of `key` that started after `asked_at`."""
         if asked_at is not None:
-            for found in (self._running.get(key), self._finished.get(key)):
+            running, finished = self._running.get(key), self._finished.get(key)
+            if finished is not None and self._now() - finished.finished > self.keep:
+                finished = None
+            for found in (running, finished):
                 if found is not None and found.started > asked_at:
                     self.shared += 1
                     result: T = await asyncio.shield(found.future)
@@ -63,6 +73,7 @@ class SharedReads:
             del self._running[key]
         if entry.future.cancelled() or entry.future.exception() is not None:  # retrieved: no "never retrieved"
             return
+        entry.finished = self._now()
         kept = self._finished.get(key)
         if kept is None or kept.started < entry.started:
             self._finished[key] = entry

@@ -65,11 +65,24 @@ async def test_a_finished_read_answers_requests_made_before_it_started_only() ->
     asked = clock.now
     clock.now += 1
     assert await reads.read("prod", source, asked_at=asked) == "read 1"
-    clock.now += 5
+    clock.now += 4
     assert await reads.read("prod", source, asked_at=asked) == "read 1"  # a queued job, asked long ago
     assert await reads.read("prod", source, asked_at=clock.now) == "read 2"  # asked after it started
     assert await reads.read("staging", source, asked_at=asked) == "read 3"  # another key
     assert source.calls == 3
+
+
+async def test_a_finished_read_is_taken_only_while_it_is_fresh() -> None:
+    clock, source = Clock(), Source()
+    source.release.set()
+    reads = SharedReads(clock, keep=5)
+    asked = clock.now
+    clock.now += 1
+    assert await reads.read("prod", source, asked_at=asked) == "read 1"
+    clock.now += 5
+    assert await reads.read("prod", source, asked_at=asked) == "read 1"  # finished 5 s ago: still fresh
+    clock.now += 0.1
+    assert await reads.read("prod", source, asked_at=asked) == "read 2"  # older than that: read again
 
 
 async def test_the_same_instant_does_not_share_and_no_time_never_shares() -> None:
