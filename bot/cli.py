@@ -134,12 +134,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings, config, source = server_start(socket_mode=False)
     from bot.db import is_sqlite, normalize_url
 
     # SQLite is one instance: its in-process queue runs the jobs beside the acks (bot/worker.py).
-    separate_worker = settings.worker_process and not is_sqlite(normalize_url(settings.database_url.get_secret_value()))
-    with _metrics_dir(separate_worker):  # before anything imports prometheus_client
+    early = _settings()
+    separate_worker = early.worker_process and not is_sqlite(normalize_url(early.database_url.get_secret_value()))
+    # Before anything imports prometheus_client, the config included: validating an alert rule's unit imports
+    # bot.alerts, which imports bot.metrics (the web process then counted in memory, and /metrics showed only
+    # what the worker wrote to the directory).
+    with _metrics_dir(separate_worker):
+        settings, config, source = server_start(socket_mode=False)
         import uvicorn
 
         from bot import logs

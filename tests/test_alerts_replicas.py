@@ -141,6 +141,10 @@ async def test_one_replica_posts_and_the_other_takes_over(database_url: str, emu
             leader, follower = replicas
             assert await leader.evaluations(client) >= 5
             assert await follower.evaluations(client) == 0
+            # The web process's own samples are there too (its database probe sets this gauge): with alert rules
+            # in the config, the config's validation used to import the metrics before their directory was set.
+            metrics = await leader.get(client, "/metrics")
+            assert metrics is not None and re.search(r"^opsbot_database_up 1\.0$", metrics.text, re.M)
             assert await follower.leader(client) is False
 
             # Kill the leading replica outright: its PostgreSQL sessions die, the advisory lock is released.
