@@ -304,14 +304,16 @@ async def test_a_request_queued_behind_a_stuck_insert_is_still_answered_in_time(
         await bot.command("/deploys", "api prod")  # warm: the pool has its connection
         proxy.stall()
         first = asyncio.create_task(bot.command("/deploys", "api prod", settle=False))
-        await asyncio.sleep(DEFER_TIMEOUT * 0.6)  # the first insert is in flight, hanging
+        await asyncio.sleep(DEFER_TIMEOUT * 0.3)  # the first insert is in flight, hanging
         started = time.monotonic()
         second = await bot.command("/deploys", "api prod", settle=False)
         took = time.monotonic() - started
         for answer in (await first, second):  # the database may yet commit them: the ack does not say "nothing"
             assert "could not queue this" in answer.json()["text"]
             assert "did not answer in time" in answer.json()["text"]
-        assert took < DEFER_TIMEOUT + 0.5, f"the second ack took {took:.1f}s behind the first insert"
+        # 2.0 s when the machine is quiet; a clean-clone CI run with both passes side by side once took 2.7 s.
+        # Without a deadline of its own the second ack waits out the rest of the first insert's too: 3.4 s.
+        assert took < 2.9, f"the second ack took {took:.1f}s behind the first insert (Slack gives up at 3 s)"
         proxy.resume()
 
 
