@@ -158,6 +158,8 @@ def fork_worker(settings: Settings, config: Config) -> int | None:
         return None
     gc.collect()
     gc.freeze()  # the collector never touches (and so never copies) what the two processes share
+    sys.stdout.flush()  # what is buffered would otherwise be written twice
+    sys.stderr.flush()
     parent = os.getpid()
     pid = os.fork()
     if pid:
