@@ -262,9 +262,8 @@ async def check(deps: Deps, *, user: str, channel: str | None, response_url: str
     for the same environment share a round of checks that started after they were made (bot/shared_reads.py):
     a crowd asking during an outage sends the targets one round, not one each."""
     async def checks(name: str) -> HealthReport:
-        return await deps.reads.read(("health", name), lambda: check_environment(name, _environment(deps, name),
-                                                                           http=deps.probes, scrub=deps.scrubber),
-                               asked_at=requested_at)
+        one_round = partial(check_environment, name, _environment(deps, name), http=deps.probes, scrub=deps.scrubber)
+        return await deps.reads.read(("health", name), one_round, asked_at=requested_at)
 
     reports = list(await asyncio.gather(*(checks(name) for name in environments)))
     text, blocks = reports_text(reports), render_reports(reports)
