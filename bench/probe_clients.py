@@ -27,18 +27,23 @@ ROOT = Path(__file__).resolve().parents[1]
 Round = Callable[[str, int], Awaitable[float]]
 
 
-def httpx_round(client: httpx.AsyncClient) -> Round:
-    async def one(url: str) -> None:
-        async with client.stream("GET", url, headers={"Connection": "close"}, timeout=httpx.Timeout(5)) as r:
-            async for _chunk in r.aiter_bytes():
-                pass
-
+def timed(one: Callable[[str], Awaitable[None]]) -> Round:
+    """A round: `n` requests at once, each made by `one(url)`; its wall time in ms."""
     async def run(base: str, n: int) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(one(f"{base}/svc/{i}") for i in range(n)))
         return (time.perf_counter() - started) * 1000
 
     return run
+
+
+def httpx_round(client: httpx.AsyncClient) -> Round:
+    async def one(url: str) -> None:
+        async with client.stream("GET", url, headers={"Connection": "close"}, timeout=httpx.Timeout(5)) as r:
+            async for _chunk in r.aiter_bytes():
+                pass
+
+    return timed(one)
 
 
 def aiohttp_round(session: aiohttp.ClientSession) -> Round:
@@ -48,12 +53,7 @@ def aiohttp_round(session: aiohttp.ClientSession) -> Round:
             async for _chunk in r.content.iter_chunked(64 * 1024):
                 pass
 
-    async def run(base: str, n: int) -> float:
-        started = time.perf_counter()
-        await asyncio.gather(*(one(f"{base}/svc/{i}") for i in range(n)))
-        return (time.perf_counter() - started) * 1000
-
-    return run
+    return timed(one)
 
 
 async def main(requests: int, rounds: int, delay: float) -> None:
