@@ -183,18 +183,57 @@ def _log_start(settings: Settings, source: str, *, jobs: str = "this process") -
     log.info("jobs run in %s; scheduler %s", jobs, scheduler)
 
 
+METRICS_PREFIX = "opsbot-metrics-"
+
+
 @contextlib.contextmanager
 def _metrics_dir(needed: bool) -> Iterator[None]:
-    """prometheus-client's multiprocess mode for the web and worker processes: a fresh directory per run."""
+    """prometheus-client's multiprocess mode for the web and worker processes: a fresh directory per run,
+    named after this process, and the directories of runs whose process is gone removed first (a replica
+    killed with SIGKILL never removed its own)."""
     if not needed or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         yield
         return
-    with tempfile.TemporaryDirectory(prefix="opsbot-metrics-") as path:
+    sweep_metrics_dirs(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=f"{METRICS_PREFIX}{os.getpid()}-") as path:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
         try:
             yield
         finally:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def sweep_metrics_dirs(parent: Path, *, older_than: float = 300.0) -> list[Path]:
+    """Remove `opsbot-metrics-<pid>-…` directories under `parent` whose process no longer exists and which
+    nothing has written to for `older_than` seconds (an orphaned worker may still be stopping); the ones
+    removed. Directories from before they carried a pid are left alone: nothing says whose they are."""
+    import shutil
+    import time
+
+    removed = []
+    for path in parent.glob(f"{METRICS_PREFIX}*-*"):
+        owner = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or not path.is_dir() or _running(int(owner)):
+            continue
+        try:
+            newest = max([path.stat().st_mtime, *(f.stat().st_mtime for f in path.iterdir())])
+        except OSError:  # removed meanwhile (by another replica's sweep)
+            continue
+        if time.time() - newest < older_than:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours to judge
+        return True
+    return True
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -136,3 +137,24 @@ def test_the_uvicorn_factory_logs_through_the_scrubbing_formatter(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "ERROR opsbot.test: call failed with" in result.stderr and "RuntimeError: Slack refused" in result.stderr
     assert secret_token not in result.stderr and "7f3c9e1b5d2a" not in result.stderr
+
+
+def test_metrics_directories_of_dead_runs_are_removed_and_live_or_recent_ones_kept(tmp_path: Path) -> None:
+    """A replica killed with SIGKILL leaves its prometheus directory behind; the next `opsbot serve` removes
+    it once nothing has written to it for five minutes, and never one whose process is alive."""
+    from bot.cli import METRICS_PREFIX, sweep_metrics_dirs
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = int(gone.stdout)
+    stale, recent = tmp_path / f"{METRICS_PREFIX}{dead}-abc", tmp_path / f"{METRICS_PREFIX}{dead}-def"
+    alive, legacy = tmp_path / f"{METRICS_PREFIX}{os.getpid()}-ghi", tmp_path / f"{METRICS_PREFIX}x_1z9k"
+    for path in (stale, recent, alive, legacy):
+        path.mkdir()
+        (path / "counter_1.db").write_bytes(b"")
+    old = time.time() - 600
+    for path in (stale, alive, legacy):
+        for item in (path / "counter_1.db", path):
+            os.utime(item, (old, old))
+    assert sweep_metrics_dirs(tmp_path) == [stale]
+    assert not stale.exists() and recent.exists() and alive.exists() and legacy.exists()
