@@ -189,8 +189,9 @@ METRICS_PREFIX = "opsbot-metrics-"
 @contextlib.contextmanager
 def _metrics_dir(needed: bool) -> Iterator[None]:
     """prometheus-client's multiprocess mode for the web and worker processes: a fresh directory per run,
-    named after this process, and the directories of runs whose process is gone removed first (a replica
-    killed with SIGKILL never removed its own)."""
+    named after this process, and the directories of runs whose process is gone removed first: a replica
+    that was killed never removed its own, and neither did one stopped by SIGTERM (uvicorn ends a graceful
+    shutdown by raising the signal again, so this block's cleanup does not run)."""
     if not needed or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         yield
         return
