@@ -24,6 +24,9 @@ SLACK_REQUESTS = Counter("opsbot_slack_requests_total", "Requests received on /s
 BACKGROUND_FAILURES = Counter("opsbot_background_failures_total", "Background tasks that raised", ["name"])
 COMMANDS = Counter("opsbot_commands_total", "Slash commands handled", ["command"])
 HEALTH_CHECKS = Histogram("opsbot_health_check_seconds", "Duration of target health checks", ["kind", "outcome"])
+READS = Counter("opsbot_reads_total", "Reads for read-only answers (bot/shared_reads.py) by what was read (health, "
+                "flag, incidents) and outcome: read (made), shared (answered by a read another request started)",
+                ["what", "outcome"])
 ALERT_EVALUATIONS = Counter("opsbot_alert_evaluations_total", "Alert rule evaluations", ["outcome"])
 SCHEDULER_LEADER = Gauge("opsbot_scheduler_leader", "1 when this replica runs the scheduled jobs",
                          multiprocess_mode="livemax")

@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from bot import metrics
+
 T = TypeVar("T")
 Now = Callable[[], float]
 
@@ -47,8 +49,6 @@ class SharedReads:
         self.keep = keep
         self._running: dict[Hashable, _Read] = {}
         self._finished: dict[Hashable, _Read] = {}
-        self.started = 0  # reads actually made (for tests and /metrics-style curiosity)
-        self.shared = 0  # requests answered by a read another request started
 
     async def read(self, key: Hashable, read: Callable[[], Awaitable[T]], *, asked_at: float | None) -> T:
         """The result of `read()`, or of a read of `key` that started after `asked_at`."""
@@ -58,11 +58,11 @@ class SharedReads:
                 finished = None
             for found in (running, finished):
                 if found is not None and found.started > asked_at:
-                    self.shared += 1
+                    metrics.READS.labels(what=_what(key), outcome="shared").inc()
                     result: T = await asyncio.shield(found.future)
                     return result
         entry = _Read(self._now(), asyncio.ensure_future(read()))
-        self.started += 1
+        metrics.READS.labels(what=_what(key), outcome="read").inc()
         self._running[key] = entry
         entry.future.add_done_callback(lambda future: self._done(key, entry))
         result = await asyncio.shield(entry.future)
@@ -77,3 +77,8 @@ class SharedReads:
         kept = self._finished.get(key)
         if kept is None or kept.started < entry.started:
             self._finished[key] = entry
+
+
+def _what(key: Hashable) -> str:
+    """The /metrics label of a key: its kind (`("health", "prod")` -> "health")."""
+    return str(key[0] if isinstance(key, tuple) and key else key)

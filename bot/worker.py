@@ -67,7 +67,6 @@ class WorkerProcess:
         self.forked = forked  # the pid of a worker already forked by `fork_worker`, run first
         self.pid: int | None = None
         self.restarts = 0
-        self._proc: asyncio.subprocess.Process | None = None
         self._exited = True
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -119,10 +118,10 @@ class WorkerProcess:
             finally:
                 self._exited = True
         env = {**os.environ, **settings_env(self.settings), PARENT_ENV: str(os.getpid())}
-        self._proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", env=env)
-        self.pid, self._exited = self._proc.pid, False
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", env=env)
+        self.pid, self._exited = proc.pid, False
         try:
-            return self._proc.pid, await self._proc.wait()
+            return proc.pid, await proc.wait()
         finally:
             self._exited = True
 

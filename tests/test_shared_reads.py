@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bot.shared_reads import SharedReads
+
+
+def counted(outcome: str) -> float:
+    """opsbot_reads_total for the key "prod" (this process's registry: the tests set no multiprocess dir)."""
+    return REGISTRY.get_sample_value("opsbot_reads_total", {"what": "prod", "outcome": outcome}) or 0.0
 
 
 class Clock:
@@ -37,13 +43,14 @@ class Source:
 async def test_requests_made_before_a_read_started_share_it() -> None:
     clock, source = Clock(), Source()
     reads = SharedReads(clock)
+    shared, made = counted("shared"), counted("read")
     asked = clock.now
     clock.now += 1
     waiting = [asyncio.create_task(reads.read("prod", source, asked_at=asked)) for _ in range(5)]
     await asyncio.sleep(0)
     source.release.set()
     assert await asyncio.gather(*waiting) == ["read 1"] * 5
-    assert source.calls == 1 and reads.started == 1 and reads.shared == 4
+    assert source.calls == 1 and counted("shared") == shared + 4 and counted("read") == made + 1
 
 
 async def test_a_request_made_after_a_read_started_gets_a_read_of_its_own() -> None:
