@@ -36,6 +36,8 @@ from bot.jobs import Job, Registry, Reporter, will_retry
 from bot.jobs import run as run_job
 
 if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
     from bot.deps import Deps
     from bot.tasks import BackgroundTasks
 
@@ -47,6 +49,7 @@ RESERVED = (ONCE, OWNER, DONE)
 POOL_STOP_TIMEOUT = 5.0  # seconds a failed pool's workers get to stop (a connection attempt's connect_timeout)
 STATS_TTL = 2.0  # seconds /metrics and /health reuse one reading of the queue's depth
 DEFER_TIMEOUT = 2.0  # seconds an enqueue may take before the request is refused (the ack is due in 3 s)
+INSERTS_AT_ONCE = 2  # enqueue statements in flight at once (the connections of the enqueue pool)
 
 
 @dataclass  # not frozen: bot.metrics.set_queue's Protocol reads plain attributes
@@ -308,10 +311,13 @@ class PostgresQueue(JobQueue):
             kwargs={"connect_timeout": 5, "application_name": "opsbot-jobs"}, configure=_autocommit))
         self._opened = False
         self._opening = asyncio.Lock()
+        self._conninfo = conninfo
+        self._enqueue_pool: AsyncConnectionPool[Any] | None = None  # defers have a pool of their own: see _insert
         # (row, its future, its deadline): a defer is answered within DEFER_TIMEOUT of its call, also when it
         # had to wait behind a batch in flight.
         self._pending: list[tuple[Row, asyncio.Future[None], float]] = []
         self._inserts: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         # Jobs running at once in this process, bundled ones included: a bundle's jobs run side by side, and 20
@@ -371,8 +377,13 @@ class PostgresQueue(JobQueue):
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=DEFER_TIMEOUT + 1)
         if self._inserts:  # abandoned inserts and failed pools being stopped
             await asyncio.wait(set(self._inserts), timeout=POOL_STOP_TIMEOUT + 1)
+        if self._enqueue_pool is not None:
+            pool, self._enqueue_pool = self._enqueue_pool, None
+            await _stop_pool(pool)
         if self._opened:
             await self.app.close_async()
             self._opened = False
@@ -389,59 +400,91 @@ class PostgresQueue(JobQueue):
         await done
 
     async def _flush(self) -> None:
+        """Sends what is pending, INSERTS_AT_ONCE statements at most in flight: the acks that arrive while one
+        commits go out in the next, which is sent at once instead of after it (under load the web process
+        otherwise idled, every request in flight waiting for the one commit)."""
         try:
             while self._pending:
                 now = time.monotonic()
                 expired = [done for _, done, deadline in self._pending if deadline <= now]
                 self._pending = [entry for entry in self._pending if entry[2] > now]
-                for done in expired:  # waited its whole time behind a batch that did not get through
+                for done in expired:  # waited its whole time behind batches that did not get through
                     if not done.done():
                         done.set_exception(QueueUnavailable())
                 if not self._pending:
                     break
+                if len(self._sending) >= INSERTS_AT_ONCE:
+                    earliest = min(deadline for _, _, deadline in self._pending)
+                    await asyncio.wait(set(self._sending), timeout=max(0.0, earliest - now),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 batch, self._pending = self._pending[:500], self._pending[500:]
-                # Slack gives up on an ack after 3 s: a database that does not answer by the batch's earliest
-                # deadline gets its requests refused, and the cancelled insert leaves no job.
-                timeout = min(deadline for _, _, deadline in batch) - now
-                rows = bundled([row for row, _, _ in batch])
-                insert = asyncio.create_task(self._insert(rows), name="queue.insert")
-                self._inserts.add(insert)
-                insert.add_done_callback(self._inserts.discard)
-                await asyncio.wait({insert}, timeout=timeout)
-                failure: DependencyDown | None = None
-                if not insert.done():
-                    # Not waited for: psycopg cancels a statement by asking the server over a new connection,
-                    # which hangs as long as the database does; the requests are answered now.
-                    insert.cancel()
-                    insert.add_done_callback(_forget)  # kept in self._inserts until it ends
-                    log.error("enqueueing %d job(s): no answer within %.1fs", len(batch), timeout)
-                    failure = QueueTimeout()
-                elif insert.cancelled() or insert.exception() is not None:
-                    log.error("enqueueing %d job(s) failed: %s", len(batch),
-                              "cancelled" if insert.cancelled() else type(insert.exception()).__name__)
-                    failure = QueueUnavailable()
-                for _, done, _ in batch:
-                    if done.done():
-                        continue
-                    if failure is None:
-                        done.set_result(None)
-                    else:
-                        done.set_exception(failure)
+                sending = asyncio.create_task(self._send(batch), name="queue.send")
+                self._sending.add(sending)
+                sending.add_done_callback(self._sending.discard)
         finally:
             self._flusher = None
 
-    async def _insert(self, rows: list[Row]) -> None:
-        """One statement for `rows`; once more when the connection died under it (the database restarted)."""
-        from procrastinate.exceptions import ConnectorException
+    async def _send(self, batch: list[tuple[Row, asyncio.Future[None], float]]) -> None:
+        """One statement for `batch`, whose requests are answered by the earliest of their deadlines: Slack
+        gives up on an ack after 3 s, so a database that does not answer by then gets them refused, and the
+        cancelled insert leaves no job."""
+        timeout = min(deadline for _, _, deadline in batch) - time.monotonic()
+        rows = bundled([row for row, _, _ in batch])
+        insert = asyncio.create_task(self._insert(rows), name="queue.insert")
+        self._inserts.add(insert)
+        insert.add_done_callback(self._inserts.discard)
+        await asyncio.wait({insert}, timeout=timeout)
+        failure: DependencyDown | None = None
+        if not insert.done():
+            # Not waited for: psycopg cancels a statement by asking the server over a new connection, which
+            # hangs as long as the database does; the requests are answered now.
+            insert.cancel()
+            insert.add_done_callback(_forget)  # kept in self._inserts until it ends
+            log.error("enqueueing %d job(s): no answer within %.1fs", len(batch), timeout)
+            failure = QueueTimeout()
+        elif insert.cancelled() or insert.exception() is not None:
+            log.error("enqueueing %d job(s) failed: %s", len(batch),
+                      "cancelled" if insert.cancelled() else type(insert.exception()).__name__)
+            failure = QueueUnavailable()
+        for _, done, _ in batch:
+            if done.done():
+                continue
+            if failure is None:
+                done.set_result(None)
+            else:
+                done.set_exception(failure)
 
-        await self.open()
+    async def _insert(self, rows: list[Row]) -> None:
+        """One statement for `rows`, on a connection of the enqueue pool. That pool checks no connection before
+        lending it (procrastinate's checks each: one more round trip per ack, and a third of an enqueue's CPU):
+        a connection the database dropped (it restarted) fails the statement, which is sent again on another."""
+        import psycopg
+
+        pool = await self._enqueuing()
         # The rows as one JSON document, not procrastinate's array of composite values: psycopg escapes those
         # with a regular expression, character by character (a sixth of the web process's CPU per ack at c=50).
         document = json.dumps([row.as_json() for row in rows], separators=(",", ":"))
-        try:
-            await self.app.connector.execute_query_async(query=_INSERT_SQL, rows=document)
-        except ConnectorException:
-            await self.app.connector.execute_query_async(query=_INSERT_SQL, rows=document)
+        for attempt in range(INSERTS_AT_ONCE + 1):  # each idle connection may be one the database dropped
+            try:
+                async with pool.connection() as connection:
+                    await connection.execute(_INSERT_SQL, {"rows": document})
+                return
+            except psycopg.OperationalError:
+                if attempt == INSERTS_AT_ONCE:
+                    raise
+
+    async def _enqueuing(self) -> AsyncConnectionPool[Any]:
+        """The enqueue pool, opened on first use (in the process and event loop that defers)."""
+        if self._enqueue_pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            self._enqueue_pool = AsyncConnectionPool(
+                self._conninfo, min_size=1, max_size=INSERTS_AT_ONCE, open=False, timeout=DEFER_TIMEOUT,
+                name="opsbot-enqueue", kwargs={"connect_timeout": 5, "application_name": "opsbot-enqueue"},
+                configure=_autocommit)
+            await self._enqueue_pool.open(wait=False)  # connects in the background; a getconn waits for it
+        return self._enqueue_pool
 
     async def start_worker(self, deps: Deps) -> None:
         await super().start_worker(deps)
@@ -552,7 +595,7 @@ class PostgresQueue(JobQueue):
         """No job waiting or running (tests; scheduled retries included)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._pending and self._flusher is None:
+            if not self._pending and self._flusher is None and not self._sending:
                 try:
                     await self.open()
                     row = await asyncio.wait_for(self.app.connector.execute_query_one_async(query=_BUSY_SQL),
