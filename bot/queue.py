@@ -288,7 +288,10 @@ class InProcessQueue(JobQueue):
 class WorkerTuning:
     concurrency: int = 20  # queue rows (a job, or a bundle of jobs) one worker process takes at once
     jobs_at_once: int = 100  # jobs one worker process runs at once, bundled ones included
-    fetchers: int = 4  # procrastinate workers in the process: each fetches one job per round trip
+    # procrastinate workers in the process: each fetches one job per round trip. Only the first listens for
+    # new jobs (every listener woke for every job and asked for it); the others poll, and after a job of
+    # their own fetch again at once, so under load all of them stay busy.
+    fetchers: int = 4
     polling_interval: float = 0.5  # seconds; also how soon a retry or the next job on a lock starts
     heartbeat_interval: float = 1.0
     # Seconds without a heartbeat before a worker's jobs are taken back. A busy worker's event loop can miss a
@@ -512,7 +515,7 @@ class PostgresQueue(JobQueue):
                     fetch_job_polling_interval=tuning.polling_interval, abort_job_polling_interval=60,
                     update_heartbeat_interval=tuning.heartbeat_interval,
                     stalled_worker_timeout=tuning.stalled_after, delete_jobs="successful",
-                    shutdown_graceful_timeout=10)
+                    shutdown_graceful_timeout=10, listen_notify=index == 0)
                 return
             except asyncio.CancelledError:
                 raise

@@ -440,3 +440,22 @@ async def test_an_enqueue_connection_the_database_dropped_costs_the_request_noth
     await queue.defer("test_jobs.record", {"key": "dropped", "value": 2})
     await bot.settle(timeout=20)
     assert sorted(SEEN["dropped"]) == [1, 2]
+
+
+async def test_one_fetcher_per_worker_listens_for_new_jobs(bot: BotHarness, database_url: str) -> None:
+    """Each new job's notification woke every listening fetcher, and each then asked for the one job: at c=1
+    that was four fetches racing the next request's insert (p50 ack 4.6–5.0 ms against 3.2 ms with one)."""
+    import psycopg
+
+    from bot.queue import conninfo
+
+    if not bot.deps.queue.durable:
+        pytest.skip("procrastinate's fetchers are PostgreSQL's")
+    await bot.deps.queue.defer("test_jobs.record", {"key": "listened", "value": 1})
+    await bot.settle(timeout=20)
+    assert SEEN["listened"] == [1]  # the listening fetcher took it
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin:
+        cur = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND application_name = 'opsbot-jobs' AND query LIKE 'LISTEN %'")
+        row = await cur.fetchone()
+    assert row is not None and row[0] == 1
