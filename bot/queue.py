@@ -463,6 +463,7 @@ class PostgresQueue(JobQueue):
         lending it (procrastinate's checks each: one more round trip per ack, and a third of an enqueue's CPU):
         a connection the database dropped (it restarted) fails the statement, which is sent again on another."""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         pool = await self._enqueuing()
         # The rows as one JSON document, not procrastinate's array of composite values: psycopg escapes those
@@ -473,6 +474,8 @@ class PostgresQueue(JobQueue):
                 async with pool.connection() as connection:
                     await connection.execute(_INSERT_SQL, {"rows": document})
                 return
+            except PoolTimeout:  # no connection within DEFER_TIMEOUT: the database is away, not a dropped link
+                raise
             except psycopg.OperationalError:
                 if attempt == INSERTS_AT_ONCE:
                     raise
