@@ -374,6 +374,19 @@ class PostgresQueue(JobQueue):
                 closing.add_done_callback(self._inserts.discard)
             raise
         self._opened = True
+        await self._enqueue_pool_ready()
+
+    async def _enqueue_pool_ready(self) -> None:
+        """The enqueue pool's first connection, made when the queue opens rather than by the first request: on
+        a loaded machine a connection took longer than a request's DEFER_TIMEOUT."""
+        from psycopg_pool import PoolTimeout
+
+        pool = await self._enqueuing()
+        try:
+            await pool.wait(timeout=DEFER_TIMEOUT)
+        except PoolTimeout:  # psycopg_pool closed it: the next defer opens another
+            if self._enqueue_pool is pool:
+                self._enqueue_pool = None
 
     async def close(self) -> None:
         await self.stop_worker()
@@ -465,6 +478,7 @@ class PostgresQueue(JobQueue):
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        await self.open()
         pool = await self._enqueuing()
         # The rows as one JSON document, not procrastinate's array of composite values: psycopg escapes those
         # with a regular expression, character by character (a sixth of the web process's CPU per ack at c=50).

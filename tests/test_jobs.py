@@ -459,3 +459,24 @@ async def test_one_fetcher_per_worker_listens_for_new_jobs(bot: BotHarness, data
                                   " AND application_name = 'opsbot-jobs' AND query LIKE 'LISTEN %'")
         row = await cur.fetchone()
     assert row is not None and row[0] == 1
+
+
+async def test_the_enqueue_connection_is_made_at_start_not_by_the_first_request(
+        bot: BotHarness, database_url: str) -> None:
+    """Made by the first request, the connection took longer than its 2 s on a loaded machine (CI), and that
+    request was refused."""
+    import psycopg
+
+    from bot.queue import conninfo
+
+    if not bot.deps.queue.durable:
+        pytest.skip("the enqueue pool is PostgreSQL's")
+    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin:
+        for _ in range(100):  # the harness's worker opens the queue as it starts
+            cur = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                      " AND application_name = 'opsbot-enqueue'")
+            row = await cur.fetchone()
+            if row is not None and row[0] >= 1:
+                break
+            await asyncio.sleep(0.05)
+    assert row is not None and row[0] >= 1, "no enqueue connection before any request"
