@@ -378,6 +378,15 @@ async def test_jobs_deferred_together_all_run_once_and_a_bundled_failure_is_retr
 
 # -- the enqueue path on PostgreSQL ----------------------------------------------------------------------
 
+async def _connect(database_url: str) -> Any:
+    """A connection of the test's own to the bot's PostgreSQL database (locks, pg_stat_activity)."""
+    import psycopg
+
+    from bot.queue import conninfo
+
+    return await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True)
+
+
 async def _inserts_waiting(conn: Any) -> int:
     row = await (await conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -389,16 +398,12 @@ async def test_a_defer_made_while_an_insert_commits_is_sent_at_once_not_after_it
         bot: BotHarness, database_url: str) -> None:
     """Under load every request in flight waited for the one insert under way, and the web process idled
     (0.54× the baseline's throughput at c=50); a second statement is now in flight beside the first."""
-    import psycopg
-
-    from bot.queue import conninfo
-
     if not bot.deps.queue.durable:
         pytest.skip("the group insert is PostgreSQL's")
     queue = bot.deps.queue
     await queue.defer("test_jobs.record", {"key": "warm", "value": 0})
-    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as blocker, \
-            await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as watcher:
+    async with await _connect(database_url) as blocker, \
+            await _connect(database_url) as watcher:
         await blocker.execute("BEGIN")
         await blocker.execute("LOCK TABLE procrastinate_jobs IN SHARE MODE")  # inserts wait for it
         first = asyncio.create_task(queue.defer("test_jobs.record", {"key": "sent", "value": 1}))
@@ -424,15 +429,11 @@ async def test_an_enqueue_connection_the_database_dropped_costs_the_request_noth
         bot: BotHarness, database_url: str) -> None:
     """The enqueue pool checks no connection before lending it (one round trip and a third of an enqueue's
     CPU); a connection the database closed fails its statement, which is sent again on a fresh one."""
-    import psycopg
-
-    from bot.queue import conninfo
-
     if not bot.deps.queue.durable:
         pytest.skip("the enqueue pool is PostgreSQL's")
     queue = bot.deps.queue
     await queue.defer("test_jobs.record", {"key": "dropped", "value": 1})  # the pool has its connection
-    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin:
+    async with await _connect(database_url) as admin:
         cur = await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND application_name = 'opsbot-enqueue'")
@@ -445,16 +446,12 @@ async def test_an_enqueue_connection_the_database_dropped_costs_the_request_noth
 async def test_one_fetcher_per_worker_listens_for_new_jobs(bot: BotHarness, database_url: str) -> None:
     """Each new job's notification woke every listening fetcher, and each then asked for the one job: at c=1
     that was four fetches racing the next request's insert (p50 ack 4.6–5.0 ms against 3.2 ms with one)."""
-    import psycopg
-
-    from bot.queue import conninfo
-
     if not bot.deps.queue.durable:
         pytest.skip("procrastinate's fetchers are PostgreSQL's")
     await bot.deps.queue.defer("test_jobs.record", {"key": "listened", "value": 1})
     await bot.settle(timeout=20)
     assert SEEN["listened"] == [1]  # the listening fetcher took it
-    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin:
+    async with await _connect(database_url) as admin:
         cur = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                   " AND application_name = 'opsbot-jobs' AND query LIKE 'LISTEN %'")
         row = await cur.fetchone()
@@ -465,13 +462,9 @@ async def test_the_enqueue_connection_is_made_at_start_not_by_the_first_request(
         bot: BotHarness, database_url: str) -> None:
     """Made by the first request, the connection took longer than its 2 s on a loaded machine (CI), and that
     request was refused."""
-    import psycopg
-
-    from bot.queue import conninfo
-
     if not bot.deps.queue.durable:
         pytest.skip("the enqueue pool is PostgreSQL's")
-    async with await psycopg.AsyncConnection.connect(conninfo(database_url), autocommit=True) as admin:
+    async with await _connect(database_url) as admin:
         for _ in range(100):  # the harness's worker opens the queue as it starts
             cur = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                                       " AND application_name = 'opsbot-enqueue'")
