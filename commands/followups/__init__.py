@@ -16,6 +16,7 @@ from bot import metrics
 from bot.config import Config
 from bot.deps import Deps
 from bot.errors import DependencyDown, OpsbotError
+from bot.followups import flows as followup_flows
 from bot.incidents import flows, roles
 from bot.models import Incident
 from commands.common import (
@@ -82,8 +83,7 @@ async def _open(deps: Deps, body: dict[str, Any], respond: Respond, *, which: st
         await respond(text=error_text(exc), response_type="ephemeral", replace_original=False)
         return
     if which == "roles":
-        async with deps.db.session() as session:
-            held = await roles.holders(session, incident=incident)
+        held = await followup_flows.holders(deps.db, incident=incident)
         view = render.roles_modal(deps.config, incident, held, channel_of(body))
     else:
         view = render.followup_modal(incident, channel_of(body))
@@ -150,14 +150,10 @@ async def roles_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, A
 
 async def postmortem_extra(deps: Deps, incident_id: int) -> tuple[str, list[dict[str, Any]]]:
     """The postmortem's roles and follow-ups (markdown) and its *Add follow-up* / *Roles* buttons."""
-    from bot import followups
-
-    async with deps.db.session() as session:
-        incident = await session.get(Incident, incident_id)
-        if incident is None:
-            return "", []
-        held = await roles.holders(session, incident=incident)
-        rows = await followups.of_incident(session, incident_id=incident_id)
+    read = await followup_flows.postmortem(deps.db, incident_id=incident_id)
+    if read is None:
+        return "", []
+    incident, held, rows = read
     return (render.postmortem_section(deps.config, held, rows, now=deps.clock()),
             render.postmortem_buttons(incident))
 
@@ -165,8 +161,7 @@ async def postmortem_extra(deps: Deps, incident_id: int) -> tuple[str, list[dict
 async def summary_roles(deps: Deps, incident: Incident, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The summary's blocks with the incident's roles; unchanged when they cannot be read (the summary goes on)."""
     try:
-        async with deps.db.session() as session:
-            held = await roles.holders(session, incident=incident)
+        held = await followup_flows.holders(deps.db, incident=incident)
     except Exception as exc:
         log.warning("reading the roles of %s failed: %s", incident.ref, type(exc).__name__)
         return blocks
