@@ -158,6 +158,11 @@ async def history(session: AsyncSession, *, service: str, environment: str | Non
     return list((await session.scalars(query)).all())
 
 
+async def get(db: Database, deploy_id: int) -> Deploy | None:
+    async with db.session() as session:
+        return await session.get(Deploy, deploy_id)
+
+
 async def recent(db: Database, *, service: str, environment: str | None = None, limit: int = 20) -> list[Deploy]:
     """`history` in a transaction of its own (for `/deploys`)."""
     async with db.session() as session:

@@ -1,14 +1,15 @@
-"""Seen-before keys for Slack redeliveries (event_id, view id): the first one wins, retries are no-ops."""
+"""Seen-before keys for Slack redeliveries (event_id, view id) and webhook deliveries (a provider's delivery id):
+the first one wins, retries are no-ops."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.clock import Clock
 from bot.db import Database
-from bot.models import ProcessedRequest
+from bot.models import ProcessedRequest, WebhookDelivery
 
 
 async def first_time(db: Database, key: str, *, clock: Clock, owner: str | None = None) -> bool:
@@ -28,3 +29,21 @@ async def first_time(db: Database, key: str, *, clock: Clock, owner: str | None 
             return False
         found = await connection.scalar(select(ProcessedRequest.owner).where(ProcessedRequest.key == key))
     return found == owner
+
+
+async def first_delivery(db: Database, delivery: str, *, source: str, clock: Clock) -> bool:
+    """True the first time a webhook delivery id is seen (a primary key decides, across replicas)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        async with db.session() as session:
+            session.add(WebhookDelivery(id=delivery[:255], source=source, at=clock()))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def forget_delivery(db: Database, delivery: str) -> None:
+    """The delivery was not handled after all (its job could not be queued): its sender's retry is handled."""
+    async with db.session() as session:
+        await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery[:255]))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import audit
 from bot.clock import Clock
+from bot.db import Database
 from bot.models import Incident, IncidentEvent
 from bot.timeline import add_event
 
@@ -31,11 +32,16 @@ class PinnedMessage:
     permalink: str | None
 
 
-async def incident_of_channel(session: AsyncSession, channel: str) -> Incident | None:
-    """The latest incident whose dedicated channel this is (resolved ones too: pins made while writing the
-    postmortem count)."""
+async def _incident_of(session: AsyncSession, channel: str) -> Incident | None:
     query = select(Incident).where(Incident.channel_id == channel).order_by(Incident.id.desc()).limit(1)
     return (await session.scalars(query)).first()
+
+
+async def incident_of_channel(db: Database, channel: str) -> Incident | None:
+    """The latest incident whose dedicated channel this is (resolved ones too: pins made while writing the
+    postmortem count)."""
+    async with db.session() as session:
+        return await _incident_of(session, channel)
 
 
 async def _entry(session: AsyncSession, incident_id: int, ts: str) -> IncidentEvent | None:
@@ -52,25 +58,32 @@ def timeline_text(message: PinnedMessage) -> str:
     return f"{who}: “{text}”{link}"
 
 
-async def pin(session: AsyncSession, *, clock: Clock, incident_id: int, message: PinnedMessage,
-              by: str) -> bool:
+async def pin(db: Database, *, clock: Clock, incident_id: int, message: PinnedMessage, by: str) -> bool:
     """Put the message on the timeline; False when it is there already (`by` is then noted as a pinner)."""
-    found = await _entry(session, incident_id, message.ts)
-    if found is not None:
-        data: dict[str, Any] = dict(found.data or {})
-        if by not in data.get("by", []):
-            data["by"] = [*data.get("by", []), by]
-            found.data = data
-        return False
-    await add_event(session, clock=clock, incident_id=incident_id, actor=by[:64], kind=PINNED,
-                    text=timeline_text(message),
-                    data={"ts": message.ts, "channel": message.channel, "author": message.author,
-                          "permalink": message.permalink, "text": message.text[:MAX_TEXT], "by": [by]})
-    return True
+    async with db.session() as session:
+        found = await _entry(session, incident_id, message.ts)
+        if found is not None:
+            data: dict[str, Any] = dict(found.data or {})
+            if by not in data.get("by", []):
+                data["by"] = [*data.get("by", []), by]
+                found.data = data
+            return False
+        await add_event(session, clock=clock, incident_id=incident_id, actor=by[:64], kind=PINNED,
+                        text=timeline_text(message),
+                        data={"ts": message.ts, "channel": message.channel, "author": message.author,
+                              "permalink": message.permalink, "text": message.text[:MAX_TEXT], "by": [by]})
+        return True
 
 
-async def unpin(session: AsyncSession, *, clock: Clock, incident_id: int, ts: str, by: str) -> bool:
-    """`by` removed their 📌: True when that took the message off the timeline (nobody else pins it)."""
+async def unpin(db: Database, *, clock: Clock, channel: str, ts: str, by: str) -> bool:
+    """`by` removed their 📌 in `channel`: True when that took the message off the timeline of the channel's
+    incident (nobody else pins it); False too when the channel is no incident's."""
+    async with db.session() as session:
+        incident = await _incident_of(session, channel)
+        return incident is not None and await _unpin(session, clock=clock, incident_id=incident.id, ts=ts, by=by)
+
+
+async def _unpin(session: AsyncSession, *, clock: Clock, incident_id: int, ts: str, by: str) -> bool:
     found = await _entry(session, incident_id, ts)
     if found is None:
         return False

@@ -17,7 +17,6 @@ from bot import deploys, metrics, rollbacks, slack
 from bot.deps import Deps
 from bot.errors import Conflict, DependencyDown, NotFound, OpsbotError
 from bot.jobs import job
-from bot.models import Deploy
 from bot.webhooks import authorized_body
 from commands import blocks as bk
 from commands.common import ack_deferred, ephemeral, responder, split_args, tell
@@ -83,8 +82,7 @@ async def list_deploys(deps: Deps, *, user: str, channel: str | None, response_u
 @job(FAILED_JOB, retries=3)
 async def announce_failed(deps: Deps, *, deploy_id: int) -> None:
     """A deploy CI reported as failed, in the ops channel, with a Roll back button when one is configured."""
-    async with deps.db.session() as session:
-        deploy = await session.get(Deploy, deploy_id)
+    deploy = await deploys.get(deps.db, deploy_id)
     if deploy is None:
         return
     try:

@@ -98,8 +98,7 @@ def test_weeks_without_incidents_count_zero() -> None:
 async def test_stats_numbers_per_severity_from_the_timeline(bot: BotHarness, clock: FakeClock) -> None:
     await _history(bot, clock)
     query = insights.parse_query(["30d"], severities=["P1", "P2", "P3", "P4"], now=clock())
-    async with bot.deps.db.session() as session:
-        samples = await insights.load(session, query)
+    samples = await insights.load(bot.deps.db, query)
     report = insights.compute(samples, query, severity_order=["P1", "P2", "P3", "P4"])
     p1, p2 = report.by_severity
     assert (p1.severity, p1.count, p1.open) == ("P1", 5, 0)

@@ -18,6 +18,7 @@ from bot import audit
 from bot.clock import Clock
 from bot.config import Config
 from bot.config.actions import Action, EnumParam, IntegerParam, NameParam, Param, PatternParam
+from bot.db import Database
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.models import ActionRun
 
@@ -186,6 +187,12 @@ async def create(session: AsyncSession, *, clock: Clock, request: Request, user:
     await audit.record(session, clock=clock, actor=user, action=f"action:{request.action}", target=key(run),
                        after={"run_id": run.id, "params": dict(request.params), "status": status})
     return run
+
+
+async def set_posted(db: Database, *, run_id: int, channel: str, ts: str) -> None:
+    """Where the run's message is (its later states edit it, its steps go in its thread)."""
+    async with db.session() as session:
+        await session.execute(update(ActionRun).where(ActionRun.id == run_id).values(channel=channel, message_ts=ts))
 
 
 async def get(session: AsyncSession, run_id: int) -> ActionRun:

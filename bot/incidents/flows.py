@@ -203,6 +203,12 @@ async def locate(db: Database, *, ref: str | None, channel_id: str | None) -> In
         return await incidents.find(session, ref=ref, channel_id=channel_id)
 
 
+async def lookup(db: Database, *, incident_id: int) -> Incident | None:
+    """The incident, or None when there is none with that id."""
+    async with db.session() as session:
+        return await session.get(Incident, incident_id)
+
+
 async def read(db: Database, *, incident_id: int) -> tuple[Incident, list[IncidentEvent]]:
     async with db.session() as session:
         incident = await incidents.get(session, incident_id=incident_id)

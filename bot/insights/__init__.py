@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db import Database
 from bot.errors import InvalidInput
 from bot.models import Incident, IncidentEvent
 
@@ -203,8 +204,13 @@ def compute(samples: Sequence[Sample], query: Query, *, severity_order: Sequence
 
 
 # -- the database ------------------------------------------------------------------------------------
-async def load(session: AsyncSession, query: Query) -> list[Sample]:
+async def load(db: Database, query: Query) -> list[Sample]:
     """The incidents declared in the window (and matching severity/service), with their times from the timeline."""
+    async with db.session() as session:
+        return await _load(session, query)
+
+
+async def _load(session: AsyncSession, query: Query) -> list[Sample]:
     window = query.window
     where = [Incident.created_at >= window.start, Incident.created_at < window.end]
     if query.severity:

@@ -63,6 +63,11 @@ async def start(db: Database, *, clock: Clock, config: Config, name: str, channe
             return found, False
 
 
+async def read(db: Database, runbook_run_id: int) -> RunbookRun:
+    async with db.session() as session:
+        return await get(session, runbook_run_id)
+
+
 async def get(session: AsyncSession, runbook_run_id: int) -> RunbookRun:
     row = await session.get(RunbookRun, runbook_run_id, populate_existing=True)
     if row is None:

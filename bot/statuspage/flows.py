@@ -157,6 +157,12 @@ async def sync(svc: Services) -> Synced:
     return Synced(published, await record(svc))
 
 
+async def last_update(svc: Services, *, incident_id: int) -> PublicUpdate:
+    """The incident's latest public update (one it was published with, at least)."""
+    async with svc.db.session() as session:
+        return (await queries.updates_of(session, incident_id=incident_id))[-1]
+
+
 async def pending_pushes(svc: Services) -> list[int]:
     """Incidents with public updates not yet on the hosted page (mirrors what a lost push job left)."""
     if svc.page.hosted is None:

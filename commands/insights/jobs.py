@@ -50,8 +50,7 @@ async def _join(deps: Deps, channel: str) -> None:
 @job(STATS_JOB, retries=1)
 async def stats(deps: Deps, *, user: str, channel: str, response_url: str | None, words: list[str]) -> None:
     query = insights.parse_query(words, severities=[s.name for s in deps.config.severities], now=deps.clock())
-    async with deps.db.session() as session:
-        samples = await insights.load(session, query)
+    samples = await insights.load(deps.db, query)
     report = insights.compute(samples, query, severity_order=[s.name for s in deps.config.severities])
     title = f"Incidents per week — {render.scope(report)}"
     content = await asyncio.to_thread(chart.render_png, report, title=title)  # CPU-bound: off the event loop

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from bot.deps import Deps
-from bot.models import Incident, Page
+from bot.incidents import flows as incident_flows
+from bot.models import Page
 from bot.oncall import current
 from bot.paging.flows import Pager
 from bot.paging.providers.base import Notice
@@ -51,8 +52,7 @@ class SlackPages:
         kind, _, rest = page.subject.partition(":")
         channel: str | None = None
         if kind == "incident" and rest.isdecimal():
-            async with self.deps.db.session() as session:
-                incident = await session.get(Incident, int(rest))
+            incident = await incident_flows.lookup(self.deps.db, incident_id=int(rest))
             if incident is not None:
                 channel = incident.channel_id or incident.announcement_channel
             channel = channel or self.deps.config.channels.incidents

@@ -12,14 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot import bodies
+from bot import bodies, idempotency
 from bot.errors import ConfigError, DependencyDown, InvalidInput
-from bot.models import WebhookDelivery
 from bot.paging import subject_of
 from bot.paging.providers.pagerduty import parse_webhook, verify_signature
 
@@ -68,10 +65,8 @@ async def pagerduty(request: Request, deps: Deps) -> Response:
         return _answer("ignored")
     delivery = (request.headers.get("x-webhook-id") or event.id)[:255]
     try:
-        async with deps.db.session() as session:
-            session.add(WebhookDelivery(id=delivery, source="pagerduty", at=deps.clock()))
-    except IntegrityError:
-        return _answer("duplicate")
+        if not await idempotency.first_delivery(deps.db, delivery, source="pagerduty", clock=deps.clock):
+            return _answer("duplicate")
     except DependencyDown:
         return JSONResponse({"error": "opsbot's database is unreachable; PagerDuty retries"}, status_code=503)
     try:
@@ -81,7 +76,6 @@ async def pagerduty(request: Request, deps: Deps) -> Response:
         else:
             await deps.queue.defer(ALERT_JOB, {"dedup_key": key, "agent": event.agent}, once=f"pagerduty:{delivery}")
     except DependencyDown:  # not stored: forget the delivery, so PagerDuty's retry is handled
-        async with deps.db.session() as session:
-            await session.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery))
+        await idempotency.forget_delivery(deps.db, delivery)
         return JSONResponse({"error": "opsbot is restarting; PagerDuty retries"}, status_code=503)
     return _answer("accepted")

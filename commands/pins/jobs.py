@@ -22,8 +22,7 @@ async def _message(deps: Deps, channel: str, ts: str) -> dict[str, Any] | None:
 
 @job(PIN_JOB, lock=LOCK, retries=2)
 async def pin(deps: Deps, *, by: str, channel: str, ts: str) -> None:
-    async with deps.db.session() as session:
-        incident = await pins.incident_of_channel(session, channel)
+    incident = await pins.incident_of_channel(deps.db, channel)
     if incident is None:
         return  # not an incident channel: a 📌 like any other
     found = await _message(deps, channel, ts)
@@ -35,13 +34,9 @@ async def pin(deps: Deps, *, by: str, channel: str, ts: str) -> None:
     message = pins.PinnedMessage(channel=channel, ts=ts, author=author,
                                  text=deps.scrubber(str(found.get("text") or ""))[: pins.MAX_TEXT],
                                  permalink=permalink if isinstance(permalink, str) else None)
-    async with deps.db.session() as session:
-        await pins.pin(session, clock=deps.clock, incident_id=incident.id, message=message, by=by)
+    await pins.pin(deps.db, clock=deps.clock, incident_id=incident.id, message=message, by=by)
 
 
 @job(UNPIN_JOB, lock=LOCK, retries=2)
 async def unpin(deps: Deps, *, by: str, channel: str, ts: str) -> None:
-    async with deps.db.session() as session:
-        incident = await pins.incident_of_channel(session, channel)
-        if incident is not None:
-            await pins.unpin(session, clock=deps.clock, incident_id=incident.id, ts=ts, by=by)
+    await pins.unpin(deps.db, clock=deps.clock, channel=channel, ts=ts, by=by)

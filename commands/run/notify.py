@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import update
 
+from bot import actions
 from bot.actions.runners import Outcome
 from bot.deps import Deps
 from bot.models import ActionRun
@@ -60,9 +60,7 @@ class SlackActions:
                 log.warning("could not post action run #%s (%s)", run.id, posted.error)
                 return
             run.channel, run.message_ts = str(posted.data["channel"]), str(posted.data["ts"])
-            async with self.deps.db.session() as session:
-                await session.execute(update(ActionRun).where(ActionRun.id == run.id)
-                                      .values(channel=run.channel, message_ts=run.message_ts))
+            await actions.set_posted(self.deps.db, run_id=run.id, channel=run.channel, ts=run.message_ts)
         except SlackApiError as exc:
             log.warning("could not show action run #%s (%s)", run.id, exc.response.get("error"))
 

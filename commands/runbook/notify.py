@@ -32,8 +32,7 @@ class SlackRunbooks:
         return str(posted.data["channel"]), str(posted.data["ts"])
 
     async def refresh(self, runbook_run_id: int) -> None:
-        async with self.deps.db.session() as session:
-            row = await runbooks.get(session, runbook_run_id)
+        row = await runbooks.read(self.deps.db, runbook_run_id)
         book = self.deps.config.runbooks.get(row.runbook)
         if book is None or row.message_ts is None:
             return

@@ -45,10 +45,7 @@ async def sync(deps: Deps) -> None:
     notifier = SlackStatus(deps)
     for incident_id in synced.published:
         found = await incident_flows.locate(deps.db, ref=f"INC-{incident_id}", channel_id=None)
-        async with deps.db.session() as session:
-            from bot.statuspage.queries import updates_of
-
-            last = (await updates_of(session, incident_id=incident_id))[-1]
+        last = await flows.last_update(svc, incident_id=incident_id)
         await notifier.published(found, status=last.status, text=last.text)
     if svc.page.hosted is None:
         return
