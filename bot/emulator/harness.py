@@ -146,12 +146,15 @@ def bot_settings(database_url: str, emulator: EmulatorServer, overrides: dict[st
 @contextlib.asynccontextmanager
 async def running_bot(config: Config, database_url: str, *, clock: Clock | None = None,
                       emulator: EmulatorServer | None = None, settings_overrides: dict[str, Any] | None = None,
-                      prepare: Callable[[OpsbotApp], None] | None = None) -> AsyncIterator[BotHarness]:
+                      prepare: Callable[[OpsbotApp], None] | None = None,
+                      freeze_gc: bool = False) -> AsyncIterator[BotHarness]:
+    """A started opsbot on `database_url` with the emulator as its Slack (`freeze_gc`: the collector set up as
+    `opsbot serve` sets it, for benchmarks; tests keep the default)."""
     own_emulator = emulator is None
     emulator = emulator or await EmulatorServer().start()
     clock = clock or FakeClock()
     settings = bot_settings(database_url, emulator, settings_overrides)
-    app = OpsbotApp(settings, config, clock=clock, scheduler_lock_interval=0.2)
+    app = OpsbotApp(settings, config, clock=clock, scheduler_lock_interval=0.2, freeze_gc=freeze_gc)
     if prepare is not None:
         prepare(app)
     harness = BotHarness(app, emulator, clock)
