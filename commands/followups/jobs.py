@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 from functools import partial
 from typing import Any
@@ -19,7 +18,6 @@ from commands.common import defer, responder, tell
 from commands.followups import render
 from commands.followups.notify import SlackFollowups, services
 
-log = logging.getLogger(__name__)
 COMMAND, FILE, POLL, REMIND, ROLES_SAVED = ("followups.command", "followups.file", "followups.poll",
                                             "followups.remind", "followups.roles")
 DECLARED_ROLES = "followups.declared_roles"
