@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from bot.clock import Clock
 from bot.db import Database
@@ -33,8 +34,6 @@ async def first_time(db: Database, key: str, *, clock: Clock, owner: str | None 
 
 async def first_delivery(db: Database, delivery: str, *, source: str, clock: Clock) -> bool:
     """True the first time a webhook delivery id is seen (a primary key decides, across replicas)."""
-    from sqlalchemy.exc import IntegrityError
-
     try:
         async with db.session() as session:
             session.add(WebhookDelivery(id=delivery[:255], source=source, at=clock()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from bot.deps import Deps
 from bot.followups import flows
 from bot.followups.dates import due_day
+from bot.followups.trackers import tracker_for
 from bot.incidents import flows as incident_flows
 from bot.models import FollowUp, Incident
 from commands.followups import render
@@ -14,8 +15,6 @@ from commands.incident.notify import SlackIncidents, quietly
 
 
 def services(deps: Deps) -> flows.Services:
-    from bot.followups.trackers import tracker_for
-
     return flows.Services(db=deps.db, config=deps.config, clock=deps.clock, require=deps.require,
                           tracker=tracker_for(deps.config.incidents.tracker, deps.http), scrub=deps.scrubber)
 
