@@ -37,6 +37,11 @@ IDEMPOTENT = (
     "conversations.list", "conversations.members", "conversations.history", "pins.add", "users.info",
     "users.list", "usergroups.list", "usergroups.users.list", "users.lookupByEmail",
 )
+# Of those, the ones a timeout may also repeat: a timed-out call may still land in Slack later, after the
+# repeat. For reads and set-like writes (an invite, a pin) that changes nothing; an edit (chat.update,
+# views.update, a topic) landing late could overwrite a newer one, so those are not asked again.
+REPEATABLE_AFTER_TIMEOUT = tuple(m for m in IDEMPOTENT if m not in (
+    "chat.update", "views.update", "conversations.setTopic", "conversations.setPurpose"))
 
 
 def method_of(request: HttpRequest) -> str:
@@ -68,9 +73,21 @@ class SafeConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
         )
 
 
+class RepeatableTimeoutRetryHandler(AsyncRetryHandler):
+    """A call that timed out (SLACK_TIMEOUT; on a loaded host even the connection can take that long) is asked
+    once more when repeating it cannot undo anything: reads, invites, joins, pins."""
+
+    async def _can_retry_async(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return isinstance(error, TimeoutError) and method_of(request) in REPEATABLE_AFTER_TIMEOUT
+
+
 def retry_handlers() -> list[AsyncRetryHandler]:
     return [
         SafeConnectionErrorRetryHandler(max_retry_count=2),
+        RepeatableTimeoutRetryHandler(max_retry_count=1),
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         IdempotentServerErrorRetryHandler(max_retry_count=2),
     ]

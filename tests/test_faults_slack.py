@@ -49,3 +49,24 @@ async def test_a_hanging_web_api_call_times_out_without_blocking_the_rest(make_b
     assert any(m.pinned for m in channel.messages)
     # Acks never waited for Slack: a command sent while the call hangs answers at once.
     assert (await bot.command("/opsbot", "help")).status_code == 200
+
+
+async def test_a_timed_out_invite_is_asked_again_and_the_declarer_gets_in(make_bot) -> None:  # type: ignore[no-untyped-def]
+    # A loaded host once took SLACK_TIMEOUT just to connect; the invite was lost and the declarer left out.
+    bot: BotHarness = await make_bot(settings_overrides={"slack_timeout": 1})
+    bot.slack.fail("conversations.invite", status=200, delay=2, count=1)
+    await bot.command("/incident", "open P2 Payments timeout", settle=False)
+    await bot.settle(timeout=30)
+    [incident] = await incidents_in_db(bot)
+    assert "U0ALICE01" in bot.slack.channel(incident.channel_id or "").members
+    await eventually(lambda: "conversations.invite" in bot.slack.abandoned, "the emulator's late answer")
+
+
+def test_only_calls_that_cannot_undo_anything_are_repeated_after_a_timeout() -> None:
+    from bot.slack import IDEMPOTENT, REPEATABLE_AFTER_TIMEOUT
+
+    assert {"conversations.invite", "pins.add", "conversations.history"} <= set(REPEATABLE_AFTER_TIMEOUT)
+    # An edit that lands late could overwrite a newer one; a post or a channel could be made twice.
+    edits = {"chat.update", "views.update", "conversations.setTopic", "conversations.setPurpose"}
+    assert edits <= set(IDEMPOTENT) and not edits & set(REPEATABLE_AFTER_TIMEOUT)
+    assert not {"chat.postMessage", "conversations.create"} & set(REPEATABLE_AFTER_TIMEOUT)
