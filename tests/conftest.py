@@ -77,26 +77,51 @@ def database_url(_database_template: str, tmp_path: Path) -> str:
         target = tmp_path / "opsbot.db"
         shutil.copy(make_url(_database_template).database or "", target)
         return f"sqlite:///{target}"
-    engine = create_engine(_sync_url(_database_template))
-    with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
-        if tables:
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    _empty_pg(_database_template)
     return _database_template
 
 
+def _empty_pg(url: str) -> None:
+    """Every row of opsbot's tables deleted and every sequence back at 1: what TRUNCATE … RESTART IDENTITY
+    does, without its cost. TRUNCATE gives each of the ~130 tables, indexes and sequences a new file, and
+    each DROP DATABASE's forced checkpoint then fsyncs every file made since the last: 0.6–0.8 s per test and
+    16 s checkpoints on a loaded run, against 45 ms for these deletes of a few rows."""
+    engine = create_engine(_sync_url(url))
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        sequences = [r[0] for r in conn.execute(text(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"))]
+        conn.execute(text("SET LOCAL session_replication_role = replica"))  # no foreign-key or job triggers
+        for table in tables:
+            conn.execute(text(f'DELETE FROM "{table}"'))
+        for sequence in sequences:
+            conn.execute(text("SELECT setval(:name, 1, false)"), {"name": f'"{sequence}"'})
+    engine.dispose()
+
+
 @pytest.fixture
-async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
-    """A private, migrated PostgreSQL database reached through a TCP proxy the test can cut and restore
+async def pg_via_proxy(_fault_database: str) -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A private, migrated, empty PostgreSQL database reached through a TCP proxy the test can cut and restore
     (SQLite cannot be cut, so these tests use PostgreSQL in both passes)."""
-    url = _pg_create_database("opsbot_fault")
-    _migrate(url)
+    url = _fault_database
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:  # what an earlier test left connected is gone
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                     (make_url(url).database,))
+    _empty_pg(url)
     parsed = make_url(url)
     proxy = await TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432).start()
     yield parsed.set(port=proxy.port).render_as_string(hide_password=False), proxy
     await proxy.cut()
+
+
+@pytest.fixture(scope="session")
+def _fault_database() -> Iterator[str]:
+    """pg_via_proxy's database: made once per test process and emptied for each test (one made and dropped
+    per test cost a forced checkpoint each)."""
+    url = _pg_create_database("opsbot_fault")
+    _migrate(url)
+    yield url
     _pg_drop_database(url)
 
 
