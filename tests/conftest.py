@@ -34,6 +34,10 @@ def _pg_create_database(prefix: str) -> str:
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        # The server acknowledges a commit before its WAL reaches the disk (1.2–1.7 ms less per commit on this
+        # host's disk). Nothing opsbot or a test sees changes: a committed row is visible at once either way,
+        # and no test crashes PostgreSQL itself (the durability tests kill opsbot's processes).
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return str(make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False))
 
 
