@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bot.clock import FakeClock
 from bot.config import Config, parse_config
+from bot.config.health import Environment
 from bot.db import run_migrations
 from bot.emulator.harness import BotHarness, running_bot
 from bot.emulator.server import EmulatorServer
@@ -137,14 +138,18 @@ def target_pg_url() -> Iterator[str]:
     _pg_drop_database(url)
 
 
+def local_environment(*checks: dict[str, Any], **settings: Any) -> Environment:
+    """A health environment of `checks` against local servers, `latency_warn: 30s` unless given (a loaded CI
+    host has taken a local check past the 1 s default; a test about latency sets its own)."""
+    return Environment.model_validate({"checks": list(checks), "latency_warn": "30s", **settings})
+
+
 def load_test_config(overrides: dict[str, Any] | None = None) -> Config:
     data = yaml.safe_load((TESTS / "opsbot.test.yml").read_text())
     for key, value in (overrides or {}).items():
         data[key] = value
-    for environment in (data.get("environments") or {}).values():
+    for environment in (data.get("environments") or {}).values():  # as local_environment does
         if isinstance(environment, dict):
-            # A local check on a loaded CI host has taken past the 1 s default and come back "slow"; a test
-            # about latency sets its own.
             environment.setdefault("latency_warn", "30s")
     return parse_config(data, source="tests/opsbot.test.yml")
 

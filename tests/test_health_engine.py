@@ -21,6 +21,7 @@ from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.checks_http import MAX_BODY
 from bot.providers.probe_client import Probes
+from tests.conftest import local_environment
 
 
 async def _status(request: Request) -> Response:
@@ -90,8 +91,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def env(*checks: dict[str, Any], **settings: Any) -> Environment:
-    return Environment.model_validate({"checks": list(checks), **settings})
+env = local_environment
 
 
 async def one(environment: Environment, http: Probes) -> Any:

@@ -13,12 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.config.health import Environment
 from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.checks_body import BODY_LIMIT, explain
 from bot.providers.probe_client import Probes
-from tests.conftest import load_test_config
+from tests.conftest import load_test_config, local_environment
 
 API_KEY = "Zq8mW3xR7tK2pL9v"  # a header secret of one check, echoed back by another endpoint
 NGINX_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
@@ -65,9 +64,7 @@ async def http() -> AsyncIterator[Probes]:
 
 
 async def result_of(http: Probes, check: dict[str, Any]) -> Any:
-    # latency_warn: these tests are about bodies; a loaded CI host once took a local check past the 1 s default.
-    environment = Environment.model_validate({"latency_warn": "30s", "checks": [check]})
-    report = await check_environment("prod", environment, http=http)
+    report = await check_environment("prod", local_environment(check), http=http)
     (result,) = report.results
     return result
 
