@@ -144,17 +144,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # what the worker wrote to the directory).
     with _metrics_dir(separate_worker):
         settings, config, source = server_start(socket_mode=False)
-        import uvicorn
-
         from bot import logs
         from bot.app import build
+        from bot.db import upgrade_in_child
         from bot.worker import Role
 
         logs.configure(settings, config)
         _log_start(settings, source, jobs="a worker process" if separate_worker else "this process")
+        # Migrated before the worker starts, in a child process: Alembic is resident in neither process.
+        migrated = upgrade_in_child(settings.database_url.get_secret_value())
         forked = _fork_worker(settings, config) if separate_worker else None
+        import uvicorn  # after the fork: the worker serves no HTTP
+
         app = build(settings, config, freeze_gc=True, role=Role.WEB if separate_worker else Role.INLINE,
-                    forked_worker=forked)
+                    forked_worker=forked, migrate=not migrated)
         # log_config=None: uvicorn installs no handlers or formatters of its own; its records reach the
         # root handler, whose formatter scrubs secrets from messages and tracebacks alike.
         uvicorn.run(app.asgi, host=args.host or settings.host, port=args.port or settings.port, log_config=None,

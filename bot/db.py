@@ -132,14 +132,75 @@ class Database:
 
 
 @functools.cache
-def migration_heads() -> frozenset[str]:
-    """The head revision(s) of bot/migrations (read once per process: the scripts ship with the code)."""
-    from alembic.config import Config as AlembicConfig
-    from alembic.script import ScriptDirectory
+def migration_heads(directory: Path = MIGRATIONS) -> frozenset[str]:
+    """The head revision(s) of the migration scripts in `directory`, read once per process from each script's
+    `revision` and `down_revision`. Read without Alembic's ScriptDirectory, which imports Alembic and Mako:
+    a readiness probe would keep them resident in the serving process (tests/test_storage.py checks that the
+    two agree)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted((directory / "versions").glob("*.py")):
+        values = _revision_identifiers(script)
+        if "revision" not in values:
+            continue
+        revisions.add(str(values["revision"]))
+        down = values.get("down_revision")
+        parents.update(str(d) for d in (down if isinstance(down, tuple | list) else (down,)) if d)
+    return frozenset(revisions - parents)
 
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+def _revision_identifiers(script: Path) -> dict[str, object]:
+    """The literal values of a script's module-level `revision` and `down_revision` (annotated or not)."""
+    import ast
+
+    values: dict[str, object] = {}
+    for node in ast.parse(script.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            values[target.id] = ast.literal_eval(value)
+    return values
+
+
+def upgrade_in_child(url: str) -> bool:
+    """Migrate to head in a forked child process that exits when done, so Alembic and Mako (a few MiB) stay
+    resident in neither the serving process nor the worker forked after it. Waits for the child; a failure
+    is logged (the bot still starts and /health/ready tells the operator, as an in-process migration does).
+    False, having done nothing, when this process runs another thread (whose locks a fork would copy held):
+    the caller migrates in-process instead."""
+    import os
+    import sys
+    import threading
+
+    if threading.active_count() > 1 or not hasattr(os, "fork"):
+        return False
+    sys.stdout.flush()  # what is buffered would otherwise be written twice
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return True
+    code = 1  # pragma: no cover - the forked child (tests/test_storage.py runs it in a subprocess)
+    try:
+        asyncio.run(_upgrade(url))
+        code = 0
+    except BaseException as exc:
+        log.error("database migration failed at start: %s", type(exc).__name__)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+async def _upgrade(url: str) -> None:
+    db = Database(url)
+    try:
+        await db.upgrade()
+    finally:
+        await db.dispose()
 
 
 def run_migrations(connection: Connection, revision: str = "heads") -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -69,6 +71,67 @@ async def test_fresh_database_is_migrated_from_scratch(tmp_path: Path) -> None:
         assert await db.ping() is None
     finally:
         await db.dispose()
+
+
+def test_migration_heads_agree_with_alembic(tmp_path: Path) -> None:
+    """migration_heads reads the scripts without Alembic; Alembic's own answer is the reference, on this
+    repository's scripts and on a branched history (two heads, then their merge)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    def alembic_heads(directory: Path) -> frozenset[str]:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(directory))
+        return frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+    assert migration_heads() == alembic_heads(MIGRATIONS) == {"0011_incident_roles_followups"}
+    branched = tmp_path / "migrations"
+    (branched / "versions").mkdir(parents=True)
+    scripts = {"a": 'revision = "a"\ndown_revision = None\n',
+               "b": 'revision: str = "b"\ndown_revision: str | None = "a"\n',
+               "c": '"""c"""\nrevision = "c"\ndown_revision = "a"\nbranch_labels = None\n'}
+    for name, body in scripts.items():
+        (branched / "versions" / f"{name}.py").write_text(body)
+    assert migration_heads(branched) == alembic_heads(branched) == {"b", "c"}
+    (branched / "versions" / "d.py").write_text('revision = "d"\ndown_revision = ("b", "c")\n')
+    migration_heads.cache_clear()
+    assert migration_heads(branched) == alembic_heads(branched) == {"d"}
+
+
+def _upgrade_in_child(url: str) -> tuple[list[str], str]:
+    """bot.db.upgrade_in_child in a new interpreter: what it printed (its answer and the Alembic or Mako
+    modules left in the calling process) and its standard error."""
+    code = ("import logging, sys\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "from bot.db import upgrade_in_child\n"
+            f"answer = upgrade_in_child({url!r})\n"
+            "print(answer, sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent, check=True)
+    return done.stdout.strip().split(maxsplit=1), done.stderr
+
+
+def test_serve_migrates_in_a_child_process(tmp_path: Path) -> None:
+    """`opsbot serve` migrates in a child that exits (Alembic stays resident in neither the web process nor
+    the worker forked after it): the database is at the head afterwards, the caller never imported Alembic,
+    and a database that cannot be reached is logged without its password while the caller goes on."""
+    if BACKEND_URL.startswith("postgres"):
+        url = _pg_create_database("opsbot_child_migrate")
+    else:
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    try:
+        (answer, modules), _stderr = _upgrade_in_child(url)
+        assert (answer, modules) == ("True", "[]")
+        engine = create_engine(_sync_url(url))
+        with engine.connect() as conn:
+            assert set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars()) == migration_heads()
+        engine.dispose()
+    finally:
+        if BACKEND_URL.startswith("postgres"):
+            _pg_drop_database(url)
+    (answer, modules), stderr = _upgrade_in_child("postgresql://opsbot:s3cret@127.0.0.1:1/opsbot")
+    assert (answer, modules) == ("True", "[]")
+    assert "database migration failed at start: OperationalError" in stderr and "s3cret" not in stderr
 
 
 async def test_audit_entries_round_trip_with_utc_times(database_url: str) -> None:
