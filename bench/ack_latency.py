@@ -21,6 +21,7 @@ at the lowest CPU priority (`--standins-nice 19`; 0 runs them at normal priority
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import contextlib
 import json
@@ -100,8 +101,37 @@ def rss_kib(pid: int) -> int:
 
 
 def replica_kib(root: int) -> dict[str, int]:
-    """RSS summed over `root` and its descendants (shared pages counted once per process), and their PSS (each
-    shared page split between the processes that map it: what the replica is charged, as its cgroup is)."""
+    """Memory of `root` and its descendants, three ways: RSS summed (a page two processes share counted in
+    each), PSS summed (each shared page split between the processes that map it), and the resident set of the
+    replica as a whole (each physical page once, read from /proc/PID/pagemap; 0 when this user may not read
+    page frame numbers): the last is what the replica occupies, and what its cgroup is charged for these
+    pages."""
+    family = descendants(root)
+    totals = {"rss": 0, "pss": 0}
+    for pid in family:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key = line.split(":")[0].lower()
+                if key in totals:
+                    totals[key] += int(line.split()[1])
+        except OSError:
+            continue
+    frames: set[int] = set()
+    for pid in family:
+        frames |= resident_frames(pid)
+    totals["unique"] = len(frames) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    return totals
+
+
+def note_replica(memory: dict[str, float], root: int) -> None:
+    """The replica's memory now, kept where it is the most yet."""
+    now = replica_kib(root)
+    for key in ("rss", "pss", "unique"):
+        memory[f"replica_{key}_kib"] = max(memory.get(f"replica_{key}_kib", 0), now[key])
+
+
+def descendants(root: int) -> set[int]:
+    """`root` and every process below it."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -113,16 +143,31 @@ def replica_kib(root: int) -> dict[str, int]:
         more = {pid for pid, parent in parents.items() if parent in family} - family
         family |= more
         grew = bool(more)
-    totals = {"rss": 0, "pss": 0}
-    for pid in family:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                key = line.split(":")[0].lower()
-                if key in totals:
-                    totals[key] += int(line.split()[1])
-        except OSError:
-            continue
-    return totals
+    return family
+
+
+PRESENT = 1 << 63
+FRAME = (1 << 55) - 1
+
+
+def resident_frames(pid: int) -> set[int]:
+    """The physical page frames of `pid`'s resident pages (pagemap: bit 63 present, bits 0-54 the frame,
+    which reads as 0 without CAP_SYS_ADMIN)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    frames: set[int] = set()
+    try:
+        ranges = [line.split()[0].split("-") for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                  if not line.endswith("[vsyscall]")]
+        with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for start, end in ranges:
+                first, last = int(start, 16) // page, int(end, 16) // page
+                pagemap.seek(first * 8)
+                entries = array.array("Q", pagemap.read((last - first) * 8))
+                frames.update(entry & FRAME for entry in entries if entry & PRESENT)
+    except OSError:
+        return set()
+    frames.discard(0)
+    return frames
 
 
 def signed_commands(n: int, response_base: str) -> list[tuple[bytes, dict[str, str]]]:
@@ -310,7 +355,8 @@ def main() -> None:
             memory["idle_rss_kib"] = rss_kib(procs["opsbot"].pid)
             worker_pid = wait_drained(ports["opsbot"]).get("pid")
             memory["worker_idle_rss_kib"] = rss_kib(worker_pid) if worker_pid else 0
-            memory["replica_idle_pss_kib"] = replica_kib(procs["opsbot"].pid)["pss"]
+            idle = replica_kib(procs["opsbot"].pid)
+            memory["replica_idle_pss_kib"], memory["replica_idle_unique_kib"] = idle["pss"], idle["unique"]
         else:
             worker_pid = None
         for name in procs:
@@ -344,6 +390,7 @@ def main() -> None:
                         if status.get("pid"):
                             memory["worker_rss_kib"] = max(memory.get("worker_rss_kib", 0),
                                                            rss_kib(status["pid"]))
+                        note_replica(memory, procs[name].pid)
                     time.sleep(0.5)
         if drains:
             memory["drain_seconds"] = round(max(drains), 1)
@@ -358,7 +405,7 @@ def main() -> None:
             if status.get("pid"):
                 memory["worker_rss_kib"] = max(memory.get("worker_rss_kib", 0), rss_kib(status["pid"]))
         if "opsbot" in procs:
-            memory["replica_pss_kib"] = replica_kib(procs["opsbot"].pid)["pss"]
+            note_replica(memory, procs["opsbot"].pid)
     finally:
         for proc in procs.values():
             stop(proc)
@@ -406,8 +453,11 @@ def main() -> None:
               f"at most {mib.get('worker_rss_kib', '-')}")
         replica = (memory.get("after_load_rss_kib", 0) + memory.get("worker_rss_kib", 0)) / 1024
         print(f"replica (web + worker) RSS summed after load: {replica:.0f} MiB (pages the two share counted twice)")
-        print(f"replica PSS: idle {mib.get('replica_idle_pss_kib', '-')}, after load {mib.get('replica_pss_kib', '-')} "
-              f"(target < 200 MiB)")
+        print(f"replica PSS: idle {mib.get('replica_idle_pss_kib', '-')}, at most {mib.get('replica_pss_kib', '-')} "
+              "after load")
+        print(f"replica resident set (each physical page once): idle {mib.get('replica_idle_unique_kib', '-')}, "
+              f"at most {mib.get('replica_unique_kib', '-')} after load (target < 200 MiB); RSS summed at that "
+              f"moment {mib.get('replica_rss_kib', '-')}")
         print(f"the queue was empty at most {memory['drain_seconds']} s after a round's end")
         if "burst_drain_seconds" in memory:
             print(f"a {args.burst_seconds:g} s burst at c={levels[-1]} ({memory['burst_requests']} requests): all its "
