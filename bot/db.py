@@ -170,29 +170,24 @@ def upgrade_in_child(url: str) -> bool:
     """Migrate to head in a forked child process that exits when done, so Alembic and Mako (a few MiB) stay
     resident in neither the serving process nor the worker forked after it. Waits for the child; a failure
     is logged (the bot still starts and /health/ready tells the operator, as an in-process migration does).
-    False, having done nothing, when this process runs another thread (whose locks a fork would copy held):
-    the caller migrates in-process instead."""
+    False, having done nothing, when this process cannot fork safely: the caller migrates in-process."""
     import os
-    import sys
-    import threading
 
-    if threading.active_count() > 1 or not hasattr(os, "fork"):
+    from bot import forks
+
+    def child() -> int:
+        try:
+            asyncio.run(_upgrade(url))
+        except Exception as exc:
+            log.error("database migration failed at start: %s", type(exc).__name__)
+            return 1
+        return 0
+
+    pid = forks.fork(child)
+    if pid is None:
         return False
-    sys.stdout.flush()  # what is buffered would otherwise be written twice
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return True
-    code = 1  # pragma: no cover - the forked child (tests/test_storage.py runs it in a subprocess)
-    try:
-        asyncio.run(_upgrade(url))
-        code = 0
-    except BaseException as exc:
-        log.error("database migration failed at start: %s", type(exc).__name__)
-    finally:
-        logging.shutdown()
-        os._exit(code)
+    os.waitpid(pid, 0)
+    return True
 
 
 async def _upgrade(url: str) -> None:

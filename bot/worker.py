@@ -153,27 +153,19 @@ def fork_worker(settings: Settings, config: Config) -> int | None:
     locks a fork would copy held."""
     import gc
 
-    if threading.active_count() > 1 or not hasattr(os, "pidfd_open"):
+    from bot import forks
+
+    if not forks.can_fork() or not hasattr(os, "pidfd_open"):
         return None
     gc.collect()
     gc.freeze()  # the collector never touches (and so never copies) what the two processes share
-    sys.stdout.flush()  # what is buffered would otherwise be written twice
-    sys.stderr.flush()
     parent = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1  # pragma: no cover - the forked worker (the tests drive it through `opsbot serve`)
-    try:
+
+    def child() -> int:
         os.environ[PARENT_ENV] = str(parent)
-        code = run(settings, config)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        log.exception("the worker process failed")
-    finally:
-        logging.shutdown()
-        os._exit(code)
+        return run(settings, config)
+
+    return forks.fork(child)
 
 
 def main() -> int:
