@@ -52,7 +52,9 @@ class BotHarness:
             await asyncio.sleep(0.005)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        # Idle connections are dropped here well before uvicorn's 5 s keep-alive closes them: with both at 5 s,
+        # a request sent on a connection the server was closing at that moment failed with ReadError.
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10, limits=httpx.Limits(keepalive_expiry=2.0))
         return self
 
     async def stop(self) -> None:
