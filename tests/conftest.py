@@ -31,6 +31,27 @@ PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:
 BACKEND_URL = os.environ.get("TEST_DATABASE_URL", "sqlite")
 
 
+# Fixtures that hand a test the pass's database (or PostgreSQL itself): a test that takes one is not
+# backend-independent.
+DATABASE_FIXTURES = frozenset({"database_url", "_database_template", "pg_via_proxy", "_fault_database",
+                               "target_pg_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass leaves out the tests marked `backend_independent` (the shell, the demo and `opsbot
+    init` run on an SQLite database of their own, or on none): the SQLite pass runs them, and running them
+    again would test nothing new. A marked test that takes a database fixture is refused."""
+    independent = [item for item in items if item.get_closest_marker("backend_independent")]
+    misplaced = [item.nodeid for item in independent
+                 if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if misplaced:
+        raise pytest.UsageError(f"marked backend_independent but takes a database fixture: {misplaced}")
+    if BACKEND_URL == "sqlite" or not independent:
+        return
+    config.hook.pytest_deselected(items=independent)
+    items[:] = [item for item in items if not item.get_closest_marker("backend_independent")]
+
+
 def _pg_create_database(prefix: str) -> str:
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

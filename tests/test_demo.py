@@ -21,6 +21,8 @@ from bot.demo.main import DEMO_CONFIG, demo_environment
 from bot.demo.targets import DemoTargets
 from bot.shell import STAND_IN_ENV
 
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.config import check_file, parse_config
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNBOOKS = Path(__file__).parent / "runbooks"

@@ -19,6 +19,8 @@ from bot.config.rollbacks import CommandRunner
 from bot.init import draft
 from bot.templates import render
 
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
+
 RUNBOOKS = Path(__file__).parent / "runbooks"
 
 

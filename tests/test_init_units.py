@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from bot.init.draft import settle
 from bot.init.markdown import parse
 from bot.init.template import convert
 from bot.init.yamlout import Entry, Literal, Map, Seq, clean, data, render, scalar
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 
 def load(markdown: str) -> tuple[object, str]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.shell.markup import EMOJI, ESCAPED_COMMANDS, Names, escape_command, format_date, render
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = Names(users={"U0BOB0001": "bob", "U0ALICE01": "alice"}, channels={"C000000001": "general",

@@ -19,6 +19,8 @@ from bot.paging.providers import build
 from bot.paging.providers.base import Notice
 from bot.shell import SHELL_ROUTING_KEY, STAND_IN_ENV, open_shell
 
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.shell import STAND_IN_ENV
 from commands.incident.modals import declare_modal
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 
 def shell(tmp_path: Path, script: str, *args: str) -> str:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from bot.config import EXAMPLE_CONFIG, load_config
 from bot.shell.complete import SHELL_COMMANDS, ShellCompleter, Vocabulary, complete
 from bot.shell.lineinput import CANCELLED, TerminalReader
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 
 def vocabulary() -> Vocabulary:

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # its own SQLite database or none (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 
