@@ -183,7 +183,7 @@ def upgrade_in_child(url: str) -> bool:
             return 1
         return 0
 
-    pid = forks.fork(child)
+    pid = forks.fork(child, name="migration")
     if pid is None:
         return False
     os.waitpid(pid, 0)

@@ -17,9 +17,9 @@ def can_fork() -> bool:
     return threading.active_count() == 1 and hasattr(os, "fork")
 
 
-def fork(child: Callable[[], int]) -> int | None:
-    """Call `child` in a forked copy of this process, which exits with its return value (1 if it raises); the
-    copy's pid, or None (nothing forked) when `can_fork()` says no."""
+def fork(child: Callable[[], int], *, name: str) -> int | None:
+    """Call `child` in a forked copy of this process, which exits with its return value (1 if it raises, logged
+    as the `name` process's failure); the copy's pid, or None (nothing forked) when `can_fork()` says no."""
     if not can_fork():
         return None
     sys.stdout.flush()  # what is buffered would otherwise be written twice
@@ -33,7 +33,7 @@ def fork(child: Callable[[], int]) -> int | None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
-        log.exception("the forked process failed")
+        log.exception("the %s process failed", name)
     finally:
         logging.shutdown()
         os._exit(code)

@@ -165,7 +165,7 @@ def fork_worker(settings: Settings, config: Config) -> int | None:
         os.environ[PARENT_ENV] = str(parent)
         return run(settings, config)
 
-    return forks.fork(child)
+    return forks.fork(child, name="worker")
 
 
 def main() -> int:

@@ -111,7 +111,7 @@ def _upgrade_in_child(url: str) -> tuple[list[str], str]:
     return done.stdout.strip().split(maxsplit=1), done.stderr
 
 
-def test_serve_migrates_in_a_child_process(tmp_path: Path) -> None:
+def test_the_start_up_migration_runs_in_a_child_process(tmp_path: Path) -> None:
     """`opsbot serve` migrates in a child that exits (Alembic stays resident in neither the web process nor
     the worker forked after it): the database is at the head afterwards, the caller never imported Alembic,
     and a database that cannot be reached is logged without its password while the caller goes on."""
