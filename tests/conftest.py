@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,20 @@ from tests.tcpproxy import TcpProxy
 TESTS = Path(__file__).resolve().parent
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKEND_URL = os.environ.get("TEST_DATABASE_URL", "sqlite")
+
+
+# Sockets behind closed_port(): bound, never listening, open while the test process lives.
+_HELD: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port that refuses connections and stays refused: its socket is bound and never listens, and
+    is kept open, so no server started meanwhile (another test process's included) can take the port. A port
+    bound and released at once was taken by a server of a concurrent test, which answered 404."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return int(sock.getsockname()[1])
 
 
 # Fixtures that hand a test the pass's database (or PostgreSQL itself): a test that takes one is not

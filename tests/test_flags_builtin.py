@@ -19,12 +19,12 @@ from bot.errors import ProviderError
 from bot.models import BuiltinFlag
 from bot.providers.flags_builtin import BuiltinFlags
 from commands.flags.ids import Action
+from tests.conftest import closed_port
 from tests.test_flags_support import (
     ALICE,
     BOB,
     AdminApi,
     audits,
-    closed_port,
     flag_table,
     flags_config,
     last_text,

@@ -11,7 +11,8 @@ import pytest
 from bot.emulator.harness import BotHarness
 from bot.emulator.localserver import LocalServer
 from commands.flags.ids import Action
-from tests.test_flags_support import ALICE, AdminApi, audits, closed_port, flags_config, last_text, press
+from tests.conftest import closed_port
+from tests.test_flags_support import ALICE, AdminApi, audits, flags_config, last_text, press
 
 TOKEN = "admin-s3cret-token"
 

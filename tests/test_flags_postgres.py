@@ -14,13 +14,13 @@ from sqlalchemy import select
 from bot.emulator.harness import BotHarness
 from bot.models import Incident, IncidentEvent, PendingAction
 from commands.flags.ids import Action
+from tests.conftest import closed_port
 from tests.test_flags_support import (
     ALICE,
     BOB,
     CAROL,
     audits,
     buttons,
-    closed_port,
     flag_table,
     flags_config,
     last_text,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,12 +33,6 @@ ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"  # alice is @oncall; b
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flags_config(flags: dict[str, Any]) -> Config:

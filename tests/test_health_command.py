@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.emulator.localserver import LocalServer
-from tests.conftest import load_test_config
+from tests.conftest import closed_port, load_test_config
 
 
 async def _ok(_request: Request) -> Response:
@@ -53,11 +52,6 @@ async def target() -> AsyncIterator[str]:
         yield server.url
         TARGET.state.release.set()
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environments(url: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +20,7 @@ from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.checks_http import MAX_BODY
 from bot.providers.probe_client import Probes
-from tests.conftest import local_environment
+from tests.conftest import closed_port, local_environment
 
 
 async def _status(request: Request) -> Response:
@@ -83,12 +82,6 @@ async def http() -> AsyncIterator[Probes]:
     async with Probes() as client:
         yield client
 
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 env = local_environment

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from bot.config.health import Environment
 from bot.emulator.localserver import LocalServer
 from bot.health import check_environment
 from bot.providers.probe_client import Probes
-from tests.conftest import load_test_config
+from tests.conftest import closed_port, load_test_config
 
 SEEN: dict[str, int] = {}
 IN_FLIGHT = {"now": 0, "most": 0}
@@ -123,10 +122,7 @@ async def test_other_errors_fail_with_the_answer(target: str, http: Probes,
     assert broken.status == "fail" and broken.status_code == 500
     assert broken.detail == "request 1 got 500 (expected 2xx, or 429 when limited)"
     assert broken.body == "status=error · error=db down"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    refused = await one(http, rate_check(f"http://127.0.0.1:{port}/x"))
+    refused = await one(http, rate_check(f"http://127.0.0.1:{closed_port()}/x"))
     assert refused.status == "fail" and refused.detail == "request 1: connection refused"
     monkeypatch.setenv("HC_RL_KEY", "k-123456")
     keyed = await one(http, rate_check(f"{target}/limit/f/60?key=k-123456", headers={"X-Api-Key": "${HC_RL_KEY}"}))

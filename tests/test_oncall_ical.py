@@ -4,7 +4,6 @@ the feed fetched from a real local HTTP server with ETag/304, kept while its hos
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from bot.emulator.localserver import LocalServer
 from bot.models import OncallFeed
 from bot.oncall import current, ical
 from bot.oncall.ical import FeedError, parse_shifts
-from tests.conftest import load_test_config
+from tests.conftest import closed_port, load_test_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SECRET_PATH = "/private/s3cr3tT0ken/feed"
@@ -196,11 +195,6 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_refresh_stores_the_feed_then_asks_with_its_etag_and_gets_304(
         db: Database, host: tuple[FeedHost, LocalServer], clock: FakeClock) -> None:
@@ -235,7 +229,7 @@ async def test_a_failed_refresh_keeps_the_last_good_copy_and_records_why_without
         feed.status, feed.body, feed.etag = 200, "<html>login</html>", '"bad"'
         state = await ical.refresh(db, http, clock, schedule="pd", feed=config)
         assert state.body == FEED and state.error == "the feed is not valid iCalendar"
-        down = IcalFeed.model_validate({"url": f"http://127.0.0.1:{_free_port()}{SECRET_PATH}"})
+        down = IcalFeed.model_validate({"url": f"http://127.0.0.1:{closed_port()}{SECRET_PATH}"})
         state = await ical.refresh(db, http, clock, schedule="pd", feed=down)
         assert state.body == FEED and state.error == "the feed could not be fetched (ConnectError)"
         assert state.stale(clock(), config.refresh)
@@ -284,7 +278,7 @@ async def test_oncall_reads_the_feed_resolves_addresses_and_shows_a_stale_feed(
 
 async def test_a_feed_never_read_says_why(make_bot: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    bot = await make_bot(config=_pd_config(f"http://127.0.0.1:{_free_port()}{SECRET_PATH}"))
+    bot = await make_bot(config=_pd_config(f"http://127.0.0.1:{closed_port()}{SECRET_PATH}"))
     await bot.command("/oncall", "pd")
     text = bot.ephemeral_texts()[-1]
     assert "*Now:* nobody" in text

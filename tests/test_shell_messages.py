@@ -5,21 +5,15 @@ the acknowledgement to `/incident ack`."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
 
 from bot.emulator.harness import BotHarness
-from tests.conftest import load_test_config
+from tests.conftest import closed_port, load_test_config
 
 ALICE = "U0ALICE01"
 
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_an_unknown_incident_lists_the_open_ones(bot: BotHarness) -> None:
